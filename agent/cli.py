@@ -1,0 +1,188 @@
+"""The `gridpilot` command.
+
+Each subcommand is a pair of functions: `_add_<command>(commands)` declares its arguments and
+sets `handler`, and `_<command>(args) -> int` runs it and returns the exit code. A new command
+(`bench`, `plan`, `replay`, `run`) adds its pair and one line in `_parser`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import TypeAlias
+
+from agent import site
+from agent.settings import ConfigError, Settings, load_settings
+
+# sysexits.h EX_CONFIG: a bad configuration. systemd is told not to restart on it
+# (RestartPreventExitStatus), since restarting cannot fix a file.
+EX_CONFIG = 78
+
+# The subsidy-only hashprice on 2025-04-07, the latest day in the bundled Bitcoin data
+# (../shared/data/btc): 0.04099 $/TH/s/day. Fees would add several percent.
+DEFAULT_HASHPRICE_USD_PER_TH_DAY = 0.041
+
+Handler = Callable[[argparse.Namespace], int]
+# A string: argparse's private action class is generic only to type checkers.
+SubParsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line `argv` (default: `sys.argv[1:]`) and return its exit code."""
+    args = _parser().parse_args(argv)
+    handler: Handler = args.handler
+    return handler(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gridpilot",
+        description="Site agent for hybrid Bitcoin-mining and AI-GPU facilities.",
+    )
+    commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
+    _add_check_config(commands)
+    return parser
+
+
+def _add_check_config(commands: SubParsers) -> None:
+    command = commands.add_parser(
+        "check-config",
+        help="validate a site file and print the site summary and merit order",
+        description="Validate a site file (with GRIDPILOT_* environment overrides) and print the"
+        f" site summary and merit order. Exits {EX_CONFIG} if the configuration is invalid.",
+    )
+    command.add_argument("file", type=Path, metavar="FILE", help="the site's TOML file")
+    command.add_argument(
+        "--hashprice",
+        type=_positive_float,
+        default=DEFAULT_HASHPRICE_USD_PER_TH_DAY,
+        metavar="USD_PER_TH_DAY",
+        help="hashprice for the breakevens, $/TH/s/day (default: %(default)s, the subsidy-only"
+        " hashprice of 2025-04-07)",
+    )
+    command.set_defaults(handler=_check_config)
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.file)
+    except ConfigError as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_CONFIG
+    print("\n".join(_site_summary(settings)))
+    print()
+    print("\n".join(_merit_table(settings, args.hashprice)))
+    return 0
+
+
+def _site_summary(settings: Settings) -> list[str]:
+    limit = settings.site.interconnect_watts
+    plan_to = limit - settings.site.margin_watts
+    asic_watts = site.asic_peak_watts(settings)
+    gpu_watts = site.gpu_peak_watts(settings)
+    peak = asic_watts + gpu_watts
+    units = sum(entry.count for entry in settings.asic_groups)
+    nodes = sum(entry.nodes for entry in settings.gpu_groups)
+    gpus = sum(entry.nodes * entry.gpus_per_node for entry in settings.gpu_groups)
+    if peak > plan_to:
+        verdict = ("oversubscribed by", _mw(peak - plan_to), "the agent must keep some load off")
+    else:
+        verdict = ("not oversubscribed", _mw(plan_to - peak), "of headroom at full load")
+    rows = [
+        ("interconnect limit", _mw(limit), f"settlement point {settings.site.settlement_point}"),
+        ("safety margin", _mw(settings.site.margin_watts), f"plans to {_mw(plan_to)}"),
+        (
+            "ASIC peak",
+            _mw(asic_watts),
+            f"{units:,} miners in {len(site.asic_groups(settings))} groups,"
+            f" overhead {settings.site.asic_overhead_factor:g}",
+        ),
+        (
+            "GPU hall peak",
+            _mw(gpu_watts),
+            f"{nodes:,} nodes ({gpus:,} GPUs) in {len(site.gpu_groups(settings))} groups,"
+            f" overhead {settings.site.gpu_overhead_factor:g}",
+        ),
+        ("total peak", _mw(peak), "every load at full power, at the meter"),
+        verdict,
+    ]
+    return [f"site {settings.site.name}", *_table(("", "", ""), "<><", rows, header=False)]
+
+
+def _merit_table(settings: Settings, hashprice_usd_per_th_day: float) -> list[str]:
+    rows = site.merit_order(settings, hashprice_usd_per_th_day)
+    asics = [row for row in rows if isinstance(row, site.AsicMerit)]
+    gpus = [row for row in rows if isinstance(row, site.GpuMerit)]
+    lines = [
+        f"merit order at hashprice {hashprice_usd_per_th_day:g} $/TH/s/day, first to sleep at top"
+        f" (at meter: after the {settings.site.pool_fee:.1%} pool fee and overhead)",
+        *_table(
+            ("model", "units", "groups", "J/TH", "breakeven $/MWh", "at meter $/MWh"),
+            "<>>>>>",
+            [
+                (
+                    row.model,
+                    f"{row.units:,}",
+                    f"{row.groups}",
+                    f"{row.joules_per_th:.1f}",
+                    f"{row.breakeven_usd_per_mwh:.1f}",
+                    f"{row.breakeven_at_meter_usd_per_mwh:.1f}",
+                )
+                for row in asics
+            ],
+        ),
+    ]
+    if gpus:
+        lines += [
+            "",
+            "GPU groups, curtailed after every miner, first at top",
+            *_table(
+                ("group", "contract", "tier", "nodes", "groups", "value $/MWh", "at meter $/MWh"),
+                "<<<>>>>",
+                [
+                    (
+                        row.name,
+                        row.contract,
+                        str(row.tier),
+                        f"{row.nodes:,}",
+                        f"{row.groups}",
+                        f"{row.value_usd_per_mwh:,.0f}",
+                        f"{row.value_at_meter_usd_per_mwh:,.0f}",
+                    )
+                    for row in gpus
+                ],
+            ),
+        ]
+    return lines
+
+
+def _table(
+    headers: Sequence[str], align: str, rows: Sequence[Sequence[str]], *, header: bool = True
+) -> list[str]:
+    """Rows indented by two spaces, each column padded to its widest cell; `align` holds one
+    format alignment character ('<' or '>') per column."""
+    shown = [list(headers), *rows] if header else list(rows)
+    widths = [max(len(row[column]) for row in shown) for column in range(len(headers))]
+    lines = []
+    for row in shown:
+        cells = (f"{cell:{a}{w}}" for cell, a, w in zip(row, align, widths, strict=True))
+        lines.append(("  " + "  ".join(cells)).rstrip())
+    return lines
+
+
+def _mw(watts: float) -> str:
+    return f"{watts / 1e6:.3f} MW"
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,439 @@
+"""The site file: one pydantic-settings model, read from TOML once at start-up.
+
+Values come from the TOML file given to `load_settings`, overridden by `GRIDPILOT_`-prefixed
+environment variables with `__` between levels (`GRIDPILOT_SITE__INTERCONNECT_WATTS=7e7`). Every
+model forbids unknown keys, so a typo is an error rather than a silently ignored setting. Later
+sections (`mqtt`, `planner`, `ledger`, `metrics`) become further fields of `Settings`.
+
+Units are in the field names: watts, seconds (`_s`), $/GPU-hour, TH/s per unit.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import tomllib
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, Self, get_args, get_origin
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails, PydanticCustomError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+    TomlConfigSettingsSource,
+)
+
+from optimizer.problem import Tier
+
+ENV_PREFIX = "GRIDPILOT_"
+EXAMPLE_FILE = "deploy/examples/reference-site.toml"
+
+# Group and contract names end up in MQTT topics, metric labels and ledger keys.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+# The error type of checks that span sections; its context carries (path, message) pairs so each
+# problem keeps its own field path instead of pointing at the whole file.
+_CROSS_FIELD_ERROR = "gridpilot_cross_field"
+_RELATIVE_TOLERANCE = 1e-9
+
+Issue = tuple[str, str]  # (field path such as "gpu_groups[0].contract", what is wrong and the fix)
+
+
+class ConfigError(Exception):
+    """A site file that cannot be used: each issue names a field path and what would fix it."""
+
+    def __init__(self, source: Path, issues: Sequence[Issue]) -> None:
+        super().__init__(source, tuple(issues))
+        self.source = source
+        self.issues: list[Issue] = list(issues)
+
+    def __str__(self) -> str:
+        count = len(self.issues)
+        lines = [f"{self.source}: {count} problem{'s' if count != 1 else ''} in the site file:"]
+        lines += [
+            f"  {path}: {message}" if path else f"  {message}" for path, message in self.issues
+        ]
+        if any(path for path, _ in self.issues):
+            lines.append(f"(a {ENV_PREFIX}* environment variable, if set, wins over the file)")
+        return "\n".join(lines)
+
+
+class _Section(BaseModel):
+    # Frozen so settings can be passed down without defensive copies; NaN and infinity are never a
+    # meaningful setting.
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+class SiteSettings(_Section):
+    """The grid connection and what sits between the loads and the meter."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    settlement_point: str = Field(min_length=1)  # ERCOT settlement point, e.g. HB_WEST
+    interconnect_watts: float = Field(gt=0)  # the limit the site must never exceed at the meter
+    margin_watts: float = Field(ge=0)  # kept free below the limit for meter lag and load swings
+    pool_fee: float = Field(ge=0, lt=1)  # share of mining revenue the pool keeps, e.g. 0.02
+    asic_overhead_factor: float = Field(default=1.0, ge=1)  # meter watts per miner watt (cooling)
+    gpu_overhead_factor: float = Field(default=1.0, ge=1)  # meter watts per GPU-node watt
+
+    @field_validator("margin_watts")
+    @classmethod
+    def _margin_below_limit(cls, margin_watts: float, info: ValidationInfo) -> float:
+        limit = info.data.get("interconnect_watts")
+        if limit is not None and margin_watts >= limit:
+            raise ValueError(
+                f"{margin_watts:,.0f} W is not below interconnect_watts ({limit:,.0f} W);"
+                " the margin is headroom kept free under the limit, typically 1-3 % of it"
+            )
+        return margin_watts
+
+
+class PowerTargetSettings(_Section):
+    """A firmware power-target range; hashrate falls linearly from nominal to the minimum."""
+
+    min_watts_per_unit: float = Field(gt=0)
+    hash_fraction_at_min: float = Field(gt=0, le=1)  # share of nominal TH/s kept at the minimum
+
+
+class AsicGroupSettings(_Section):
+    """Identical miners; with `units_per_group` they are split into containers switched apart."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    model: str = Field(min_length=1)  # e.g. "Antminer S21"
+    count: int = Field(gt=0)  # miners of this model
+    watts_per_unit: float = Field(gt=0)  # nominal draw of one miner
+    ths_per_unit: float = Field(gt=0)  # nominal hashrate of one miner, TH/s
+    units_per_group: int | None = Field(default=None, gt=0)  # container size; None: one group
+    power_target: PowerTargetSettings | None = None
+    wake_loss_s: float = Field(default=0.0, ge=0)  # hashing lost by each miner that wakes
+    min_off_s: float = Field(default=0.0, ge=0)  # a sleeping miner stays asleep at least this long
+
+    @field_validator("power_target")
+    @classmethod
+    def _target_below_nominal(
+        cls, target: PowerTargetSettings | None, info: ValidationInfo
+    ) -> PowerTargetSettings | None:
+        nominal = info.data.get("watts_per_unit")
+        if target is not None and nominal is not None and target.min_watts_per_unit >= nominal:
+            raise ValueError(
+                f"min_watts_per_unit ({target.min_watts_per_unit:g} W) must be below"
+                f" watts_per_unit ({nominal:g} W); remove power_target if the firmware has none"
+            )
+        return target
+
+    def split(self) -> tuple[tuple[str, int], ...]:
+        """The (name, units) of each optimizer group this entry becomes."""
+        return _split(self.name, self.count, self.units_per_group)
+
+
+class CapLevelSettings(_Section):
+    """A GPU power cap and the share of full-power throughput the GPU keeps under it."""
+
+    watts_per_gpu: float = Field(gt=0)
+    throughput: float = Field(gt=0, le=1)
+
+
+class GpuGroupSettings(_Section):
+    """GPU nodes serving one contract; with `nodes_per_group` they are split into smaller groups."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    nodes: int = Field(gt=0)
+    gpus_per_node: int = Field(gt=0)
+    cap_levels: tuple[CapLevelSettings, ...] = Field(min_length=1)  # full power first
+    idle_watts_per_gpu: float = Field(ge=0)  # a paused but allocated GPU
+    host_watts_per_node: float = Field(ge=0)  # CPUs, memory, NICs, fans of one node
+    contract: str  # the name of a [[contracts]] entry
+    nodes_per_group: int | None = Field(default=None, gt=0)
+
+    @field_validator("cap_levels")
+    @classmethod
+    def _caps_descend(cls, levels: tuple[CapLevelSettings, ...]) -> tuple[CapLevelSettings, ...]:
+        for index, (above, below) in enumerate(itertools.pairwise(levels), start=1):
+            if below.watts_per_gpu >= above.watts_per_gpu:
+                raise ValueError(
+                    f"level {index} ({below.watts_per_gpu:g} W) is not below level {index - 1}"
+                    f" ({above.watts_per_gpu:g} W); list the caps from full power down, each"
+                    " lower than the one before, without repeats"
+                )
+            if below.throughput > above.throughput:
+                raise ValueError(
+                    f"level {index} keeps more throughput ({below.throughput:g}) than level"
+                    f" {index - 1} ({above.throughput:g}) at higher power; a lower cap cannot be"
+                    " faster, so check the measured throughputs"
+                )
+        return levels
+
+    @field_validator("idle_watts_per_gpu")
+    @classmethod
+    def _idle_below_caps(cls, idle_watts: float, info: ValidationInfo) -> float:
+        levels: tuple[CapLevelSettings, ...] | None = info.data.get("cap_levels")
+        if levels and idle_watts >= levels[-1].watts_per_gpu:
+            raise ValueError(
+                f"{idle_watts:g} W is not below the lowest cap ({levels[-1].watts_per_gpu:g} W);"
+                " a paused GPU must draw less than a running one"
+            )
+        return idle_watts
+
+    def split(self) -> tuple[tuple[str, int], ...]:
+        """The (name, nodes) of each optimizer group this entry becomes."""
+        return _split(self.name, self.nodes, self.nodes_per_group)
+
+
+class ContractSettings(_Section):
+    """An AI customer's SLA and what curtailing its GPUs costs."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    tier: Tier
+    usd_per_gpu_hour: float = Field(ge=0)
+    # Hours per calendar month the whole contract may be curtailed (744 h is a 31-day month).
+    allowance_hours_per_month: float = Field(default=0.0, ge=0, le=744)
+    max_event_s: float | None = Field(default=None, gt=0)  # longest single curtailment
+    notice_s: float = Field(default=0.0, ge=0)  # warning owed to the customer before curtailing
+    penalty_usd_per_gpu_hour: float = Field(default=0.0, ge=0)  # beyond the allowance
+    # Flexible tier only: the deepest cap allowed, as a share of full GPU power.
+    min_power_fraction: float | None = Field(default=None, gt=0, lt=1)
+    # Unset: firm and flexible GPU-hours are billed while curtailed, interruptible ones are not.
+    billed_when_curtailed: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _billing_default_by_tier(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "billed_when_curtailed" not in data:
+            return {**data, "billed_when_curtailed": data.get("tier") != Tier.INTERRUPTIBLE}
+        return data
+
+    @field_validator("min_power_fraction")
+    @classmethod
+    def _fraction_only_when_flexible(
+        cls, fraction: float | None, info: ValidationInfo
+    ) -> float | None:
+        tier = info.data.get("tier")
+        if fraction is not None and tier is not None and tier != Tier.FLEXIBLE:
+            raise ValueError(
+                f"only a flexible contract is curtailed by power capping, this one is {tier};"
+                " remove min_power_fraction or set tier = 'flexible'"
+            )
+        return fraction
+
+
+class Settings(BaseSettings):
+    """Everything the agent is told about its site. Build it with `load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,
+    )
+
+    site: SiteSettings
+    contracts: tuple[ContractSettings, ...] = ()
+    asic_groups: tuple[AsicGroupSettings, ...] = ()
+    gpu_groups: tuple[GpuGroupSettings, ...] = ()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Highest priority first: the environment overrides the file. No .env or secrets
+        # directory: the site file is the one record of the site. The TOML path comes from
+        # `model_config["toml_file"]`, set per load by `load_settings`.
+        return init_settings, env_settings, TomlConfigSettingsSource(settings_cls)
+
+    @model_validator(mode="after")
+    def _cross_check(self) -> Self:
+        issues = [*_duplicate_names(self), *_contract_references(self), *_flexible_caps(self)]
+        if issues:
+            summary = "; ".join(f"{path}: {message}" for path, message in issues)
+            raise PydanticCustomError(
+                _CROSS_FIELD_ERROR, "{summary}", {"summary": summary, "issues": tuple(issues)}
+            )
+        return self
+
+
+def load_settings(path: Path) -> Settings:
+    """Read the site file at `path`, apply `GRIDPILOT_*` environment overrides and validate.
+
+    Raises `ConfigError` for a missing or unreadable file, a TOML syntax error or an invalid value.
+    """
+    try:
+        # Checked here because the TOML source silently skips a file that does not exist.
+        with path.open("rb"):
+            pass
+    except OSError as exc:
+        reason = exc.strerror or type(exc).__name__
+        fix = f"pass the path of a site file such as {EXAMPLE_FILE}"
+        raise ConfigError(path, [("", f"cannot read the site file ({reason}); {fix}")]) from exc
+
+    # pydantic-settings takes the TOML path from the class config only (pydantic-settings#259),
+    # so each load uses a throwaway subclass rather than mutating `Settings`.
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    try:
+        loaded = _FromFile()  # type: ignore[call-arg]  # the sources supply every field
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(path, [("", f"TOML syntax error: {exc}")]) from exc
+    except OSError as exc:
+        raise ConfigError(path, [("", f"cannot read the site file: {exc}")]) from exc
+    except SettingsError as exc:
+        # An environment override of a whole section or list that is not valid JSON.
+        fix = f"give a whole section as JSON, or set one key as {ENV_PREFIX}<SECTION>__<KEY>"
+        raise ConfigError(path, [("", f"{exc}; {fix}")]) from exc
+    except ValidationError as exc:
+        raise ConfigError(path, _issues(exc)) from exc
+    # Already validated: hand back a plain `Settings` so equality and pickling behave.
+    return Settings.model_construct(_fields_set=loaded.model_fields_set, **dict(loaded))
+
+
+def _split(name: str, total: int, per_group: int | None) -> tuple[tuple[str, int], ...]:
+    if per_group is None:
+        return ((name, total),)
+    full, remainder = divmod(total, per_group)
+    sizes = [per_group] * full + ([remainder] if remainder else [])
+    width = max(2, len(str(len(sizes))))
+    return tuple((f"{name}-{index:0{width}d}", size) for index, size in enumerate(sizes, start=1))
+
+
+def _duplicate_names(settings: Settings) -> Iterator[Issue]:
+    seen: dict[str, str] = {}
+    for index, contract in enumerate(settings.contracts):
+        path = f"contracts[{index}].name"
+        if contract.name in seen:
+            yield path, f"{contract.name!r} is also {seen[contract.name]}; rename one of them"
+        seen.setdefault(contract.name, path)
+    # Group names share one namespace across ASICs and GPUs, after containers are expanded.
+    entries = [(f"asic_groups[{i}].name", g.split()) for i, g in enumerate(settings.asic_groups)]
+    entries += [(f"gpu_groups[{i}].name", g.split()) for i, g in enumerate(settings.gpu_groups)]
+    seen = {}
+    for path, groups in entries:
+        repeated = [name for name, _ in groups if name in seen]
+        if repeated:
+            yield path, f"group {repeated[0]!r} is also named by {seen[repeated[0]]}; rename one"
+        seen.update((name, path) for name, _ in groups if name not in seen)
+
+
+def _contract_references(settings: Settings) -> Iterator[Issue]:
+    names = [contract.name for contract in settings.contracts]
+    known = f"use one of: {', '.join(names)}" if names else "none is defined yet"
+    for index, group in enumerate(settings.gpu_groups):
+        if group.contract not in names:
+            yield (
+                f"gpu_groups[{index}].contract",
+                f"{group.contract!r} is not a contract; define it under [[contracts]] or {known}",
+            )
+
+
+def _flexible_caps(settings: Settings) -> Iterator[Issue]:
+    """A flexible contract is curtailed by capping: each of its groups needs a cap it may use."""
+    for c_index, contract in enumerate(settings.contracts):
+        if contract.tier != Tier.FLEXIBLE:
+            continue
+        fraction = contract.min_power_fraction or 0.0
+        for g_index, group in enumerate(settings.gpu_groups):
+            if group.contract != contract.name:
+                continue
+            full = group.cap_levels[0].watts_per_gpu
+            below_full = group.cap_levels[1:]
+            if not below_full:
+                yield (
+                    f"gpu_groups[{g_index}].cap_levels",
+                    f"only full power is listed, but contract {contract.name!r} is flexible"
+                    " (curtailed by capping); add the cap levels below full power",
+                )
+            elif below_full[0].watts_per_gpu / full < fraction * (1 - _RELATIVE_TOLERANCE):
+                highest = below_full[0].watts_per_gpu / full
+                yield (
+                    f"contracts[{c_index}].min_power_fraction",
+                    f"{fraction:g} leaves no cap level of gpu_groups[{g_index}] ({group.name!r})"
+                    f" usable: its highest cap below full is {below_full[0].watts_per_gpu:g} W,"
+                    f" {highest:.3f} of {full:g} W; lower min_power_fraction to at most"
+                    f" {highest:.3f} or add a cap level between",
+                )
+
+
+def _issues(error: ValidationError) -> list[Issue]:
+    issues: list[Issue] = []
+    for detail in error.errors(include_url=False):
+        if detail["type"] == _CROSS_FIELD_ERROR:
+            issues.extend(detail.get("ctx", {})["issues"])
+        else:
+            issues.append((_path(detail["loc"]), _message(detail)))
+    return issues
+
+
+def _path(loc: tuple[int | str, ...]) -> str:
+    """("gpu_groups", 0, "contract") -> "gpu_groups[0].contract", as the TOML reads."""
+    parts: list[str] = []
+    for part in loc:
+        if isinstance(part, int):
+            parts.append(f"[{part}]")
+        else:
+            parts.append(f".{part}" if parts else part)
+    return "".join(parts)
+
+
+def _message(detail: ErrorDetails) -> str:
+    kind = detail["type"]
+    if kind == "missing":
+        return f"required but missing; add it (see {EXAMPLE_FILE})"
+    if kind == "extra_forbidden":
+        return _unknown_key_message(detail["loc"])
+    if kind == "value_error":
+        return str(detail.get("ctx", {}).get("error", detail["msg"]))
+    value = detail["input"]
+    if isinstance(value, dict | list | tuple):
+        return detail["msg"]
+    return f"{detail['msg']} (got {value!r})"
+
+
+def _unknown_key_message(loc: tuple[int | str, ...]) -> str:
+    model = _model_at(loc[:-1])
+    if model is None:
+        return "not a known setting; remove it or check the spelling"
+    known = list(model.model_fields)
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    if close:
+        return f"not a known setting; did you mean {close[0]!r}?"
+    return f"not a known setting; remove it or use one of: {', '.join(known)}"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model whose fields are valid keys at `loc` (list indices are skipped)."""
+    model: type[BaseModel] = Settings
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = model.model_fields.get(part)
+        nested = None if field is None else _nested_model(field.annotation)
+        if nested is None:
+            return None
+        model = nested
+    return model
+
+
+def _nested_model(annotation: Any) -> type[BaseModel] | None:
+    if get_origin(annotation) is None and isinstance(annotation, type):
+        return annotation if issubclass(annotation, BaseModel) else None
+    for argument in get_args(annotation):
+        found = _nested_model(argument)
+        if found is not None:
+            return found
+    return None

@@ -1,0 +1,499 @@
+"""The linear model of one planning horizon, built from numpy arrays and solved by OR-Tools.
+
+Columns, per class (merged groups) and step:
+
+- ``on``     ASIC units awake
+- ``wake``   ASIC units woken in the step (they draw power but hash nothing for `wake_loss_s`)
+- ``tgt``    ASIC class watts, for classes with a power target (between ``min * on`` and ``max * on``)
+- ``cap``    GPU nodes capped at one cap level (one column per usable level)
+- ``pause``  GPU nodes paused
+- ``start``  GPU nodes whose curtailment begins in the step (only where an event length is limited)
+- ``excess`` node-hours beyond the allowance (only in grid events; penalised)
+- ``slack``  watts over the site's cap (priced at `SOFT_LIMIT_USD_PER_MWH`, so never "infeasible")
+
+The objective is profit: hash revenue less waking losses, plus AI revenue, less energy cost,
+penalties and the reservation value of allowance spent. The whole matrix is assembled as COO
+triplets in numpy and handed to OR-Tools in one call; Python never loops over terms.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+import scipy.sparse as sp
+from ortools.linear_solver.python import model_builder_helper as mbh
+
+from optimizer.aggregate import AsicClass, GpuClass
+from optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR, WATT_SECONDS_PER_MWH
+from optimizer.problem import FloatArray, GpuGroup, Problem, SolveOptions
+from optimizer.schedule import SOFT_LIMIT_USD_PER_MWH, allowance_periods, curtailable
+
+IntArray = npt.NDArray[np.int64]
+INF = np.inf
+
+
+class _Columns:
+    """Allocates column blocks and collects their bounds and objective coefficients."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lower: list[FloatArray] = []
+        self.upper: list[FloatArray] = []
+        self.objective: list[FloatArray] = []
+
+    def add(self, lower: FloatArray, upper: FloatArray, objective: FloatArray) -> IntArray:
+        shape = np.shape(upper)
+        size = int(np.prod(shape))
+        index = np.arange(self.count, self.count + size).reshape(shape)
+        self.count += size
+        self.lower.append(np.broadcast_to(lower, shape).ravel().astype(np.float64))
+        self.upper.append(np.broadcast_to(upper, shape).ravel().astype(np.float64))
+        self.objective.append(np.broadcast_to(objective, shape).ravel().astype(np.float64))
+        return index
+
+
+class _Rows:
+    """Collects constraint rows as COO triplets: each `add` appends a block of rows."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.lower: list[FloatArray] = []
+        self.upper: list[FloatArray] = []
+        self.rows: list[IntArray] = []
+        self.cols: list[IntArray] = []
+        self.values: list[FloatArray] = []
+
+    def add(
+        self,
+        lower: FloatArray | float,
+        upper: FloatArray | float,
+        terms: list[tuple[IntArray, IntArray, FloatArray | float]],
+        count: int,
+    ) -> IntArray:
+        """Add `count` rows; each term is (row offset within the block, column, coefficient)."""
+        first = self.count
+        self.count += count
+        self.lower.append(np.broadcast_to(np.asarray(lower, dtype=np.float64), (count,)).copy())
+        self.upper.append(np.broadcast_to(np.asarray(upper, dtype=np.float64), (count,)).copy())
+        for local_rows, cols, coefficient in terms:
+            shape = np.broadcast_shapes(np.shape(local_rows), np.shape(cols), np.shape(coefficient))
+            self.rows.append(np.broadcast_to(local_rows, shape).ravel() + first)
+            self.cols.append(np.broadcast_to(cols, shape).ravel())
+            self.values.append(
+                np.broadcast_to(np.asarray(coefficient, dtype=np.float64), shape).ravel()
+            )
+        return np.arange(first, self.count)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class LinearModel:
+    """The assembled model plus the column blocks needed to read a solution back."""
+
+    lower: FloatArray
+    upper: FloatArray
+    objective: FloatArray
+    offset: float
+    row_lower: FloatArray
+    row_upper: FloatArray
+    matrix: sp.csr_matrix
+    integer: IntArray
+    on: IntArray  # (A, T)
+    target: dict[int, IntArray]  # class -> (T,) watts columns
+    cap: IntArray  # (H, T) columns of capped nodes, -1 where capping is not allowed at all
+    cap_level: IntArray  # (H, T) the level capped nodes go to
+    pause: IntArray  # (H, T) columns of paused nodes, -1 where pausing is not allowed at all
+
+    @property
+    def columns(self) -> int:
+        return self.lower.size
+
+    @property
+    def nonzeros(self) -> int:
+        return int(self.matrix.nnz)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ClassSolution:
+    """Fractional (LP) or integer values per class and step, read off the solver."""
+
+    on: FloatArray  # (A, T)
+    watts_per_unit: FloatArray  # (A, T)
+    cap_level: IntArray  # (H, T)
+    capped: FloatArray  # (H, T) nodes
+    paused: FloatArray  # (H, T) nodes
+
+
+@dataclass(frozen=True, slots=True)
+class SolverResult:
+    status: str  # OPTIMAL, FEASIBLE, or the solver's word for why there is no solution
+    solution: ClassSolution | None
+    objective_usd: float
+    bound_usd: float
+    solver: str
+    solve_s: float
+
+
+def _window_starts(offsets: FloatArray, ends: FloatArray, length_s: float) -> IntArray:
+    """For each step t, the first step j such that steps j..t lie within `length_s` of t's end."""
+    return np.searchsorted(offsets, ends - length_s - 1e-9, side="left").astype(np.int64)
+
+
+def build(
+    problem: Problem, asics: tuple[AsicClass, ...], gpus: tuple[GpuClass, ...]
+) -> LinearModel:
+    steps = problem.steps
+    dt = np.asarray(problem.step_s, dtype=np.float64)
+    hours = dt / SECONDS_PER_HOUR
+    offsets = problem.step_offsets_s()
+    ends = offsets + dt
+    price = np.asarray(problem.price_usd_per_mwh, dtype=np.float64)
+    hash_usd_per_th_s = (
+        np.asarray(problem.hashprice_usd_per_th_day) * (1 - problem.pool_fee) / SECONDS_PER_DAY
+    )
+    usd_per_watt_step = price * dt / WATT_SECONDS_PER_MWH  # energy cost of one watt for a step
+    cols = _Columns()
+    rows = _Rows()
+    step_index = np.arange(steps)
+    site_terms: list[tuple[IntArray, IntArray, FloatArray | float]] = []
+    integer: list[IntArray] = []
+
+    # ASIC classes -----------------------------------------------------------------------------
+    n_asic = len(asics)
+    units = np.array([c.group.units for c in asics], dtype=np.float64)
+    on_upper = np.repeat(units[:, None], steps, axis=1)
+    on_objective = np.zeros((n_asic, steps))
+    for a, asic_class in enumerate(asics):
+        group = asic_class.group
+        if group.units_locked_off:
+            locked = offsets < group.locked_off_until_s
+            on_upper[a, locked] = group.units - group.units_locked_off
+        hash_share_per_unit = 1.0
+        if group.power_target is None:
+            on_objective[a] -= group.overhead_factor * group.watts_per_unit * usd_per_watt_step
+        else:
+            target = group.power_target
+            slope = (1 - target.hash_fraction_at_min) / (
+                group.watts_per_unit - target.min_watts_per_unit
+            )
+            hash_share_per_unit = target.hash_fraction_at_min - slope * target.min_watts_per_unit
+        on_objective[a] += group.ths_per_unit * hash_share_per_unit * hash_usd_per_th_s * dt
+    on = cols.add(np.zeros(1), on_upper, on_objective)
+    for a, asic_class in enumerate(asics):
+        if asic_class.group.units <= problem.options.integer_max_units:
+            integer.append(on[a])
+
+    target_cols: dict[int, IntArray] = {}
+    plain = np.array([c.group.power_target is None for c in asics], dtype=bool)
+    site_terms.append(
+        (
+            np.broadcast_to(step_index, (int(plain.sum()), steps)),
+            on[plain],
+            np.array([c.group.overhead_factor * c.group.watts_per_unit for c in asics])[plain, None],
+        )
+    )
+    for a in np.flatnonzero(~plain):
+        group = asics[a].group
+        target = group.power_target
+        assert target is not None
+        slope = (1 - target.hash_fraction_at_min) / (
+            group.watts_per_unit - target.min_watts_per_unit
+        )
+        objective = (
+            group.ths_per_unit * slope * hash_usd_per_th_s * dt
+            - group.overhead_factor * usd_per_watt_step
+        )
+        tgt = cols.add(np.zeros(1), on_upper[a] * group.watts_per_unit, objective)
+        target_cols[int(a)] = tgt
+        site_terms.append((step_index, tgt, group.overhead_factor))
+        # min * on <= watts <= max * on
+        low = [(step_index, tgt, 1.0), (step_index, on[a], -target.min_watts_per_unit)]
+        high = [(step_index, tgt, 1.0), (step_index, on[a], -group.watts_per_unit)]
+        rows.add(0.0, INF, low, steps)
+        rows.add(-INF, 0.0, high, steps)
+
+    coupled = np.array(
+        [c.group.wake_loss_s > 0 or c.group.min_off_s > 0 for c in asics], dtype=bool
+    )
+    if coupled.any():
+        members = [asics[a].group for a in np.flatnonzero(coupled)]
+        count = len(members)
+        loss = np.array([g.ths_per_unit * g.wake_loss_s for g in members])[:, None]
+        wake = cols.add(
+            np.zeros(1),
+            np.repeat(units[coupled][:, None], steps, axis=1),
+            -loss * hash_usd_per_th_s[None, :],
+        )
+        # wake[t] >= on[t] - on[t-1], with on[-1] the units awake now
+        local = np.arange(count * steps).reshape(count, steps)
+        lower = np.zeros((count, steps))
+        lower[:, 0] = [-g.on_now for g in members]
+        rows.add(
+            lower.ravel(),
+            INF,
+            [(local, wake, 1.0), (local, on[coupled], -1.0), (local[:, 1:], on[coupled][:, :-1], 1.0)],
+            count * steps,
+        )
+        min_off = np.array([g.min_off_s for g in members])
+        for length_s in np.unique(min_off[min_off > 0]):
+            chosen = np.flatnonzero(min_off == length_s)
+            _add_min_off(
+                rows,
+                offsets,
+                float(length_s),
+                units[coupled][chosen],
+                np.array([members[k].on_now for k in chosen], dtype=np.float64),
+                on[coupled][chosen],
+                wake[chosen],
+            )
+
+    # GPU classes ------------------------------------------------------------------------------
+    n_gpu = len(gpus)
+    deepest, may_cap, may_pause = curtailable(problem, tuple(c.group for c in gpus))
+    event = problem.event_active()
+    cap_cols = np.full((n_gpu, steps), -1, dtype=np.int64)  # -1: no such column
+    cap_levels = np.zeros((n_gpu, steps), dtype=np.int64)
+    pause_cols = np.full((n_gpu, steps), -1, dtype=np.int64)
+    offset_usd = 0.0
+    site_constant = np.zeros(steps)  # GPU draw at full power, moved to the right-hand side
+    contracts_use: dict[str, list[tuple[IntArray, FloatArray]]] = {}
+    for h, gpu_class in enumerate(gpus):
+        gpu = gpu_class.group
+        contract = problem.contract(gpu.contract)
+        node_usd_per_step = gpu.gpus_per_node * contract.usd_per_gpu_hour * hours
+        offset_usd += float(np.sum(gpu.nodes * node_usd_per_step))
+        full_site_watts = gpu.overhead_factor * gpu.nodes * gpu.full_node_watts
+        offset_usd -= float(np.sum(full_site_watts * usd_per_watt_step))
+        site_constant += full_site_watts
+        reservation = problem.allowance_value_usd_per_node_hour.get(contract.name, 0.0)
+        unbilled = 0.0 if contract.billed_when_curtailed else 1.0
+        node_cost = reservation * hours + unbilled * node_usd_per_step
+        upper_now = np.full(steps, float(gpu.nodes))
+        if contract.notice_s > 0:
+            # Within the notice period only what is already curtailed may stay so (grid events
+            # excepted: an emergency gives no notice).
+            inside = (offsets < contract.notice_s) & ~event
+            upper_now[inside] = min(gpu.nodes, gpu.curtailed_nodes_now)
+        # Capped nodes always go to the deepest level the step allows: the allowance is spent
+        # per node-hour whatever the depth, so a deeper cap frees more power for the same cost.
+        curtail_terms: list[tuple[IntArray, IntArray, FloatArray | float]] = []
+        level_watts = np.array([gpu.node_watts(k) for k in range(len(gpu.cap_levels))])
+        cap_levels[h] = np.where(may_cap[h], deepest[h], 0)
+        if may_cap[h].any():
+            saved = gpu.overhead_factor * (gpu.full_node_watts - level_watts[cap_levels[h]])
+            cap = cols.add(
+                np.zeros(1),
+                np.where(may_cap[h], upper_now, 0.0),
+                saved * usd_per_watt_step - node_cost,
+            )
+            cap_cols[h] = cap
+            site_terms.append((step_index, cap, -saved))
+            curtail_terms.append((step_index, cap, 1.0))
+        if may_pause[h].any():
+            saved_paused = gpu.overhead_factor * (gpu.full_node_watts - gpu.paused_node_watts)
+            pause = cols.add(
+                np.zeros(1),
+                np.where(may_pause[h], upper_now, 0.0),
+                saved_paused * usd_per_watt_step - node_cost,
+            )
+            pause_cols[h] = pause
+            site_terms.append((step_index, pause, -saved_paused))
+            curtail_terms.append((step_index, pause, 1.0))
+        if not curtail_terms:
+            continue
+        if len(curtail_terms) > 1:
+            rows.add(-INF, float(gpu.nodes), curtail_terms, steps)
+        uses = contracts_use.setdefault(contract.name, [])
+        uses.extend((col, hours) for _, col, _ in curtail_terms)
+        if contract.max_event_s is not None:
+            _add_max_event(rows, cols, offsets, ends, gpu, contract.max_event_s, curtail_terms)
+        if event.any():
+            # Beyond the allowance, only in grid events, at the contract's penalty.
+            excess = cols.add(
+                np.zeros(1),
+                np.where(event, gpu.nodes * hours, 0.0),
+                -contract.penalty_usd_per_gpu_hour * gpu.gpus_per_node,
+            )
+            uses.append((excess, np.full(steps, -1.0)))
+
+    for name, terms in contracts_use.items():
+        for start_s, end_s, left in allowance_periods(problem, name):
+            inside = (offsets >= start_s) & (offsets < end_s)
+            if not inside.any():
+                continue
+            row_terms: list[tuple[IntArray, IntArray, FloatArray | float]] = [
+                (np.zeros(int(inside.sum()), dtype=np.int64), col[inside], weight[inside])
+                for col, weight in terms
+            ]
+            rows.add(-INF, left, row_terms, 1)
+
+    # Site limit -------------------------------------------------------------------------------
+    slack = cols.add(np.zeros(1), np.full(steps, INF), -SOFT_LIMIT_USD_PER_MWH * dt / WATT_SECONDS_PER_MWH)
+    rows.add(-INF, problem.cap_watts() - site_constant, [(step_index, slack, -1.0), *site_terms], steps)
+
+    matrix = sp.csr_matrix(
+        (
+            np.concatenate(rows.values) if rows.values else np.zeros(0),
+            (
+                np.concatenate(rows.rows) if rows.rows else np.zeros(0, dtype=np.int64),
+                np.concatenate(rows.cols) if rows.cols else np.zeros(0, dtype=np.int64),
+            ),
+        ),
+        shape=(rows.count, cols.count),
+    )
+    return LinearModel(
+        lower=np.concatenate(cols.lower),
+        upper=np.concatenate(cols.upper),
+        objective=np.concatenate(cols.objective),
+        offset=offset_usd,
+        row_lower=np.concatenate(rows.lower),
+        row_upper=np.concatenate(rows.upper),
+        matrix=matrix,
+        integer=np.concatenate(integer) if integer else np.zeros(0, dtype=np.int64),
+        on=on,
+        target=target_cols,
+        cap=cap_cols,
+        cap_level=cap_levels,
+        pause=pause_cols,
+    )
+
+
+def _windows(first: IntArray) -> tuple[IntArray, IntArray]:
+    """For windows j(t)..t, the (row t, step j) pairs, flattened."""
+    steps = first.size
+    lengths = np.maximum(np.arange(steps) - first + 1, 0)
+    local = np.repeat(np.arange(steps), lengths)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
+    window = np.arange(local.size) - starts + np.repeat(first, lengths)
+    return local, window
+
+
+def _add_min_off(
+    rows: _Rows,
+    offsets: FloatArray,
+    min_off_s: float,
+    units: FloatArray,
+    on_now: FloatArray,
+    on: IntArray,
+    wake: IntArray,
+) -> None:
+    """Units woken within `min_off_s` of a step must have been asleep before that window began:
+    sum(wake[j..t]) + on[j-1] <= units, where j is the first step less than `min_off_s` before t.
+    (Equivalent to the usual "units put to sleep in the window are still asleep", with the sleep
+    count eliminated.) One block of rows for all classes (rows of `on`, `wake`) sharing the
+    length."""
+    count, steps = on.shape
+    first = np.searchsorted(offsets, offsets - min_off_s + 1e-9, side="left")
+    local, window = _windows(first)
+    shift = (np.arange(count) * steps)[:, None]
+    has_before = first > 0
+    before_rows = np.arange(steps)[has_before]
+    terms: list[tuple[IntArray, IntArray, FloatArray | float]] = [
+        (local[None, :] + shift, wake[:, window], 1.0),
+        (before_rows[None, :] + shift, on[:, first[has_before] - 1], 1.0),
+    ]
+    upper = np.where(has_before[None, :], units[:, None], (units - on_now)[:, None])
+    rows.add(-INF, upper.ravel(), terms, count * steps)
+
+
+def _add_max_event(
+    rows: _Rows,
+    cols: _Columns,
+    offsets: FloatArray,
+    ends: FloatArray,
+    gpu: GpuGroup,
+    max_event_s: float,
+    curtail_terms: list[tuple[IntArray, IntArray, FloatArray | float]],
+) -> None:
+    """Nodes curtailed at step t must have begun their curtailment within `max_event_s` of t's
+    end: curtailed[t] <= sum(starts[j..t]) + (nodes curtailed now, while their event lasts)."""
+    steps = offsets.size
+    step_index = np.arange(steps)
+    starts = cols.add(np.zeros(1), np.full(steps, float(gpu.nodes)), np.zeros(steps))
+    # starts[t] >= curtailed[t] - curtailed[t-1]
+    lower = np.zeros(steps)
+    lower[0] = -gpu.curtailed_nodes_now
+    terms: list[tuple[IntArray, IntArray, FloatArray | float]] = [(step_index, starts, 1.0)]
+    for local, col, _ in curtail_terms:
+        terms.append((local, col, -1.0))
+        terms.append((local[1:], col[:-1], 1.0))
+    rows.add(lower, INF, terms, steps)
+    local, window = _windows(_window_starts(offsets, ends, max_event_s))
+    carry = np.where(gpu.curtailed_for_s + ends <= max_event_s, float(gpu.curtailed_nodes_now), 0.0)
+    window_terms: list[tuple[IntArray, IntArray, FloatArray | float]] = [
+        (local, starts[window], -1.0),
+        *((loc, col, 1.0) for loc, col, _ in curtail_terms),
+    ]
+    rows.add(-INF, carry, window_terms, steps)
+
+
+# Solving ----------------------------------------------------------------------------------------
+
+# Measured on the bench problem (`gridpilot bench plan`): HiGHS's dual simplex solves these LPs
+# an order of magnitude faster than GLOP; its interior point and PDLP did not finish in 60 s.
+_LP_SOLVER = "highs"
+_MIP_SOLVER = "highs"
+
+
+def choose_solver(model: LinearModel, options: SolveOptions) -> str:
+    if options.solver != "auto":
+        return options.solver
+    return _MIP_SOLVER if model.integer.size else _LP_SOLVER
+
+
+def run(model: LinearModel, options: SolveOptions) -> SolverResult:
+    """Solve under the time limit. A solver that stops without a solution is a status here,
+    not an exception; the caller falls back."""
+    solver_name = choose_solver(model, options)
+    helper = mbh.ModelBuilderHelper()
+    helper.fill_model_from_sparse_data(
+        model.lower, model.upper, model.objective, model.row_lower, model.row_upper, model.matrix
+    )
+    helper.set_maximize(True)
+    helper.set_objective_offset(model.offset)
+    for column in model.integer.tolist():
+        helper.set_var_integrality(column, True)
+    solver = mbh.ModelSolverHelper(solver_name)
+    if not solver.solver_is_supported():
+        raise ValueError(f"solver {solver_name!r} is not available in this OR-Tools build")
+    solver.set_time_limit_in_seconds(max(options.time_limit_s, 1e-3))
+    if solver_name == "highs":
+        parameters = ["output_flag=false"]  # the solver's log is not ours to print
+        if model.integer.size:
+            parameters.append(f"mip_rel_gap={options.relative_gap}")
+        solver.set_solver_specific_parameters("\n".join(parameters))
+    started = time.perf_counter()
+    solver.solve(helper)
+    wall = time.perf_counter() - started
+    status = solver.status().name
+    if status not in ("OPTIMAL", "FEASIBLE") or not solver.has_solution():
+        return SolverResult(status, None, float("nan"), float("nan"), solver_name, wall)
+    values = np.asarray(solver.variable_values(), dtype=np.float64)
+    objective = float(solver.objective_value())
+    if model.integer.size:
+        bound = float(solver.best_objective_bound())
+    else:
+        # A simplex that stopped early has no bound to offer; a finished one is its own bound.
+        bound = objective if status == "OPTIMAL" else float("nan")
+    return SolverResult(status, read_solution(model, values), objective, bound, solver_name, wall)
+
+
+def _values(values: FloatArray, columns: IntArray) -> FloatArray:
+    """Column values, with 0 where a block has no column (-1)."""
+    return np.where(columns >= 0, np.clip(values[np.maximum(columns, 0)], 0.0, None), 0.0)
+
+
+def read_solution(model: LinearModel, values: FloatArray) -> ClassSolution:
+    on = np.clip(values[model.on], 0.0, None)
+    watts = np.zeros_like(on)  # zero: nominal watts, filled in by the caller
+    for a, col in model.target.items():
+        watts[a] = np.where(on[a] > 1e-9, values[col] / np.maximum(on[a], 1e-9), 0.0)
+    return ClassSolution(
+        on=on,
+        watts_per_unit=watts,
+        cap_level=model.cap_level,
+        capped=_values(values, model.cap),
+        paused=_values(values, model.pause),
+    )

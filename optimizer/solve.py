@@ -1,0 +1,225 @@
+"""`solve(problem) -> Plan`: the optimizer's one entry point.
+
+Merge identical groups, build the linear model, solve it under a time limit, turn the solution
+into whole units and nodes that still respect the site's cap and the contracts' allowances, and
+score it. Any failure of the solver yields the merit-order fallback, never an exception or "no plan";
+only an invalid problem raises (`ProblemError`, at construction).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import numpy as np
+
+from optimizer.aggregate import AsicClass, GpuClass, asic_classes, gpu_classes, split_counts
+from optimizer.horizon import block_index, coarsen, stretch
+from optimizer.economics import SECONDS_PER_HOUR, WATT_SECONDS_PER_MWH
+from optimizer.merit import fallback_plan
+from optimizer.model import ClassSolution, build, run
+from optimizer.plan import Plan, PlanStatus
+from optimizer.problem import FloatArray, Problem
+from optimizer.schedule import (
+    SOFT_LIMIT_USD_PER_MWH,
+    IntArray,
+    Outcome,
+    Schedule,
+    allowance_periods,
+    evaluate,
+)
+
+# LP values within this of an integer are that integer (simplex round-off).
+_ROUNDING_TOLERANCE = 1e-6
+
+
+def solve(problem: Problem) -> Plan:
+    """Plan the horizon; with move blocking (`SolveOptions.blocking`) the later steps are decided
+    in blocks, and the plan is scored on the problem's own steps."""
+    block = block_index(problem, problem.options.blocking)
+    if int(block[-1]) + 1 == problem.steps:
+        return _solve_steps(problem)
+    coarse = _solve_steps(coarsen(problem, block))
+    schedule = stretch(coarse.schedule, block)
+    return replace(coarse, problem=problem, schedule=schedule, outcome=evaluate(problem, schedule))
+
+
+def _solve_steps(problem: Problem) -> Plan:
+    asics = asic_classes(problem.asic_groups)
+    gpus = gpu_classes(problem.gpu_groups)
+    started = time.perf_counter()  # a duration for the report, not a decision input
+    model = build(problem, asics, gpus)
+    build_s = time.perf_counter() - started
+    try:
+        result = run(model, problem.options)
+    except (RuntimeError, ValueError, MemoryError) as error:
+        return replace(fallback_plan(problem, f"solver error: {error}"), build_s=build_s)
+    if result.solution is None:
+        note = f"{result.solver} returned {result.status} within {problem.options.time_limit_s} s"
+        return replace(
+            fallback_plan(problem, note), build_s=build_s, solve_s=result.solve_s
+        )
+    schedule = _to_schedule(problem, asics, gpus, result.solution)
+    outcome = evaluate(problem, schedule)
+    value = model_value(problem, outcome)
+    gap = max(0.0, result.bound_usd - value) / max(1.0, abs(result.bound_usd))  # NaN: no bound
+    status = PlanStatus.OPTIMAL if result.status == "OPTIMAL" else PlanStatus.FEASIBLE
+    return Plan(
+        problem=problem,
+        schedule=schedule,
+        outcome=outcome,
+        status=status,
+        solver=result.solver,
+        gap=gap,
+        build_s=build_s,
+        solve_s=result.solve_s,
+    )
+
+
+def model_value(problem: Problem, outcome: Outcome) -> float:
+    """The model's objective for an outcome: profit less the reservation value of allowance
+    spent and the price of any watt over the cap."""
+    reserved = sum(
+        problem.allowance_value_usd_per_node_hour.get(name, 0.0) * used
+        for name, used in outcome.allowance_used_node_hours.items()
+    )
+    return outcome.profit_usd - reserved - SOFT_LIMIT_USD_PER_MWH * outcome.over_limit_mwh
+
+
+# From fractions to whole units --------------------------------------------------------------------
+
+
+def _to_schedule(
+    problem: Problem,
+    asics: tuple[AsicClass, ...],
+    gpus: tuple[GpuClass, ...],
+    solution: ClassSolution,
+) -> Schedule:
+    steps = problem.steps
+    level, capped, paused = _round_gpus(problem, gpus, solution)
+    on = np.floor(solution.on + _ROUNDING_TOLERANCE).astype(np.int64)
+    watts = solution.watts_per_unit.copy()
+    for a, asic_class in enumerate(asics):
+        nominal = asic_class.group.watts_per_unit
+        watts[a] = np.where(watts[a] > 0, np.minimum(watts[a], nominal), nominal)
+    _shed_to_cap(problem, asics, gpus, on, watts, level, capped, paused)
+    for a, asic_class in enumerate(asics):
+        if asic_class.group.min_off_s > 0:
+            on[a] = _respect_min_off(problem, asic_class, on[a])
+
+    schedule = Schedule(
+        asic_units_on=np.zeros((len(problem.asic_groups), steps), dtype=np.int64),
+        asic_watts_per_unit=np.zeros((len(problem.asic_groups), steps)),
+        gpu_level=np.zeros((len(problem.gpu_groups), steps), dtype=np.int64),
+        gpu_capped_nodes=np.zeros((len(problem.gpu_groups), steps), dtype=np.int64),
+        gpu_paused_nodes=np.zeros((len(problem.gpu_groups), steps), dtype=np.int64),
+    )
+    for a, asic_class in enumerate(asics):
+        members = np.array(asic_class.members)
+        sizes = np.array([problem.asic_groups[i].units for i in asic_class.members])
+        schedule.asic_units_on[members] = split_counts(on[a], sizes)
+        schedule.asic_watts_per_unit[members] = watts[a]
+    for h, gpu_class in enumerate(gpus):
+        members = np.array(gpu_class.members)
+        sizes = np.array([problem.gpu_groups[i].nodes for i in gpu_class.members])
+        # Paused nodes fill the groups first, capped nodes the rest: both stay whole per group.
+        schedule.gpu_paused_nodes[members] = split_counts(paused[h], sizes)
+        room = sizes[:, None] - schedule.gpu_paused_nodes[members]
+        before = np.cumsum(room, axis=0) - room
+        schedule.gpu_capped_nodes[members] = np.clip(capped[h][None, :] - before, 0, room)
+        schedule.gpu_level[members] = level[h]
+    return schedule
+
+
+def _round_gpus(
+    problem: Problem, gpus: tuple[GpuClass, ...], solution: ClassSolution
+) -> tuple[IntArray, IntArray, IntArray]:
+    """Whole nodes, then any allowance overrun that rounding caused trimmed away."""
+    paused = np.rint(solution.paused).astype(np.int64)
+    nodes = np.array([c.group.nodes for c in gpus], dtype=np.int64).reshape(len(gpus), 1)
+    capped = np.minimum(np.rint(solution.capped).astype(np.int64), nodes - paused)
+    _trim_allowance(problem, gpus, capped, paused)
+    return solution.cap_level.copy(), capped, paused
+
+
+def _trim_allowance(
+    problem: Problem, gpus: tuple[GpuClass, ...], capped: IntArray, paused: IntArray
+) -> None:
+    """Rounding up may spend a fraction of a node-hour more than is left: give it back from the
+    latest steps outside grid events (in events, going beyond is allowed and penalised)."""
+    hours = np.asarray(problem.step_s) / SECONDS_PER_HOUR
+    offsets = problem.step_offsets_s()
+    event = problem.event_active()
+    for contract in problem.contracts:
+        members = [h for h, c in enumerate(gpus) if c.group.contract == contract.name]
+        for start_s, end_s, left in allowance_periods(problem, contract.name):
+            inside = (offsets >= start_s) & (offsets < end_s)
+            spent = sum(float(np.sum((capped[h] + paused[h])[inside] * hours[inside])) for h in members)
+            for t in np.flatnonzero(inside & ~event)[::-1]:
+                if spent <= left + 1e-9:
+                    break
+                for h in members:
+                    while spent > left + 1e-9 and capped[h, t] + paused[h, t] > 0:
+                        if capped[h, t]:
+                            capped[h, t] -= 1
+                        else:
+                            paused[h, t] -= 1
+                        spent -= hours[t]
+
+
+def _shed_to_cap(
+    problem: Problem,
+    asics: tuple[AsicClass, ...],
+    gpus: tuple[GpuClass, ...],
+    on: IntArray,
+    watts: FloatArray,
+    level: IntArray,
+    capped: IntArray,
+    paused: IntArray,
+) -> None:
+    """Where rounding left a step over the cap, put the least efficient miners to sleep."""
+    site = np.zeros(problem.steps)
+    for a, asic_class in enumerate(asics):
+        site += asic_class.group.overhead_factor * on[a] * watts[a]
+    for h, gpu_class in enumerate(gpus):
+        gpu = gpu_class.group
+        level_watts = np.array([gpu.node_watts(k) for k in range(len(gpu.cap_levels))])
+        full = gpu.nodes - capped[h] - paused[h]
+        site += gpu.overhead_factor * (
+            full * gpu.full_node_watts
+            + capped[h] * level_watts[level[h]]
+            + paused[h] * gpu.paused_node_watts
+        )
+    over = site - problem.cap_watts()
+    if not (over > 1e-6).any():
+        return
+    order = sorted(range(len(asics)), key=lambda a: -asics[a].group.joules_per_th)
+    for a in order:
+        unit_watts = asics[a].group.overhead_factor * watts[a]
+        shed = np.where(
+            over > 1e-6, np.minimum(on[a], np.ceil(over / np.maximum(unit_watts, 1e-9))), 0
+        ).astype(np.int64)
+        on[a] -= shed
+        over -= shed * unit_watts
+
+
+def _respect_min_off(problem: Problem, asic_class: AsicClass, on: IntArray) -> IntArray:
+    """Rounding can wake a unit sooner than its minimum off time allows; hold it asleep."""
+    group = asic_class.group
+    offsets = problem.step_offsets_s()
+    first = np.searchsorted(offsets, offsets - group.min_off_s + 1e-9, side="left")
+    result = on.copy()
+    slept = np.zeros(problem.steps, dtype=np.int64)
+    previous = group.on_now
+    for t in range(problem.steps):
+        recently_slept = int(slept[first[t] : t].sum())
+        if result[t] > previous:
+            result[t] = min(result[t], max(previous, group.units - recently_slept))
+        slept[t] = max(0, previous - int(result[t]))
+        previous = int(result[t])
+    return result
+
+
+def energy_mwh_per_step(problem: Problem, plan: Plan) -> FloatArray:
+    """Planned site energy in each step."""
+    return plan.outcome.site_watts * np.asarray(problem.step_s) / WATT_SECONDS_PER_MWH

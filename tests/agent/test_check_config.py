@@ -1,0 +1,101 @@
+"""`gridpilot check-config`: the site summary and merit order, or exit 78 on a bad file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agent.cli import EX_CONFIG, main
+from tests.agent.site_files import REFERENCE_FILE, write_variant
+
+MODELS = ("Antminer S19j Pro", "Antminer S19 XP", "Antminer S21")
+
+
+def _asic_rows(out: str) -> dict[str, list[float]]:
+    """Model -> [units, groups, J/TH, breakeven, breakeven at meter] from the printed table."""
+    rows: dict[str, list[float]] = {}
+    for line in out.splitlines():
+        for model in MODELS:
+            if line.strip().startswith(f"{model} "):
+                cells = line.strip().removeprefix(model).split()
+                rows[model] = [float(cell.replace(",", "")) for cell in cells]
+    return rows
+
+
+def test_reference_site_prints_the_merit_order(capsys: pytest.CaptureFixture[str]) -> None:
+    """The S19j Pro is first to sleep and the S21 last, at the domain doc's breakevens."""
+    code = main(["check-config", str(REFERENCE_FILE), "--hashprice", "0.05"])
+
+    out = capsys.readouterr().out
+    assert code == 0
+    assert [out.index(model) for model in MODELS] == sorted(out.index(model) for model in MODELS)
+    rows = _asic_rows(out)
+    assert rows["Antminer S19j Pro"][:3] == [8_000, 40, 30.5]
+    # docs/domain.md at 0.05 $/TH/day: S21 about 119, S19 XP about 97, S19j Pro about 68 $/MWh.
+    assert rows["Antminer S21"][3] == pytest.approx(119, abs=0.5)
+    assert rows["Antminer S19 XP"][3] == pytest.approx(97, abs=0.5)
+    assert rows["Antminer S19j Pro"][3] == pytest.approx(68, abs=0.5)
+    # At the meter: 2 % pool fee and 1.05 overhead.
+    assert rows["Antminer S21"][4] == pytest.approx(119.05 * 0.98 / 1.05, abs=0.05)
+
+
+def test_reference_site_summary_shows_it_oversubscribed(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """62.958 MW of miners and 22.188 MW of GPUs exceed the 78.4 MW plannable draw."""
+    assert main(["check-config", str(REFERENCE_FILE)]) == 0
+
+    out = capsys.readouterr().out
+    assert "interconnect limit  80.000 MW" in out
+    assert "ASIC peak           62.958 MW" in out
+    assert "GPU hall peak       22.188 MW" in out
+    assert "oversubscribed by    6.745 MW" in out
+    assert "merit order at hashprice 0.041 $/TH/s/day" in out
+
+
+def test_gpu_groups_follow_the_miners_with_contract_and_tier(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """GPU groups are listed after the miners, cheapest contract first, with their $/MWh."""
+    main(["check-config", str(REFERENCE_FILE)])
+
+    out = capsys.readouterr().out
+    gpu_lines = [line.split() for line in out.splitlines() if line.strip().startswith("h100-")]
+    assert [line[:3] for line in gpu_lines] == [
+        ["h100-interruptible", "interruptible", "interruptible"],
+        ["h100-flex", "flex", "flexible"],
+        ["h100-firm", "firm", "firm"],
+    ]
+    assert gpu_lines[-1][-2:] == ["2,366", "1,893"]
+    assert out.index("Antminer S21") < out.index("h100-interruptible")
+
+
+def test_broken_file_exits_78_naming_the_field(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad contract reference exits with EX_CONFIG and stderr names the field and the fix."""
+    path = write_variant(tmp_path, ('contract = "flex"', 'contract = "flexx"'))
+
+    code = main(["check-config", str(path)])
+
+    captured = capsys.readouterr()
+    assert code == EX_CONFIG == 78
+    assert captured.out == ""
+    assert "gpu_groups[1].contract: 'flexx' is not a contract" in captured.err
+    assert "define it under [[contracts]]" in captured.err
+
+
+def test_missing_file_exits_78(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A path that does not exist is a configuration error, not a traceback."""
+    assert main(["check-config", str(tmp_path / "absent.toml")]) == EX_CONFIG
+    assert "cannot read the site file" in capsys.readouterr().err
+
+
+def test_hashprice_must_be_positive(capsys: pytest.CaptureFixture[str]) -> None:
+    """A non-positive hashprice is a usage error from argparse (exit 2)."""
+    with pytest.raises(SystemExit) as caught:
+        main(["check-config", str(REFERENCE_FILE), "--hashprice", "-1"])
+
+    assert caught.value.code == 2
+    assert "must be a positive number" in capsys.readouterr().err

@@ -1,0 +1,209 @@
+"""The site file: what loads, what the environment overrides, and what a bad file reports."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from agent import site
+from agent.settings import ConfigError, Settings, load_settings
+from optimizer.problem import Tier
+from tests.agent.site_files import REFERENCE_FILE, write_variant
+
+
+def _issues(path: Path) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+    return caught.value.issues
+
+
+def test_reference_site_loads_with_its_totals() -> None:
+    """The reference file loads into the documented 80 MW site: 19,000 miners, 2,500 GPU nodes."""
+    settings = load_settings(REFERENCE_FILE)
+
+    assert type(settings) is Settings
+    assert settings.site.name == "west-texas"
+    assert settings.site.settlement_point == "HB_WEST"
+    assert settings.site.interconnect_watts == 80e6
+    assert settings.site.margin_watts == 1.6e6
+    assert sum(entry.count for entry in settings.asic_groups) == 19_000
+    assert sum(entry.nodes for entry in settings.gpu_groups) == 2_500
+    assert [c.name for c in settings.contracts] == ["firm", "flex", "interruptible"]
+    assert [c.tier for c in settings.contracts] == [Tier.FIRM, Tier.FLEXIBLE, Tier.INTERRUPTIBLE]
+    assert [c.billed_when_curtailed for c in settings.contracts] == [False, True, False]
+    assert site.asic_peak_watts(settings) == pytest.approx(59.96e6 * 1.05)
+    assert site.gpu_peak_watts(settings) == pytest.approx(2_500 * 7_100 * 1.25)
+
+
+def test_loading_twice_gives_equal_settings() -> None:
+    """Settings are plain values: the same file loads to equal, hashable settings."""
+    first, second = load_settings(REFERENCE_FILE), load_settings(REFERENCE_FILE)
+
+    assert first == second
+    assert hash(first.site) == hash(second.site)
+
+
+def test_environment_overrides_the_file(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A GRIDPILOT_SECTION__KEY variable wins over the file and leaves the section's other keys."""
+    monkeypatch.setenv("GRIDPILOT_SITE__INTERCONNECT_WATTS", "7e7")
+
+    settings = load_settings(REFERENCE_FILE)
+
+    assert settings.site.interconnect_watts == 7e7
+    assert settings.site.margin_watts == 1.6e6
+    assert settings.site.settlement_point == "HB_WEST"
+
+
+def test_invalid_environment_override_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An override is validated like the file: a margin above the limit names the field."""
+    monkeypatch.setenv("GRIDPILOT_SITE__MARGIN_WATTS", "9e7")
+
+    [(path, message)] = _issues(REFERENCE_FILE)
+
+    assert path == "site.margin_watts"
+    assert "not below interconnect_watts" in message
+
+
+def test_environment_section_that_is_not_json_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A whole section overridden with text that is not JSON is a ConfigError saying the fix."""
+    monkeypatch.setenv("GRIDPILOT_SITE", "west-texas")
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(REFERENCE_FILE)
+
+    assert 'field "site"' in str(caught.value)
+    assert "GRIDPILOT_<SECTION>__<KEY>" in str(caught.value)
+
+
+def test_unknown_key_is_rejected_naming_it(tmp_path: Path) -> None:
+    """A misspelt key is an error at its own path, with the key it was probably meant to be."""
+    path = write_variant(tmp_path, ("margin_watts = 1.6e6", "margin_wats = 1.6e6"))
+
+    issues = dict(_issues(path))
+
+    assert issues["site.margin_wats"] == "not a known setting; did you mean 'margin_watts'?"
+    assert issues["site.margin_watts"].startswith("required but missing")
+
+
+def test_unknown_section_is_rejected(tmp_path: Path) -> None:
+    """A section the agent does not know yet is an error listing the sections it does know."""
+    path = write_variant(tmp_path, ("[site]", '[mqtt]\nhost = "localhost"\n\n[site]'))
+
+    [(where, message)] = _issues(path)
+
+    assert where == "mqtt"
+    assert message.endswith("use one of: site, contracts, asic_groups, gpu_groups")
+
+
+def test_bad_contract_reference_names_the_field_and_the_fix(tmp_path: Path) -> None:
+    """A GPU group serving an undefined contract names its field and the contracts to pick."""
+    path = write_variant(tmp_path, ('contract = "flex"', 'contract = "flexx"'))
+
+    assert _issues(path) == [
+        (
+            "gpu_groups[1].contract",
+            "'flexx' is not a contract; define it under [[contracts]] or use one of:"
+            " firm, flex, interruptible",
+        )
+    ]
+
+
+def test_unsorted_cap_levels_are_rejected(tmp_path: Path) -> None:
+    """Cap levels out of order are reported at the group's cap_levels with the offending level."""
+    path = write_variant(tmp_path, ("watts_per_gpu = 600,", "watts_per_gpu = 750,"))
+
+    [(where, message)] = _issues(path)
+
+    assert where == "gpu_groups[0].cap_levels"
+    assert message.startswith("level 1 (750 W) is not below level 0 (700 W)")
+
+
+def test_cap_levels_cannot_gain_throughput_at_lower_power(tmp_path: Path) -> None:
+    """A lower cap keeping more throughput than a higher one is reported as a measurement error."""
+    path = write_variant(tmp_path, ("throughput = 0.96 }", "throughput = 0.99 }"))
+
+    [(where, message)] = _issues(path)
+
+    assert where == "gpu_groups[0].cap_levels"
+    assert "level 2 keeps more throughput (0.99) than level 1 (0.985)" in message
+
+
+def test_flexible_fraction_must_leave_a_cap_usable(tmp_path: Path) -> None:
+    """A flexible contract whose floor is above every cap below full power says how low to go."""
+    path = write_variant(tmp_path, ("min_power_fraction = 0.6", "min_power_fraction = 0.9"))
+
+    [(where, message)] = _issues(path)
+
+    assert where == "contracts[1].min_power_fraction"
+    assert "lower min_power_fraction to at most 0.857" in message
+
+
+def test_min_power_fraction_only_on_a_flexible_contract(tmp_path: Path) -> None:
+    """A capping floor on a contract that is never capped is an error, not a silent no-op."""
+    path = write_variant(tmp_path, ("allowance_hours_per_month = 0", "min_power_fraction = 0.5"))
+
+    [(where, message)] = _issues(path)
+
+    assert where == "contracts[0].min_power_fraction"
+    assert "set tier = 'flexible'" in message
+
+
+def test_group_names_are_unique_after_containers_are_expanded(tmp_path: Path) -> None:
+    """A group named like another entry's container collides, and the error says with which."""
+    path = write_variant(tmp_path, ('name = "h100-firm"', 'name = "s21-07"'))
+
+    [(where, message)] = _issues(path)
+
+    assert where == "gpu_groups[0].name"
+    assert message == "group 's21-07' is also named by asic_groups[2].name; rename one"
+
+
+def test_billing_while_curtailed_defaults_by_tier(tmp_path: Path) -> None:
+    """Unset, a flexible contract is billed while capped and an interruptible one is not."""
+    path = write_variant(
+        tmp_path,
+        ("billed_when_curtailed = true", ""),
+        ("notice_s = 900        # 15 minutes\nbilled_when_curtailed = false", "notice_s = 900"),
+    )
+
+    settings = load_settings(path)
+
+    assert [c.billed_when_curtailed for c in settings.contracts] == [False, True, False]
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    """A file that does not exist is a ConfigError chained to the OS error, not silently empty."""
+    with pytest.raises(ConfigError) as caught:
+        load_settings(tmp_path / "absent.toml")
+
+    assert isinstance(caught.value.__cause__, FileNotFoundError)
+    assert "cannot read the site file (No such file or directory)" in str(caught.value)
+
+
+def test_toml_syntax_error_is_a_config_error(tmp_path: Path) -> None:
+    """Broken TOML is a ConfigError giving the line, chained to the parser's error."""
+    path = write_variant(tmp_path, ("[site]", "[site"))
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+
+    assert isinstance(caught.value.__cause__, tomllib.TOMLDecodeError)
+    assert "TOML syntax error" in str(caught.value)
+    assert "line 9" in str(caught.value)
+
+
+def test_config_error_lists_every_problem(tmp_path: Path) -> None:
+    """All field problems are reported at once, one line each, naming the file."""
+    path = write_variant(
+        tmp_path, ("count = 6000", "count = -1"), ("pool_fee = 0.02", "pool_fee = 1")
+    )
+
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path)
+
+    text = str(caught.value)
+    assert text.startswith(f"{path}: 2 problems in the site file:")
+    assert "\n  site.pool_fee: Input should be less than 1 (got 1)" in text
+    assert "\n  asic_groups[1].count: Input should be greater than 0 (got -1)" in text
