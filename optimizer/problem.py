@@ -7,6 +7,7 @@ Times inside the horizon are measured in seconds from `Problem.start`.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -248,7 +249,7 @@ def validate(problem: Problem) -> None:
     )
     _require(0 <= problem.pool_fee < 1, "pool_fee: must be a share in [0, 1)")
     names = [g.name for g in problem.asic_groups] + [g.name for g in problem.gpu_groups]
-    duplicated = sorted({n for n in names if names.count(n) > 1})
+    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
     _require(not duplicated, f"groups: names must be unique, repeated: {duplicated}")
     for asic in problem.asic_groups:
         _validate_asic(asic)

@@ -58,31 +58,26 @@ class Outcome:
         return self.hash_revenue_usd + self.ai_revenue_usd - self.energy_cost_usd - self.penalty_usd
 
 
+def _asic_array(problem: Problem, field: str) -> FloatArray:
+    return np.array([getattr(g, field) for g in problem.asic_groups], dtype=np.float64)[:, None]
+
+
 def hash_rate_ths(problem: Problem, schedule: Schedule) -> FloatArray:
     """Hashrate per ASIC group and step, with power targets along their linear hash curve."""
-    rows = []
+    share = np.ones_like(schedule.asic_watts_per_unit)
     for index, group in enumerate(problem.asic_groups):
-        on = schedule.asic_units_on[index].astype(np.float64)
-        watts = schedule.asic_watts_per_unit[index]
-        share = np.ones_like(watts)
         target = group.power_target
         if target is not None:
             span = group.watts_per_unit - target.min_watts_per_unit
-            share = target.hash_fraction_at_min + (1 - target.hash_fraction_at_min) * (
-                (watts - target.min_watts_per_unit) / span
+            share[index] = target.hash_fraction_at_min + (1 - target.hash_fraction_at_min) * (
+                (schedule.asic_watts_per_unit[index] - target.min_watts_per_unit) / span
             )
-        rows.append(on * group.ths_per_unit * share)
-    return np.array(rows).reshape(len(problem.asic_groups), problem.steps)
+    return schedule.asic_units_on * _asic_array(problem, "ths_per_unit") * share
 
 
 def site_watts(problem: Problem, schedule: Schedule) -> FloatArray:
-    total = np.zeros(problem.steps)
-    for index, group in enumerate(problem.asic_groups):
-        total += (
-            group.overhead_factor
-            * schedule.asic_units_on[index]
-            * schedule.asic_watts_per_unit[index]
-        )
+    asic = _asic_array(problem, "overhead_factor") * schedule.asic_units_on
+    total = np.sum(asic * schedule.asic_watts_per_unit, axis=0)
     for index, gpu in enumerate(problem.gpu_groups):
         level_watts = np.array([gpu.node_watts(i) for i in range(len(gpu.cap_levels))])
         capped = schedule.gpu_capped_nodes[index]
@@ -94,7 +89,7 @@ def site_watts(problem: Problem, schedule: Schedule) -> FloatArray:
             + paused * gpu.paused_node_watts
         )
         total += gpu.overhead_factor * node_watts
-    return total
+    return np.asarray(total, dtype=np.float64)
 
 
 def _period_mask(problem: Problem, start_s: float, end_s: float) -> npt.NDArray[np.bool_]:
@@ -111,13 +106,10 @@ def evaluate(problem: Problem, schedule: Schedule) -> Outcome:
 
     ths = hash_rate_ths(problem, schedule)
     hash_gross = float(np.sum(ths * hashprice * dt / SECONDS_PER_DAY))
-    wake_loss = 0.0
-    for index, group in enumerate(problem.asic_groups):
-        on = schedule.asic_units_on[index]
-        woken = np.maximum(0, np.diff(on, prepend=group.on_now))
-        wake_loss += float(
-            np.sum(woken * group.ths_per_unit * hashprice * group.wake_loss_s / SECONDS_PER_DAY)
-        )
+    on_now = np.array([g.on_now for g in problem.asic_groups], dtype=np.int64)[:, None]
+    woken = np.maximum(0, np.diff(schedule.asic_units_on, axis=1, prepend=on_now))
+    lost_th_s = woken * _asic_array(problem, "ths_per_unit") * _asic_array(problem, "wake_loss_s")
+    wake_loss = float(np.sum(lost_th_s * hashprice / SECONDS_PER_DAY))
 
     watts = site_watts(problem, schedule)
     energy_mwh = watts * dt / WATT_SECONDS_PER_MWH

@@ -34,21 +34,15 @@ _ROUNDING_TOLERANCE = 1e-6
 
 
 def solve(problem: Problem) -> Plan:
-    """Plan the horizon; with move blocking (`SolveOptions.blocking`) the later steps are decided
-    in blocks, and the plan is scored on the problem's own steps."""
+    """Plan the horizon. With move blocking (`SolveOptions.blocking`) the later steps are decided
+    in blocks; the plan is always scored on the problem's own steps."""
     block = block_index(problem, problem.options.blocking)
-    if int(block[-1]) + 1 == problem.steps:
-        return _solve_steps(problem)
-    coarse = _solve_steps(coarsen(problem, block))
-    schedule = stretch(coarse.schedule, block)
-    return replace(coarse, problem=problem, schedule=schedule, outcome=evaluate(problem, schedule))
-
-
-def _solve_steps(problem: Problem) -> Plan:
-    asics = asic_classes(problem.asic_groups)
-    gpus = gpu_classes(problem.gpu_groups)
+    blocked = int(block[-1]) + 1 < problem.steps
+    modelled = coarsen(problem, block) if blocked else problem
+    asics = asic_classes(modelled.asic_groups)
+    gpus = gpu_classes(modelled.gpu_groups)
     started = time.perf_counter()  # a duration for the report, not a decision input
-    model = build(problem, asics, gpus)
+    model = build(modelled, asics, gpus)
     build_s = time.perf_counter() - started
     try:
         result = run(model, problem.options)
@@ -56,10 +50,10 @@ def _solve_steps(problem: Problem) -> Plan:
         return replace(fallback_plan(problem, f"solver error: {error}"), build_s=build_s)
     if result.solution is None:
         note = f"{result.solver} returned {result.status} within {problem.options.time_limit_s} s"
-        return replace(
-            fallback_plan(problem, note), build_s=build_s, solve_s=result.solve_s
-        )
-    schedule = _to_schedule(problem, asics, gpus, result.solution)
+        return replace(fallback_plan(problem, note), build_s=build_s, solve_s=result.solve_s)
+    schedule = _to_schedule(modelled, asics, gpus, result.solution)
+    if blocked:
+        schedule = stretch(schedule, block)
     outcome = evaluate(problem, schedule)
     value = model_value(problem, outcome)
     gap = max(0.0, result.bound_usd - value) / max(1.0, abs(result.bound_usd))  # NaN: no bound
@@ -103,9 +97,7 @@ def _to_schedule(
         nominal = asic_class.group.watts_per_unit
         watts[a] = np.where(watts[a] > 0, np.minimum(watts[a], nominal), nominal)
     _shed_to_cap(problem, asics, gpus, on, watts, level, capped, paused)
-    for a, asic_class in enumerate(asics):
-        if asic_class.group.min_off_s > 0:
-            on[a] = _respect_min_off(problem, asic_class, on[a])
+    _respect_min_off(problem, asics, on)
 
     schedule = Schedule(
         asic_units_on=np.zeros((len(problem.asic_groups), steps), dtype=np.int64),
@@ -203,21 +195,28 @@ def _shed_to_cap(
         over -= shed * unit_watts
 
 
-def _respect_min_off(problem: Problem, asic_class: AsicClass, on: IntArray) -> IntArray:
-    """Rounding can wake a unit sooner than its minimum off time allows; hold it asleep."""
-    group = asic_class.group
+def _respect_min_off(problem: Problem, asics: tuple[AsicClass, ...], on: IntArray) -> None:
+    """Rounding can wake a unit sooner than its minimum off time allows: hold it asleep.
+    In place, one pass over the steps for all classes at once."""
     offsets = problem.step_offsets_s()
-    first = np.searchsorted(offsets, offsets - group.min_off_s + 1e-9, side="left")
-    result = on.copy()
-    slept = np.zeros(problem.steps, dtype=np.int64)
-    previous = group.on_now
+    min_off = np.array([c.group.min_off_s for c in asics])
+    chosen = np.flatnonzero(min_off > 0)
+    if not chosen.size:
+        return
+    units = np.array([asics[a].group.units for a in chosen])
+    previous = np.array([asics[a].group.on_now for a in chosen])
+    first = np.searchsorted(offsets, offsets[None, :] - min_off[chosen, None] + 1e-9, side="left")
+    slept = np.zeros((chosen.size, problem.steps + 1), dtype=np.int64)  # cumulative sleeps
+    rows = np.arange(chosen.size)
     for t in range(problem.steps):
-        recently_slept = int(slept[first[t] : t].sum())
-        if result[t] > previous:
-            result[t] = min(result[t], max(previous, group.units - recently_slept))
-        slept[t] = max(0, previous - int(result[t]))
-        previous = int(result[t])
-    return result
+        recently_slept = slept[:, t] - slept[rows, first[:, t]]
+        current = on[chosen, t]
+        waking = current > previous
+        limit = np.maximum(previous, units - recently_slept)
+        current = np.where(waking, np.minimum(current, limit), current)
+        on[chosen, t] = current
+        slept[:, t + 1] = slept[:, t] + np.maximum(0, previous - current)
+        previous = current
 
 
 def energy_mwh_per_step(problem: Problem, plan: Plan) -> FloatArray:
