@@ -11,11 +11,29 @@ import argparse
 import math
 import sys
 from collections.abc import Callable, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TypeAlias
 
+from adapters.recorded import RecordedDataError, read_bitcoin_daily, read_realtime_prices
 from agent import site
+from agent.bench import bench_plan
+from agent.dayplan import plan_day, render
 from agent.settings import ConfigError, Settings, load_settings
+
+# sysexits.h EX_DATAERR: an input data file that cannot be used.
+EX_DATAERR = 65
+
+# The bundled defaults, relative to a checkout (see deploy/data/SOURCES.md).
+_CHECKOUT = Path(__file__).resolve().parent.parent
+REFERENCE_SITE = _CHECKOUT / "deploy" / "examples" / "reference-site.toml"
+BUNDLED_PRICES = _CHECKOUT / "deploy" / "data" / "ercot_rtm_spp_2024_hubs_15min.csv.gz"
+BUNDLED_BTC = (
+    _CHECKOUT
+    / "deploy"
+    / "data"
+    / "btc_daily_price_difficulty_hashrate_hashprice_2020-04-11_2025-04-07.csv"
+)
 
 # sysexits.h EX_CONFIG: a bad configuration. systemd is told not to restart on it
 # (RestartPreventExitStatus), since restarting cannot fix a file.
@@ -44,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND", required=True)
     _add_check_config(commands)
+    _add_plan(commands)
+    _add_bench(commands)
     return parser
 
 
@@ -75,6 +95,77 @@ def _check_config(args: argparse.Namespace) -> int:
     print("\n".join(_site_summary(settings)))
     print()
     print("\n".join(_merit_table(settings, args.hashprice)))
+    return 0
+
+
+def _add_plan(commands: SubParsers) -> None:
+    command = commands.add_parser(
+        "plan",
+        help="plan one operating day of the site on recorded prices and print it",
+        description="Plan one Central operating day on recorded real-time prices (taken as a"
+        " perfect forecast) and print the plan hour by hour beside the always-on and threshold"
+        " baselines.",
+    )
+    command.add_argument("--config", type=Path, default=REFERENCE_SITE, metavar="FILE")
+    command.add_argument("--prices", type=Path, default=BUNDLED_PRICES, metavar="FILE")
+    command.add_argument(
+        "--settlement-point", default=None, metavar="NAME", help="default: the site's own"
+    )
+    command.add_argument("--btc", type=Path, default=BUNDLED_BTC, metavar="FILE")
+    command.add_argument(
+        "--day",
+        type=date.fromisoformat,
+        default=date(2024, 8, 20),
+        metavar="YYYY-MM-DD",
+        help="default: %(default)s, a West Texas price spike",
+    )
+    command.set_defaults(handler=_plan)
+
+
+def _plan(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_CONFIG
+    point = args.settlement_point or settings.site.settlement_point
+    try:
+        prices = read_realtime_prices(args.prices, point)
+        hashprices = read_bitcoin_daily(args.btc)
+        result = plan_day(settings, prices, hashprices, args.day)
+    except (RecordedDataError, KeyError) as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_DATAERR
+    print("\n".join(render(result, settings)))
+    return 0
+
+
+def _add_bench(commands: SubParsers) -> None:
+    command = commands.add_parser("bench", help="benchmarks")
+    kinds = command.add_subparsers(title="benchmarks", metavar="KIND", required=True)
+    plan = kinds.add_parser(
+        "plan",
+        help="time the optimizer on a synthetic site of N distinct groups and T steps",
+        description="Median build and solve seconds of the optimizer on a synthetic site of N"
+        " groups that cannot be merged, over T five-minute steps.",
+    )
+    plan.add_argument("--groups", type=_positive_int, default=1000, metavar="N")
+    plan.add_argument("--steps", type=_positive_int, default=288, metavar="T")
+    plan.add_argument("--runs", type=_positive_int, default=5, metavar="R")
+    plan.add_argument(
+        "--full-resolution",
+        action="store_true",
+        help="decide every step on its own (no move blocking)",
+    )
+    plan.add_argument("--json", action="store_true", help="print one JSON object")
+    plan.set_defaults(handler=_bench_plan)
+
+
+def _bench_plan(args: argparse.Namespace) -> int:
+    result = bench_plan(
+        args.groups, args.steps, runs=args.runs, full_resolution=args.full_resolution
+    )
+    print(result.as_json() if args.json else result.as_text())
     return 0
 
 
@@ -175,6 +266,16 @@ def _table(
 
 def _mw(watts: float) -> str:
     return f"{watts / 1e6:.3f} MW"
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text}")
+    return value
 
 
 def _positive_float(text: str) -> float:

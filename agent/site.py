@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from agent.settings import AsicGroupSettings, PowerTargetSettings, Settings
 from optimizer.economics import breakeven_usd_per_mwh, gpu_value_usd_per_mwh
-from optimizer.problem import AsicGroup, CapLevel, Contract, GpuGroup, PowerTarget, Tier
+from optimizer.problem import (
+    AsicGroup,
+    CapLevel,
+    Contract,
+    GpuGroup,
+    PowerTarget,
+    Problem,
+    SolveOptions,
+    Tier,
+)
 
 
 def asic_groups(settings: Settings) -> tuple[AsicGroup, ...]:
@@ -167,4 +178,30 @@ def _power_target(target: PowerTargetSettings | None) -> PowerTarget | None:
     return PowerTarget(
         min_watts_per_unit=target.min_watts_per_unit,
         hash_fraction_at_min=target.hash_fraction_at_min,
+    )
+
+
+def site_problem(
+    settings: Settings,
+    *,
+    start: datetime,
+    step_s: Sequence[float],
+    price_usd_per_mwh: Sequence[float],
+    hashprice_usd_per_th_day: float,
+    options: SolveOptions | None = None,
+) -> Problem:
+    """The planning problem of the configured site over the given steps, with everything awake
+    and nothing curtailed now (the daemon and the replay pass their live state instead)."""
+    return Problem(
+        start=start,
+        step_s=tuple(step_s),
+        price_usd_per_mwh=tuple(price_usd_per_mwh),
+        hashprice_usd_per_th_day=(hashprice_usd_per_th_day,) * len(step_s),
+        site_limit_watts=settings.site.interconnect_watts,
+        site_margin_watts=settings.site.margin_watts,
+        asic_groups=asic_groups(settings),
+        gpu_groups=gpu_groups(settings),
+        contracts=contracts(settings),
+        pool_fee=settings.site.pool_fee,
+        options=options or SolveOptions(),
     )

@@ -50,9 +50,11 @@ def _shed_gpus(problem: Problem, schedule: Schedule, over_watts: FloatArray) -> 
             if need <= 0:
                 break
             periods = [p for p in left[gpu.contract] if p[0] <= offsets[t] < p[1]]
-            budget_nodes = min(
-                (p[2] / hours[t] for p in periods), default=float(gpu.nodes)
-            ) if not event[t] else float(gpu.nodes)
+            budget_nodes = (
+                min((p[2] / hours[t] for p in periods), default=float(gpu.nodes))
+                if not event[t]
+                else float(gpu.nodes)
+            )
             if may_cap[i, t]:
                 level = int(deepest[i, t])
                 saved = gpu.overhead_factor * (gpu.full_node_watts - gpu.node_watts(level))
@@ -109,7 +111,9 @@ def merit_order_schedule(
             allowed[locked] = group.units - group.units_locked_off
         if sleep_above_breakeven:
             breakeven = breakeven_usd_per_mwh(
-                hashprice, group.joules_per_th, pool_fee=problem.pool_fee,
+                hashprice,
+                group.joules_per_th,
+                pool_fee=problem.pool_fee,
                 overhead_factor=group.overhead_factor,
             )
             allowed[react_price_usd_per_mwh > breakeven] = 0
@@ -166,14 +170,11 @@ def always_on(problem: Problem) -> Plan:
     return _plan(problem, schedule, PlanStatus.BASELINE, "always-on", "")
 
 
-def threshold(problem: Problem, last_price_usd_per_mwh: float) -> Plan:
-    """The threshold rule for the whole horizon, reacting to the last known price only.
+def threshold(problem: Problem, known_price_usd_per_mwh: float | FloatArray) -> Plan:
+    """The threshold rule, reacting to the price known when each step is decided: one last price
+    for the whole horizon, or one per step (in a replay, the previous interval's).
 
     The caller passes the problem's hashprice as it was known (the previous day's)."""
-    schedule = merit_order_schedule(
-        problem,
-        np.full(problem.steps, last_price_usd_per_mwh),
-        sleep_above_breakeven=True,
-        curtail_gpus=False,
-    )
+    react = np.broadcast_to(np.asarray(known_price_usd_per_mwh, dtype=np.float64), (problem.steps,))
+    schedule = merit_order_schedule(problem, react, sleep_above_breakeven=True, curtail_gpus=False)
     return _plan(problem, schedule, PlanStatus.BASELINE, "threshold", "")

@@ -191,7 +191,9 @@ def build(
         (
             np.broadcast_to(step_index, (int(plain.sum()), steps)),
             on[plain],
-            np.array([c.group.overhead_factor * c.group.watts_per_unit for c in asics])[plain, None],
+            np.array([c.group.overhead_factor * c.group.watts_per_unit for c in asics])[
+                plain, None
+            ],
         )
     )
     for a in np.flatnonzero(~plain):
@@ -233,7 +235,11 @@ def build(
         rows.add(
             lower.ravel(),
             INF,
-            [(local, wake, 1.0), (local, on[coupled], -1.0), (local[:, 1:], on[coupled][:, :-1], 1.0)],
+            [
+                (local, wake, 1.0),
+                (local, on[coupled], -1.0),
+                (local[:, 1:], on[coupled][:, :-1], 1.0),
+            ],
             count * steps,
         )
         min_off = np.array([g.min_off_s for g in members])
@@ -330,8 +336,12 @@ def build(
             rows.add(-INF, left, row_terms, 1)
 
     # Site limit -------------------------------------------------------------------------------
-    slack = cols.add(np.zeros(1), np.full(steps, INF), -SOFT_LIMIT_USD_PER_MWH * dt / WATT_SECONDS_PER_MWH)
-    rows.add(-INF, problem.cap_watts() - site_constant, [(step_index, slack, -1.0), *site_terms], steps)
+    slack = cols.add(
+        np.zeros(1), np.full(steps, INF), -SOFT_LIMIT_USD_PER_MWH * dt / WATT_SECONDS_PER_MWH
+    )
+    rows.add(
+        -INF, problem.cap_watts() - site_constant, [(step_index, slack, -1.0), *site_terms], steps
+    )
 
     matrix = sp.csr_matrix(
         (

@@ -119,7 +119,10 @@ class Plan:
             limit = self.problem.site_limit_watts / 1e6
             margin = self.problem.site_margin_watts / 1e6
             return f"site limit {limit:.1f} MW less {margin:.1f} MW margin"
-        if group.units_locked_off and self.problem.step_offsets_s()[step] < group.locked_off_until_s:
+        if (
+            group.units_locked_off
+            and self.problem.step_offsets_s()[step] < group.locked_off_until_s
+        ):
             return f"minimum off time: asleep until {group.locked_off_until_s:.0f} s"
         ahead = np.asarray(self.problem.price_usd_per_mwh[step:])
         if group.wake_loss_s > 0 and (ahead > breakeven).any():

@@ -118,7 +118,9 @@ def evaluate(problem: Problem, schedule: Schedule) -> Outcome:
     ai_revenue = 0.0
     penalty = 0.0
     used: dict[str, float] = {c.name: 0.0 for c in problem.contracts}
-    use_by_step: dict[str, FloatArray] = {c.name: np.zeros(problem.steps) for c in problem.contracts}
+    use_by_step: dict[str, FloatArray] = {
+        c.name: np.zeros(problem.steps) for c in problem.contracts
+    }
     for index, gpu in enumerate(problem.gpu_groups):
         contract = problem.contract(gpu.contract)
         curtailed = schedule.gpu_capped_nodes[index] + schedule.gpu_paused_nodes[index]

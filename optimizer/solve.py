@@ -14,8 +14,8 @@ from dataclasses import replace
 import numpy as np
 
 from optimizer.aggregate import AsicClass, GpuClass, asic_classes, gpu_classes, split_counts
-from optimizer.horizon import block_index, coarsen, stretch
 from optimizer.economics import SECONDS_PER_HOUR, WATT_SECONDS_PER_MWH
+from optimizer.horizon import block_index, coarsen, stretch
 from optimizer.merit import fallback_plan
 from optimizer.model import ClassSolution, build, run
 from optimizer.plan import Plan, PlanStatus
@@ -146,7 +146,9 @@ def _trim_allowance(
         members = [h for h, c in enumerate(gpus) if c.group.contract == contract.name]
         for start_s, end_s, left in allowance_periods(problem, contract.name):
             inside = (offsets >= start_s) & (offsets < end_s)
-            spent = sum(float(np.sum((capped[h] + paused[h])[inside] * hours[inside])) for h in members)
+            spent = sum(
+                float(np.sum((capped[h] + paused[h])[inside] * hours[inside])) for h in members
+            )
             for t in np.flatnonzero(inside & ~event)[::-1]:
                 if spent <= left + 1e-9:
                     break

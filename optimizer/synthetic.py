@@ -37,9 +37,7 @@ H100_CAP_LEVELS = (
 )
 
 CONTRACTS = (
-    Contract(
-        "firm", Tier.FIRM, 2.10, penalty_usd_per_gpu_hour=10.0, billed_when_curtailed=False
-    ),
+    Contract("firm", Tier.FIRM, 2.10, penalty_usd_per_gpu_hour=10.0, billed_when_curtailed=False),
     Contract(
         "flex",
         Tier.FLEXIBLE,
@@ -64,7 +62,9 @@ CONTRACTS = (
 def summer_day_prices(steps: int, step_s: float, rng: np.random.Generator) -> np.ndarray:
     """$/MWh per step: a daily shape (night 20, afternoon peak 150) with noise and a spike."""
     hours = (np.arange(steps) * step_s / 3_600.0) % 24
-    shape = 25 + 120 * np.exp(-0.5 * ((hours - 18.5) / 1.6) ** 2) - 10 * np.cos(hours / 24 * 2 * np.pi)
+    shape = (
+        25 + 120 * np.exp(-0.5 * ((hours - 18.5) / 1.6) ** 2) - 10 * np.cos(hours / 24 * 2 * np.pi)
+    )
     price = shape * rng.lognormal(0.0, 0.25, steps) + rng.normal(0.0, 4.0, steps)
     spike = (hours >= 19) & (hours < 19.5)
     price[spike] = rng.uniform(900, 3_000, int(spike.sum()))
@@ -123,8 +123,17 @@ def synthetic_problem(
     start = datetime(2024, 8, 20, 5, 0, tzinfo=UTC)
     limit = max(peak * 0.92, 1e6)
     events = (
-        GridEvent("synthetic-shed", start + timedelta(hours=14), start + timedelta(hours=15), limit * 0.6),
-    ) if steps * step_s > 15 * 3_600 else ()
+        (
+            GridEvent(
+                "synthetic-shed",
+                start + timedelta(hours=14),
+                start + timedelta(hours=15),
+                limit * 0.6,
+            ),
+        )
+        if steps * step_s > 15 * 3_600
+        else ()
+    )
     return Problem(
         start=start,
         step_s=uniform_steps(steps, step_s),
