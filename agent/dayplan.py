@@ -120,8 +120,9 @@ def render(result: DayPlan, settings: Settings) -> list[str]:
     ):
         o = candidate.outcome
         lines.append(
-            f"  {name:<10} {o.profit_usd:11,.0f} {o.hash_revenue_usd:8,.0f} {o.ai_revenue_usd:10,.0f}"
-            f" {o.energy_cost_usd:10,.0f} {o.penalty_usd:10,.0f} {o.energy_mwh:6,.0f}"
+            f"  {name:<10} {o.profit_usd:11,.0f} {o.hash_revenue_usd:8,.0f}"
+            f" {o.ai_revenue_usd:10,.0f} {o.energy_cost_usd:10,.0f} {o.penalty_usd:10,.0f}"
+            f" {o.energy_mwh:6,.0f}"
         )
     return lines
 

@@ -13,6 +13,7 @@ contract's notice, are honoured at the cut but not planned across it.
 from __future__ import annotations
 
 from dataclasses import replace
+from itertools import pairwise
 
 import numpy as np
 
@@ -36,7 +37,7 @@ def hindsight(problem: Problem, *, chunk_s: float = _MONTH_S) -> Plan:
         return solve(base)
     parts: list[Plan] = []
     state = base
-    for first, last in zip(cuts[:-1], cuts[1:], strict=True):
+    for first, last in pairwise(cuts):
         chunk = _chunk(state, first, last)
         plan = solve(chunk)
         parts.append(plan)

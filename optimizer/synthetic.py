@@ -102,21 +102,20 @@ def synthetic_problem(
                 units_on_now=units if rng.random() < 0.8 else 0,
             )
         )
-    gpus = []
     tiers = [c.name for c in CONTRACTS]
-    for index in range(gpu_count):
-        gpus.append(
-            GpuGroup(
-                name=f"gpu-{index:04d}",
-                contract=tiers[index % 3],
-                nodes=int(rng.integers(8, 40)),
-                gpus_per_node=8,
-                cap_levels=H100_CAP_LEVELS,
-                idle_watts_per_gpu=100.0,
-                host_watts_per_node=1_500.0 + index,  # distinct hosts keep the groups apart
-                overhead_factor=1.25,
-            )
+    gpus = [
+        GpuGroup(
+            name=f"gpu-{index:04d}",
+            contract=tiers[index % 3],
+            nodes=int(rng.integers(8, 40)),
+            gpus_per_node=8,
+            cap_levels=H100_CAP_LEVELS,
+            idle_watts_per_gpu=100.0,
+            host_watts_per_node=1_500.0 + index,  # distinct hosts keep the groups apart
+            overhead_factor=1.25,
         )
+        for index in range(gpu_count)
+    ]
     peak = sum(g.units * g.watts_per_unit * g.overhead_factor for g in asics) + sum(
         g.nodes * g.full_node_watts * g.overhead_factor for g in gpus
     )

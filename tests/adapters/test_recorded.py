@@ -44,7 +44,7 @@ def test_bundled_hashprice_matches_its_provenance_notes() -> None:
 
 def test_unknown_settlement_point_lists_the_known_ones() -> None:
     """Asking for a hub the file lacks names the hubs it has."""
-    with pytest.raises(RecordedDataError, match="unknown settlement point 'HB_EAST'.*HB_WEST"):
+    with pytest.raises(RecordedDataError, match=r"unknown settlement point 'HB_EAST'.*HB_WEST"):
         read_realtime_prices(PRICES, "HB_EAST")
 
 
@@ -57,7 +57,7 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_missing_timestamp_column_is_named(tmp_path: Path) -> None:
     """A file without interval_start_utc says which column is missing."""
     path = _write(tmp_path, "start,HB_WEST\n2024-01-01T00:00:00+00:00,1\n")
-    with pytest.raises(RecordedDataError, match="missing column.*interval_start_utc"):
+    with pytest.raises(RecordedDataError, match=r"missing column.*interval_start_utc"):
         read_realtime_prices(path, "HB_WEST")
 
 
