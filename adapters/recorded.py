@@ -1,7 +1,20 @@
-"""Readers for recorded telemetry files (see deploy/data/SOURCES.md for their shapes).
+"""Readers for recorded files (see deploy/data/SOURCES.md for their shapes and provenance).
 
 `read_*` functions take a path and return typed series; every problem with a file is a
-`RecordedDataError` that names the file, and where it applies the row and the column.
+`RecordedDataError` that names the file, and where it applies the line and the column.
+
+Missing data is never bridged silently. Each reader's policy, and every place it applied, is
+reported as a `Gap` on the series it returns:
+
+- Real-time prices: a gap of up to `max_gap_s` (default one hour) is bridged by carrying the
+  last price before it forward (policy `CARRIED_FORWARD`); a longer gap is an error, as are
+  duplicated or out-of-order intervals. The interval is the smallest step in the file.
+- Day-ahead prices: hours without a price stay NaN (policy `NO_FORECAST`): there is no forecast
+  for them and the agent forecasts from history alone.
+- Bitcoin fee share: a day with an empty cell has no value (`FeeShareSeries.on` gives None).
+
+Times are timezone-aware UTC. ERCOT's operating day and its hour-ending labels are Central
+prevailing time (America/Chicago), with daylight saving.
 """
 
 from __future__ import annotations
@@ -10,14 +23,29 @@ import csv
 import gzip
 import io
 import math
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
+import numpy.typing as npt
 
 from optimizer.problem import FloatArray
+
+CENTRAL = ZoneInfo("America/Chicago")
+
+CARRIED_FORWARD = "carried forward: the last price before the gap"
+NO_FORECAST = "no forecast: the agent forecasts from history alone"
+
+# ERCOT Nodal Protocols section 4.1.1 (Day-Ahead timeline): DAM offers close at 10:00 and ERCOT
+# publishes DAM results by 13:30 Central on the day before the operating day (NPRR903 lets a
+# delayed DAM publish as late as 19:00). The replay takes 13:30 as the moment they are known.
+DAY_AHEAD_PUBLISHED_LOCAL = time(13, 30)
+
+_HOUR_S = 3_600.0
 
 
 class RecordedDataError(ValueError):
@@ -28,14 +56,27 @@ class RecordedDataError(ValueError):
         self.path = path
 
 
+@dataclass(frozen=True, slots=True)
+class Gap:
+    """`missing_intervals` intervals from `start_utc` up to `end_utc` (exclusive) that the file
+    has no value for, and what the reader did about them (`policy`)."""
+
+    start_utc: datetime
+    end_utc: datetime
+    missing_intervals: int
+    policy: str
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class PriceSeries:
-    """Prices at a settlement point: `start_utc[i]` begins an interval of `interval_s`."""
+    """Prices at a settlement point: `start_utc[i]` begins an interval of `interval_s`.
+    Intervals the reader bridged are listed in `gaps`."""
 
     settlement_point: str
     start_utc: tuple[datetime, ...]
     usd_per_mwh: FloatArray
     interval_s: float
+    gaps: tuple[Gap, ...] = ()
 
     def index_of(self, moment: datetime) -> int:
         """Index of the interval containing `moment` (timezone-aware)."""
@@ -44,6 +85,67 @@ class PriceSeries:
         if not 0 <= index < len(self.start_utc):
             raise KeyError(f"{moment.isoformat()} is outside the recorded prices")
         return index
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DayAheadSeries:
+    """Hourly day-ahead prices at a settlement point, $/MWh, NaN where there is none:
+    `start_utc[i]` begins the hour `usd_per_mwh[i]` is for. Runs of NaN are listed in `gaps`."""
+
+    settlement_point: str
+    start_utc: tuple[datetime, ...]
+    usd_per_mwh: FloatArray
+    gaps: tuple[Gap, ...]
+    interval_s: float = _HOUR_S
+
+    def window(self, start_utc: datetime, count: int, interval_s: float) -> FloatArray:
+        """The forecast for `count` intervals of `interval_s` from `start_utc`: the
+        time-weighted mean of the hourly prices each interval covers (so a quarter hour repeats
+        its hour's price), NaN where any part of it has no price or lies outside the file."""
+        if start_utc.tzinfo is None:
+            raise ValueError("start_utc: must be timezone-aware")
+        if count < 0 or interval_s <= 0:
+            raise ValueError("count must be >= 0 and interval_s > 0")
+        offset = (start_utc - self.start_utc[0]).total_seconds()
+        begin = offset + interval_s * np.arange(count, dtype=np.float64)
+        end = begin + interval_s
+        span = self.interval_s * len(self.usd_per_mwh)
+        inside = (begin >= 0) & (end <= span)
+        first = np.clip(np.floor(begin / self.interval_s).astype(np.int64), 0, None)
+        last = np.clip(np.ceil(end / self.interval_s).astype(np.int64) - 1, 0, None)
+        single = inside & (first == last)
+        result = np.full(count, np.nan)
+        result[single] = self.usd_per_mwh[first[single]]
+        spread = inside & ~single
+        if spread.any():
+            # Piecewise-constant prices integrate exactly by interpolating their running sum.
+            missing = np.isnan(self.usd_per_mwh)
+            edges = self.interval_s * np.arange(len(self.usd_per_mwh) + 1, dtype=np.float64)
+            energy = np.concatenate(([0.0], np.cumsum(np.where(missing, 0.0, self.usd_per_mwh))))
+            holes = np.concatenate(([0.0], np.cumsum(missing)))
+            lo, hi = begin[spread], end[spread]
+            total = np.interp(hi, edges, energy) - np.interp(lo, edges, energy)
+            unpriced = np.interp(hi, edges, holes) - np.interp(lo, edges, holes)
+            mean = total * self.interval_s / interval_s
+            result[spread] = np.where(unpriced > 1e-9, np.nan, mean)
+        return result
+
+    def published_at(self, delivery_start_utc: datetime) -> datetime:
+        """When the price for the hour starting at `delivery_start_utc` becomes known: 13:30
+        Central on the day before its operating day (ERCOT DAM timeline, see module notes)."""
+        operating_day = delivery_start_utc.astimezone(CENTRAL).date()
+        published = datetime.combine(
+            operating_day - timedelta(days=1), DAY_AHEAD_PUBLISHED_LOCAL, CENTRAL
+        )
+        return published.astimezone(UTC)
+
+    def known_until(self, as_of_utc: datetime) -> datetime:
+        """End (exclusive, UTC) of the last operating day whose prices are published by
+        `as_of_utc`: tomorrow's end from 13:30 Central on, today's end before."""
+        local = as_of_utc.astimezone(CENTRAL)
+        days_ahead = 2 if local.time() >= DAY_AHEAD_PUBLISHED_LOCAL else 1
+        end = datetime.combine(local.date() + timedelta(days=days_ahead), time(0), CENTRAL)
+        return end.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -60,6 +162,47 @@ class HashpriceSeries:
         return float(self.usd_per_th_day[index])
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class FeeShareSeries:
+    """Transaction fees' share of miner revenue (0 to 1) by UTC calendar day, NaN where the
+    file has no value."""
+
+    days: tuple[date, ...]
+    fee_share: FloatArray
+
+    def on(self, day: date) -> float | None:
+        """The day's fee share, or None if the file has no value for it."""
+        index = (day - self.days[0]).days
+        if not 0 <= index < len(self.days) or math.isnan(self.fee_share[index]):
+            return None
+        return float(self.fee_share[index])
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class GpuTrace:
+    """Per-GPU power of one node at a fixed step: `gpu_watts[i, k]` is GPU k's draw in watts
+    `i * interval_s` seconds after the recording began. Shape (samples, gpus)."""
+
+    interval_s: float
+    gpu_watts: FloatArray
+
+    @property
+    def samples(self) -> int:
+        return int(self.gpu_watts.shape[0])
+
+    @property
+    def gpus(self) -> int:
+        return int(self.gpu_watts.shape[1])
+
+    @property
+    def duration_s(self) -> float:
+        return self.samples * self.interval_s
+
+    def node_watts(self) -> FloatArray:
+        """The node's GPU draw (sum over its GPUs), watts per sample."""
+        return np.asarray(self.gpu_watts.sum(axis=1), dtype=np.float64)
+
+
 def _rows(path: Path) -> Iterator[dict[str, str]]:
     try:
         raw = path.read_bytes()
@@ -70,7 +213,19 @@ def _rows(path: Path) -> Iterator[dict[str, str]]:
             raw = gzip.decompress(raw)
         except (OSError, EOFError) as error:
             raise RecordedDataError(path, f"not a valid gzip file: {error}") from error
-    yield from csv.DictReader(io.StringIO(raw.decode("utf-8")))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise RecordedDataError(path, f"not UTF-8 text: {error}") from error
+    yield from csv.DictReader(io.StringIO(text))
+
+
+def _first_row(path: Path, rows: Iterator[dict[str, str]], needed: list[str]) -> dict[str, str]:
+    first = next(rows, None)
+    if first is None:
+        raise RecordedDataError(path, "no rows")
+    _require_columns(path, list(first.keys()), needed)
+    return first
 
 
 def _require_columns(path: Path, header: list[str] | None, needed: list[str]) -> None:
@@ -81,7 +236,9 @@ def _require_columns(path: Path, header: list[str] | None, needed: list[str]) ->
         )
 
 
-def _number(path: Path, line: int, column: str, text: str) -> float:
+def _number(path: Path, line: int, column: str, text: str | None) -> float:
+    if text is None:
+        raise RecordedDataError(path, f"line {line}, {column}: missing cell")
     try:
         value = float(text)
     except ValueError:
@@ -91,16 +248,44 @@ def _number(path: Path, line: int, column: str, text: str) -> float:
     return value
 
 
-def read_realtime_prices(path: Path, settlement_point: str) -> PriceSeries:
+def _optional_number(path: Path, line: int, column: str, text: str | None) -> float:
+    """A number, or NaN for an empty cell."""
+    if text is not None and not text.strip():
+        return math.nan
+    return _number(path, line, column, text)
+
+
+def _day(path: Path, line: int, column: str, text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise RecordedDataError(path, f"line {line}, {column}: not a date: {text!r}") from None
+
+
+def _daily_days(path: Path, line: int, day: date, days: list[date]) -> None:
+    if days and day != days[-1] + timedelta(days=1):
+        raise RecordedDataError(
+            path, f"line {line}: {day.isoformat()} does not follow {days[-1].isoformat()}"
+        )
+
+
+def _order_error(path: Path, line: int, what: str, same: bool) -> RecordedDataError:
+    return RecordedDataError(
+        path, f"line {line}: {what} is {'duplicated' if same else 'out of order'}"
+    )
+
+
+def read_realtime_prices(
+    path: Path, settlement_point: str, *, max_gap_s: float = 3_600.0
+) -> PriceSeries:
     """Real-time prices in the wide shape: `interval_start_utc` plus one column per settlement
-    point, at a fixed interval. Duplicated, unsorted or missing intervals are errors here;
-    bridging gaps is the caller's documented choice, not a silent one."""
+    point. Gaps of up to `max_gap_s` are bridged with the last price and reported in
+    `PriceSeries.gaps`; longer gaps, duplicated or out-of-order intervals are errors."""
+    if max_gap_s < 0:
+        raise ValueError("max_gap_s: must be >= 0")
     rows = _rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise RecordedDataError(path, "no rows")
+    first = _first_row(path, rows, ["interval_start_utc"])
     header = list(first.keys())
-    _require_columns(path, header, ["interval_start_utc"])
     if settlement_point not in header:
         points = [c for c in header if c.startswith(("HB_", "LZ_")) or c.isupper()]
         raise RecordedDataError(
@@ -121,48 +306,208 @@ def read_realtime_prices(path: Path, settlement_point: str) -> PriceSeries:
             raise RecordedDataError(path, f"line {line}, interval_start_utc: no UTC offset")
         starts.append(moment.astimezone(UTC))
         prices.append(_number(path, line, settlement_point, row[settlement_point]))
-    steps = np.diff(np.array([s.timestamp() for s in starts]))
     if len(starts) < 2:
         raise RecordedDataError(path, "fewer than two intervals")
+    steps = np.diff(np.array([s.timestamp() for s in starts]))
     if (steps <= 0).any():
         bad = int(np.flatnonzero(steps <= 0)[0])
-        kind = "duplicated" if steps[bad] == 0 else "out of order"
-        raise RecordedDataError(
-            path, f"line {bad + 3}: interval {starts[bad + 1].isoformat()} is {kind}"
+        raise _order_error(
+            path, bad + 3, f"interval {starts[bad + 1].isoformat()}", bool(steps[bad] == 0)
         )
     interval_s = float(np.min(steps))
-    if (steps != interval_s).any():
-        bad = int(np.flatnonzero(steps != interval_s)[0])
+    span = np.rint(steps / interval_s).astype(np.int64)
+    off_grid = np.abs(steps - span * interval_s) > 1e-6
+    if off_grid.any():
+        bad = int(np.flatnonzero(off_grid)[0])
         raise RecordedDataError(
             path,
-            f"gap after {starts[bad].isoformat()}: next interval starts"
-            f" {steps[bad] / 60:.0f} min later instead of {interval_s / 60:.0f}",
+            f"line {bad + 3}: interval {starts[bad + 1].isoformat()} is not on the"
+            f" {interval_s / 60:g}-minute grid of the rest of the file",
         )
-    return PriceSeries(settlement_point, tuple(starts), np.array(prices), interval_s)
+    step = timedelta(seconds=interval_s)
+    gaps: list[Gap] = []
+    for bad in np.flatnonzero(span > 1).tolist():
+        missing = int(span[bad]) - 1
+        if missing * interval_s > max_gap_s:
+            raise RecordedDataError(
+                path,
+                f"gap after {starts[bad].isoformat()}: next interval starts"
+                f" {steps[bad] / 60:.0f} min later instead of {interval_s / 60:.0f}"
+                f" ({missing} missing, more than max_gap_s={max_gap_s:g} s bridges)",
+            )
+        gaps.append(Gap(starts[bad] + step, starts[bad + 1], missing, CARRIED_FORWARD))
+    count = int(span.sum()) + 1
+    grid = tuple(starts[0] + i * step for i in range(count))
+    filled = np.repeat(np.array(prices), np.append(span, 1))
+    return PriceSeries(settlement_point, grid, filled, interval_s, tuple(gaps))
+
+
+def _hour_ending_start_utc(day: date, hour_ending: int) -> datetime | None:
+    """UTC start of ERCOT hour ending `hour_ending` (1-24) on Central operating day `day`: local
+    wall time (hour_ending - 1):00, its first occurrence on the fall-back day (fold=0). None on
+    the spring-forward day for the hour that does not exist."""
+    local = datetime.combine(day, time(hour_ending - 1), CENTRAL)
+    utc = local.astimezone(UTC)
+    if utc.astimezone(CENTRAL).replace(tzinfo=None) != local.replace(tzinfo=None):
+        return None
+    return utc
+
+
+def _nan_gaps(
+    values: FloatArray, first_utc: datetime, interval_s: float, policy: str
+) -> tuple[Gap, ...]:
+    missing = np.isnan(values).astype(np.int8)
+    edges = np.diff(np.concatenate(([0], missing, [0])))
+    begins = np.flatnonzero(edges == 1).tolist()
+    ends = np.flatnonzero(edges == -1).tolist()
+    step = timedelta(seconds=interval_s)
+    return tuple(
+        Gap(first_utc + b * step, first_utc + e * step, e - b, policy)
+        for b, e in zip(begins, ends, strict=True)
+    )
+
+
+def read_day_ahead_prices(path: Path, settlement_point: str) -> DayAheadSeries:
+    """Hourly day-ahead prices (`delivery_date`, `hour_ending`, `<POINT>_DA`) as a gap-free
+    hourly UTC series over the span the file covers, NaN where it has no price.
+
+    Hour ending h starts at local wall time (h - 1):00 on the Central delivery date. On the
+    spring-forward day hour ending 3 (02:00-03:00) does not exist: a row for it is skipped if
+    its price is empty and is an error if it carries one. On the fall-back day the file has
+    24 rows, so hour ending 2 is the first 01:00-02:00 (CDT) and the repeated hour (CST) has no
+    price. Missing rows and empty cells are NaN, reported as gaps (policy `NO_FORECAST`).
+    """
+    rows = _rows(path)
+    first = _first_row(path, rows, ["delivery_date", "hour_ending"])
+    header = list(first.keys())
+    column = f"{settlement_point}_DA"
+    if column not in header:
+        points = [
+            c.removesuffix("_DA") for c in header if c.endswith("_DA") and not c.startswith("AS_")
+        ]
+        raise RecordedDataError(
+            path,
+            f"unknown settlement point {settlement_point!r} (no column {column});"
+            f" this file has: {', '.join(points)}",
+        )
+    stamps: list[float] = []
+    prices: list[float] = []
+    previous: tuple[date, int] | None = None
+    for line, row in enumerate([first, *rows], start=2):
+        day = _day(path, line, "delivery_date", row["delivery_date"])
+        text = row["hour_ending"]
+        if not (text.strip().isdigit() and 1 <= int(text) <= 24):
+            raise RecordedDataError(
+                path, f"line {line}, hour_ending: not an hour from 1 to 24: {text!r}"
+            )
+        key = (day, int(text))
+        if previous is not None and key <= previous:
+            raise _order_error(
+                path, line, f"{day.isoformat()} hour ending {key[1]}", key == previous
+            )
+        previous = key
+        price = _optional_number(path, line, column, row[column])
+        start = _hour_ending_start_utc(*key)
+        if start is None:
+            if not math.isnan(price):
+                raise RecordedDataError(
+                    path,
+                    f"line {line}, {column}: a price for hour ending {key[1]} on"
+                    f" {day.isoformat()}, an hour that does not exist (clocks spring forward)",
+                )
+            continue
+        stamps.append(start.timestamp())
+        prices.append(price)
+    if not stamps:
+        raise RecordedDataError(path, "no hour that exists")
+    origin = datetime.fromtimestamp(stamps[0], UTC)
+    index = np.rint((np.array(stamps) - stamps[0]) / _HOUR_S).astype(np.int64)
+    values = np.full(int(index[-1]) + 1, np.nan)
+    values[index] = prices
+    step = timedelta(hours=1)
+    grid = tuple(origin + i * step for i in range(len(values)))
+    gaps = _nan_gaps(values, origin, _HOUR_S, NO_FORECAST)
+    return DayAheadSeries(settlement_point, grid, values, gaps)
 
 
 def read_bitcoin_daily(path: Path) -> HashpriceSeries:
     """Daily subsidy-only hashprice from the network file (`date`,
     `hashprice_usd_per_th_day_subsidy_only`), one row per day without gaps."""
-    rows = _rows(path)
-    first = next(rows, None)
-    if first is None:
-        raise RecordedDataError(path, "no rows")
     column = "hashprice_usd_per_th_day_subsidy_only"
-    _require_columns(path, list(first.keys()), ["date", column])
+    rows = _rows(path)
+    first = _first_row(path, rows, ["date", column])
     days: list[date] = []
     values: list[float] = []
     for line, row in enumerate([first, *rows], start=2):
-        try:
-            day = date.fromisoformat(row["date"])
-        except ValueError:
-            raise RecordedDataError(
-                path, f"line {line}, date: not a date: {row['date']!r}"
-            ) from None
-        if days and day != days[-1] + timedelta(days=1):
-            raise RecordedDataError(
-                path, f"line {line}: {day.isoformat()} does not follow {days[-1].isoformat()}"
-            )
+        day = _day(path, line, "date", row["date"])
+        _daily_days(path, line, day, days)
         days.append(day)
         values.append(_number(path, line, column, row[column]))
     return HashpriceSeries(tuple(days), np.array(values))
+
+
+def read_fee_share(path: Path) -> FeeShareSeries:
+    """Daily share of miner revenue paid as transaction fees (`date`, `fee_share`, 0 to 1), one
+    row per day without gaps; an empty cell means no value for that day."""
+    rows = _rows(path)
+    first = _first_row(path, rows, ["date", "fee_share"])
+    days: list[date] = []
+    values: list[float] = []
+    for line, row in enumerate([first, *rows], start=2):
+        day = _day(path, line, "date", row["date"])
+        _daily_days(path, line, day, days)
+        value = _optional_number(path, line, "fee_share", row["fee_share"])
+        if not (math.isnan(value) or 0 <= value <= 1):
+            raise RecordedDataError(path, f"line {line}, fee_share: {value} is not in [0, 1]")
+        days.append(day)
+        values.append(value)
+    return FeeShareSeries(tuple(days), np.array(values))
+
+
+_GPU_COLUMN = re.compile(r"gpu(\d+)_power_w")
+
+
+def read_gpu_trace(path: Path, *, interval_s: float = 0.1) -> GpuTrace:
+    """Per-GPU power of one node (`elapsed_s`, `gpu0_power_w`, `gpu1_power_w`, ...).
+
+    nvidia-smi polls are not exactly regular (90-130 ms apart in the bundled trace), so the
+    trace is resampled to a fixed `interval_s` from the first poll by linear interpolation on
+    `elapsed_s`, up to the last poll. Elapsed times must increase strictly; watts must be finite
+    and non-negative.
+    """
+    if interval_s <= 0:
+        raise ValueError("interval_s: must be positive")
+    rows = _rows(path)
+    first = _first_row(path, rows, ["elapsed_s"])
+    numbers = sorted(
+        int(match.group(1))
+        for column in first
+        if column is not None and (match := _GPU_COLUMN.fullmatch(column))
+    )
+    if not numbers:
+        raise RecordedDataError(path, "missing column(s) gpu0_power_w (no GPU power columns)")
+    columns = [f"gpu{k}_power_w" for k in range(numbers[-1] + 1)]
+    _require_columns(path, list(first.keys()), columns)
+    elapsed: list[float] = []
+    watts: list[list[float]] = []
+    for line, row in enumerate([first, *rows], start=2):
+        moment = _number(path, line, "elapsed_s", row["elapsed_s"])
+        if elapsed and moment <= elapsed[-1]:
+            raise _order_error(path, line, f"elapsed_s {moment:g}", moment == elapsed[-1])
+        draw = [_number(path, line, column, row[column]) for column in columns]
+        for column, value in zip(columns, draw, strict=True):
+            if value < 0:
+                raise RecordedDataError(path, f"line {line}, {column}: negative power {value}")
+        elapsed.append(moment)
+        watts.append(draw)
+    if len(elapsed) < 2:
+        raise RecordedDataError(path, "fewer than two polls")
+    polls = np.array(elapsed)
+    recorded: npt.NDArray[np.float64] = np.array(watts)
+    grid = polls[0] + interval_s * np.arange(
+        math.floor((polls[-1] - polls[0]) / interval_s + 1e-9) + 1
+    )
+    resampled = np.column_stack(
+        [np.interp(grid, polls, recorded[:, k]) for k in range(recorded.shape[1])]
+    )
+    return GpuTrace(interval_s, resampled)
