@@ -8,17 +8,26 @@ sets `handler`, and `_<command>(args) -> int` runs it and returns the exit code.
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import sys
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeAlias
 
-from adapters.recorded import RecordedDataError, read_bitcoin_daily, read_realtime_prices
-from agent import site
+from adapters.recorded import (
+    RecordedDataError,
+    read_bitcoin_daily,
+    read_day_ahead_prices,
+    read_fee_share,
+    read_gpu_trace,
+    read_realtime_prices,
+)
+from agent import report, site
 from agent.bench import bench_plan
 from agent.dayplan import plan_day, render
+from agent.replay import ReplayData, replay
 from agent.settings import ConfigError, Settings, load_settings
 
 # sysexits.h EX_DATAERR: an input data file that cannot be used.
@@ -28,6 +37,16 @@ EX_DATAERR = 65
 _CHECKOUT = Path(__file__).resolve().parent.parent
 REFERENCE_SITE = _CHECKOUT / "deploy" / "examples" / "reference-site.toml"
 BUNDLED_PRICES = _CHECKOUT / "deploy" / "data" / "ercot_rtm_spp_2024_hubs_15min.csv.gz"
+BUNDLED_DAY_AHEAD = _CHECKOUT / "deploy" / "data" / "ercot_dam_rtm_hourly_hubs_AS_2024.csv.gz"
+BUNDLED_FEES = (
+    _CHECKOUT
+    / "deploy"
+    / "data"
+    / "blockchaincom_daily_miner_revenue_fees_2023-04-30_2024-04-28.csv"
+)
+BUNDLED_TRACE = (
+    _CHECKOUT / "deploy" / "data" / "h100x8_llama3-8b_train_ckpt100_per_gpu_100ms.csv.gz"
+)
 BUNDLED_BTC = (
     _CHECKOUT
     / "deploy"
@@ -64,6 +83,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_check_config(commands)
     _add_plan(commands)
     _add_bench(commands)
+    _add_replay(commands)
     return parser
 
 
@@ -138,6 +158,125 @@ def _plan(args: argparse.Namespace) -> int:
         return EX_DATAERR
     print("\n".join(render(result, settings)))
     return 0
+
+
+def _add_replay(commands: SubParsers) -> None:
+    command = commands.add_parser(
+        "replay",
+        help="replay recorded prices through the agent, the baselines and the hindsight bound",
+        description="Replay recorded telemetry on a simulated plant through the agent, always-on,"
+        " the threshold rule and the hindsight bound. With no options: the bundled ERCOT 2024"
+        " year at the site's settlement point on the reference site.",
+    )
+    command.add_argument("--config", type=Path, default=REFERENCE_SITE, metavar="FILE")
+    command.add_argument("--prices", type=Path, default=BUNDLED_PRICES, metavar="FILE")
+    command.add_argument(
+        "--settlement-point", default=None, metavar="NAME", help="default: the site's own"
+    )
+    command.add_argument(
+        "--forecast",
+        default=str(BUNDLED_DAY_AHEAD),
+        metavar="FILE|none",
+        help="day-ahead prices; 'none' to forecast from history alone",
+    )
+    command.add_argument("--btc", type=Path, default=BUNDLED_BTC, metavar="FILE")
+    command.add_argument(
+        "--fees",
+        default=str(BUNDLED_FEES),
+        metavar="FILE|none",
+        help="daily fee share of miner revenue; 'none' for the default share",
+    )
+    command.add_argument("--gpu-trace", type=Path, default=BUNDLED_TRACE, metavar="FILE")
+    command.add_argument(
+        "--start",
+        type=_utc_moment,
+        default=None,
+        metavar="ISO",
+        help="default: the first recorded interval",
+    )
+    command.add_argument(
+        "--end",
+        type=_utc_moment,
+        default=None,
+        metavar="ISO",
+        help="default: the end of the recorded prices",
+    )
+    command.add_argument("--report", type=Path, default=None, metavar="DIR")
+    command.add_argument("--json", type=Path, default=None, metavar="FILE")
+    command.set_defaults(handler=_replay)
+
+
+def _replay(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_CONFIG
+    point = args.settlement_point or settings.site.settlement_point
+    try:
+        prices = read_realtime_prices(args.prices, point)
+        data = ReplayData(
+            prices=prices,
+            hashprices=read_bitcoin_daily(args.btc),
+            trace=read_gpu_trace(args.gpu_trace),
+            day_ahead=None
+            if args.forecast == "none"
+            else read_day_ahead_prices(Path(args.forecast), point),
+            fee_share=None if args.fees == "none" else read_fee_share(Path(args.fees)),
+        )
+        start = args.start or prices.start_utc[0]
+        end = args.end or prices.start_utc[-1] + timedelta(seconds=prices.interval_s)
+        for gap in prices.gaps:
+            print(f"gridpilot: price gap bridged: {gap}", file=sys.stderr)
+        template = site.site_problem(
+            settings,
+            start=start,
+            step_s=[prices.interval_s],
+            price_usd_per_mwh=[0.0],
+            hashprice_usd_per_th_day=0.05,
+        )
+        result = replay(template, data, start=start, end=end, progress=_progress_bar())
+    except (RecordedDataError, KeyError) as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_DATAERR
+    print("\n".join(report.table(result)))
+    if args.json is not None:
+        args.json.write_text(json.dumps(report.summary(result), indent=2) + "\n")
+        print(f"JSON: {args.json}")
+    if args.report is not None:
+        print(f"report: {report.write_report(result, args.report)}")
+    return 0
+
+
+def _progress_bar() -> Callable[[int, int], None]:
+    """A bar on stderr: redrawn in place on a terminal, a line every 10 % otherwise."""
+    terminal = sys.stderr.isatty()
+    shown = {"tenth": -1}
+
+    def show(done: int, total: int) -> None:
+        share = done / total
+        if terminal:
+            filled = int(share * 40)
+            end = "\n" if done == total else ""
+            print(
+                f"\rreplay [{'#' * filled}{'.' * (40 - filled)}] {share:6.1%}",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
+        elif int(share * 10) > shown["tenth"]:
+            shown["tenth"] = int(share * 10)
+            print(f"replay {share:6.1%}", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _utc_moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO 8601 time: {text}") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _add_bench(commands: SubParsers) -> None:

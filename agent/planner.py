@@ -1,0 +1,170 @@
+"""The planner: the site's state and what is known of the market, turned into a plan.
+
+One code path for the daemon and the replay: both hand it the state of the plant, the allowance
+the ledger says is used, and a `MarketView` of what is known at the moment of deciding; it builds
+the optimizer's problem (forecast prices, the previous day's hashprice, budgets, reservation
+prices), solves it and returns the plan. It reads no clock and no file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from agent.forecast import DayAheadWindow, forecast_prices
+from agent.pacing import reservations
+from optimizer.plan import Plan
+from optimizer.problem import (
+    AllowanceBudget,
+    AsicGroup,
+    FloatArray,
+    GpuGroup,
+    GridEvent,
+    Problem,
+    SolveOptions,
+    uniform_steps,
+)
+from optimizer.solve import solve
+
+RECENT_PRICE_DAYS = 30
+
+
+@dataclass(frozen=True, slots=True)
+class PlantState:
+    """What the site is doing now, per group, in the problem's group order."""
+
+    asic_units_on: tuple[int, ...]
+    gpu_curtailed_nodes: tuple[int, ...]
+    gpu_curtailed_for_s: tuple[float, ...]
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class MarketView:
+    """The market as known at `now`: settled real-time prices up to the interval just ended
+    (the last element), the day-ahead prices published by then, the previous day's hashprice."""
+
+    now: datetime
+    history_usd_per_mwh: FloatArray
+    interval_s: float
+    hashprice_usd_per_th_day: float
+    day_ahead: DayAheadWindow | None = None
+    events: tuple[GridEvent, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Planner:
+    """Plans `site` (a problem template: groups, contracts, limits; its prices are ignored)."""
+
+    site: Problem
+    horizon_s: float = 86_400.0
+    options: SolveOptions = field(default_factory=SolveOptions)
+
+    def problem(
+        self, state: PlantState, market: MarketView, used_node_hours: dict[str, float]
+    ) -> Problem:
+        steps = uniform_steps(round(self.horizon_s / market.interval_s), market.interval_s)
+        forecast = forecast_prices(
+            now=market.now,
+            step_s=steps,
+            history=market.history_usd_per_mwh,
+            interval_s=market.interval_s,
+            day_ahead=market.day_ahead,
+        )
+        budgets = self._budgets(market.now, used_node_hours)
+        base = replace(
+            self.site,
+            start=market.now,
+            step_s=steps,
+            price_usd_per_mwh=tuple(forecast.tolist()),
+            hashprice_usd_per_th_day=(market.hashprice_usd_per_th_day,) * len(steps),
+            asic_groups=_asic_state(self.site.asic_groups, state),
+            gpu_groups=_gpu_state(self.site.gpu_groups, state),
+            events=market.events,
+            budgets=budgets,
+            options=self.options,
+        )
+        recent = market.history_usd_per_mwh[
+            -round(RECENT_PRICE_DAYS * 86_400.0 / market.interval_s) :
+        ]
+        month_end = _month_end(market.now)
+        reserved = reservations(
+            base,
+            recent_prices=np.concatenate((recent, forecast)),
+            hashprice_usd_per_th_day=market.hashprice_usd_per_th_day,
+            node_hours_left={
+                b.contract: b.node_hours_left for b in budgets if b.period_end == month_end
+            },
+            hours_left_in_period=(month_end - market.now).total_seconds() / 3_600.0,
+            site_oversubscribed=_oversubscribed(base),
+        )
+        return replace(
+            base,
+            allowance_value_usd_per_node_hour={
+                name: r.usd_per_node_hour for name, r in reserved.items()
+            },
+        )
+
+    def plan(
+        self, state: PlantState, market: MarketView, used_node_hours: dict[str, float]
+    ) -> Plan:
+        return solve(self.problem(state, market, used_node_hours))
+
+    def _budgets(
+        self, now: datetime, used_node_hours: dict[str, float]
+    ) -> tuple[AllowanceBudget, ...]:
+        """This month's allowance less what the ledger says is used; the next month's whole,
+        where the horizon reaches into it."""
+        month_start = _month_start(now)
+        month_end = _month_end(now)
+        budgets = []
+        for contract in self.site.contracts:
+            left = max(0.0, contract.allowance_node_hours - used_node_hours.get(contract.name, 0.0))
+            budgets.append(AllowanceBudget(contract.name, month_start, month_end, left))
+            if now + timedelta(seconds=self.horizon_s) > month_end:
+                budgets.append(
+                    AllowanceBudget(
+                        contract.name,
+                        month_end,
+                        _month_end(month_end),
+                        contract.allowance_node_hours,
+                    )
+                )
+        return tuple(budgets)
+
+
+def _month_start(moment: datetime) -> datetime:
+    """Billing months are calendar months in UTC."""
+    utc = moment.astimezone(UTC)
+    return datetime(utc.year, utc.month, 1, tzinfo=UTC)
+
+
+def _month_end(moment: datetime) -> datetime:
+    start = _month_start(moment)
+    return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
+
+
+def _oversubscribed(problem: Problem) -> bool:
+    peak = sum(g.units * g.watts_per_unit * g.overhead_factor for g in problem.asic_groups)
+    peak += sum(g.nodes * g.full_node_watts * g.overhead_factor for g in problem.gpu_groups)
+    return bool(peak > problem.site_limit_watts - problem.site_margin_watts)
+
+
+def _asic_state(groups: tuple[AsicGroup, ...], state: PlantState) -> tuple[AsicGroup, ...]:
+    # Only groups whose state differs are copied: most intervals change few groups or none.
+    return tuple(
+        g if g.on_now == on else replace(g, units_on_now=int(on))
+        for g, on in zip(groups, state.asic_units_on, strict=True)
+    )
+
+
+def _gpu_state(groups: tuple[GpuGroup, ...], state: PlantState) -> tuple[GpuGroup, ...]:
+    return tuple(
+        g
+        if (g.curtailed_nodes_now, g.curtailed_for_s) == (nodes, running)
+        else replace(g, curtailed_nodes_now=int(nodes), curtailed_for_s=float(running))
+        for g, nodes, running in zip(
+            groups, state.gpu_curtailed_nodes, state.gpu_curtailed_for_s, strict=True
+        )
+    )

@@ -1,0 +1,394 @@
+"""Replay: recorded telemetry through the live planner and guard, on a simulated plant.
+
+Four strategies run on the same plant (its GPU jobs swinging with the real H100 trace), with the
+same site-limit margin and the same guard:
+
+- `agent`: the planner, re-planning every price interval on what it knows then: settled
+  real-time prices up to the interval before, the day-ahead prices published by then, and the
+  previous day's hashprice.
+- `always_on`: every miner awake but what the site limit forces asleep; GPUs untouched.
+- `threshold`: each model sleeps while the last settled price exceeds its breakeven at the
+  previous day's hashprice; GPUs untouched.
+- `hindsight`: the same model over the whole period given the true prices and hashprice.
+
+Each interval every strategy's setpoints are applied, the meter is read at its resolution, the
+guard sheds miners from the first sample over the cap, and the interval is accounted at the true
+real-time price and the day's true hashprice. Nothing of the future reaches the agent.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta
+
+import numpy as np
+
+from adapters.plant import IntervalUse, SimulatedPlant
+from adapters.recorded import DayAheadSeries, FeeShareSeries, GpuTrace, HashpriceSeries, PriceSeries
+from agent.guard import shed, shed_order
+from agent.planner import MarketView, Planner, PlantState
+from optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from optimizer.hindsight import hindsight
+from optimizer.merit import always_on, threshold
+from optimizer.problem import AllowanceBudget, FloatArray, Problem, Tier, uniform_steps
+from optimizer.schedule import Schedule
+
+STRATEGIES = ("agent", "always_on", "threshold", "hindsight")
+
+# Transaction fees' share of miner revenue where the recorded fee data has no day: the mean of
+# the bundled blockchain.com series (2023-04-30 to 2024-04-28), per deploy/data/SOURCES.md.
+DEFAULT_FEE_SHARE = 0.078
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ReplayData:
+    prices: PriceSeries
+    hashprices: HashpriceSeries
+    trace: GpuTrace
+    day_ahead: DayAheadSeries | None = None
+    fee_share: FeeShareSeries | None = None
+
+
+@dataclass(slots=True)
+class Totals:
+    """What one strategy earned and used over the replay."""
+
+    hash_revenue_usd: float = 0.0
+    ai_revenue_usd: float = 0.0
+    energy_cost_usd: float = 0.0
+    penalty_usd: float = 0.0
+    energy_mwh: float = 0.0
+    asic_curtailed_mwh: float = 0.0
+    gpu_curtailed_gpu_hours: float = 0.0
+    sla_breaches: int = 0
+    limit_violation_minutes: float = 0.0
+    guard_sheds: int = 0
+    monthly_profit_usd: dict[str, float] = field(default_factory=dict)
+    allowance_used: dict[str, dict[str, float]] = field(default_factory=dict)  # month -> contract
+
+    @property
+    def profit_usd(self) -> float:
+        return self.hash_revenue_usd + self.ai_revenue_usd - self.energy_cost_usd - self.penalty_usd
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class ReplayResult:
+    start: datetime
+    end: datetime
+    settlement_point: str
+    totals: dict[str, Totals]
+    wall_s: float
+    # Per interval, for the report: price, and per strategy the site's mean draw.
+    price_usd_per_mwh: FloatArray
+    site_watts: dict[str, FloatArray]
+    asic_curtailed_watts: dict[str, FloatArray]
+    # The agent's setpoints per interval, after the guard: ASIC units on per group, then GPU
+    # capped and paused nodes per group.
+    agent_decisions: np.ndarray
+
+    def capture(self, strategy: str) -> float:
+        """Share of the hindsight bound's improvement over always-on that `strategy` achieves."""
+        base = self.totals["always_on"].profit_usd
+        best = self.totals["hindsight"].profit_usd - base
+        return (self.totals[strategy].profit_usd - base) / best if best > 0 else float("nan")
+
+
+class _Strategy:
+    """One strategy's plant, ledger and state through the replay."""
+
+    def __init__(self, name: str, site: Problem, trace: GpuTrace, seed: int) -> None:
+        self.name = name
+        self.site = site
+        self.plant = SimulatedPlant(site.asic_groups, site.gpu_groups, trace, seed=seed)
+        self.totals = Totals()
+        self.units_on = np.array([g.on_now for g in site.asic_groups], dtype=np.int64)
+        groups = len(site.gpu_groups)
+        self.curtailed = np.zeros(groups, dtype=np.int64)
+        self.curtailed_for_s = np.zeros(groups)
+        self.order = shed_order(site.asic_groups)
+
+    def state(self) -> PlantState:
+        return PlantState(
+            asic_units_on=tuple(int(u) for u in self.units_on),
+            gpu_curtailed_nodes=tuple(int(c) for c in self.curtailed),
+            gpu_curtailed_for_s=tuple(float(s) for s in self.curtailed_for_s),
+        )
+
+    def used(self, month: str) -> dict[str, float]:
+        return dict(self.totals.allowance_used.get(month, {}))
+
+
+def _month_key(moment: datetime) -> str:
+    return f"{moment.year:04d}-{moment.month:02d}"
+
+
+def _true_hashprice(data: ReplayData, day: date) -> float:
+    """The day's hashprice including transaction fees (subsidy-only / (1 - fee share))."""
+    fee = data.fee_share.on(day) if data.fee_share is not None else None
+    share = DEFAULT_FEE_SHARE if fee is None else fee
+    return data.hashprices.on(day) / (1.0 - share)
+
+
+def replay(
+    site: Problem,
+    data: ReplayData,
+    *,
+    start: datetime,
+    end: datetime,
+    planner: Planner | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> ReplayResult:
+    """Replay [start, end) on `site` (a problem template: groups, contracts, limits)."""
+    started = time.perf_counter()
+    prices = data.prices
+    interval_s = prices.interval_s
+    first = prices.index_of(start)
+    count = round((end - start).total_seconds() / interval_s)
+    if first + count > len(prices.start_utc):
+        raise KeyError(f"the recorded prices end before {end.isoformat()}")
+    true_price = prices.usd_per_mwh[first : first + count]
+    moments = [start + timedelta(seconds=k * interval_s) for k in range(count)]
+    day_hashprice = {d: _true_hashprice(data, d) for d in sorted({m.date() for m in moments})}
+    known_hashprice = {d: _true_hashprice(data, d - timedelta(days=1)) for d in day_hashprice}
+    planner = planner or Planner(site)
+
+    strategies = {name: _Strategy(name, site, data.trace, seed=0) for name in STRATEGIES}
+    bound = _hindsight_schedule(
+        site,
+        start=start,
+        interval_s=interval_s,
+        true_price=true_price,
+        moments=moments,
+        day_hashprice=day_hashprice,
+    )
+    # The baselines decide each interval from its own inputs alone (the last settled price, the
+    # previous day's hashprice), so the whole period's decisions are computed in one pass.
+    last_known = prices.usd_per_mwh[max(first - 1, 0) : first + count - 1]
+    if first == 0:
+        last_known = np.concatenate(([true_price[0]], last_known))
+    period = replace(
+        site,
+        start=start,
+        step_s=uniform_steps(count, interval_s),
+        price_usd_per_mwh=tuple(true_price.tolist()),
+        hashprice_usd_per_th_day=tuple(known_hashprice[m.date()] for m in moments),
+    )
+    always = always_on(period).schedule
+    rule = threshold(period, last_known).schedule
+    cap = site.site_limit_watts - site.site_margin_watts
+    series_watts = {name: np.zeros(count) for name in STRATEGIES}
+    series_curtailed = {name: np.zeros(count) for name in STRATEGIES}
+    asic_full_watts = sum(g.units * g.watts_per_unit * g.overhead_factor for g in site.asic_groups)
+    asic_watts = np.array([g.watts_per_unit * g.overhead_factor for g in site.asic_groups])
+    width = len(site.asic_groups) + 2 * len(site.gpu_groups)
+    decisions = np.zeros((count, width), dtype=np.int32)
+
+    for k, now in enumerate(moments):
+        at_s = k * interval_s
+        hp_known = known_hashprice[now.date()]
+        for strategy in strategies.values():
+            if strategy.name == "agent":
+                market = MarketView(
+                    now=now,
+                    history_usd_per_mwh=prices.usd_per_mwh[max(0, first + k - 40 * 96) : first + k],
+                    interval_s=interval_s,
+                    hashprice_usd_per_th_day=hp_known,
+                    day_ahead=_day_ahead_window(data.day_ahead, now),
+                )
+                plan = planner.plan(strategy.state(), market, strategy.used(_month_key(now)))
+                setpoints = _column(plan.schedule, 0)
+            elif strategy.name == "always_on":
+                setpoints = _column(always, k)
+            elif strategy.name == "threshold":
+                setpoints = _column(rule, k)
+            else:
+                setpoints = _column(bound, k)
+            use = _run_interval(
+                strategy,
+                setpoints=setpoints,
+                at_s=at_s,
+                interval_s=interval_s,
+                cap_watts=cap,
+                limit_watts=site.site_limit_watts,
+            )
+            _account(
+                strategy,
+                use=use,
+                now=now,
+                price=float(true_price[k]),
+                hashprice=day_hashprice[now.date()],
+                interval_s=interval_s,
+            )
+            series_watts[strategy.name][k] = use.mean_site_watts
+            series_curtailed[strategy.name][k] = asic_full_watts - float(
+                np.sum(strategy.units_on * asic_watts)
+            )
+            if strategy.name == "agent":
+                decisions[k] = np.concatenate((strategy.units_on, setpoints[2], setpoints[3]))
+        if progress is not None:
+            progress(k + 1, count)
+
+    for strategy in strategies.values():
+        _close_months(strategy, site)
+    return ReplayResult(
+        start=start,
+        end=end,
+        settlement_point=prices.settlement_point,
+        totals={name: s.totals for name, s in strategies.items()},
+        wall_s=time.perf_counter() - started,
+        price_usd_per_mwh=true_price,
+        site_watts=series_watts,
+        asic_curtailed_watts=series_curtailed,
+        agent_decisions=decisions,
+    )
+
+
+def _day_ahead_window(
+    series: DayAheadSeries | None, now: datetime
+) -> Callable[[datetime, int, float], FloatArray] | None:
+    """The day-ahead prices as known at `now`: NaN past what has been published."""
+    if series is None:
+        return None
+    known_until = series.known_until(now)
+
+    def window(start_utc: datetime, count: int, interval_s: float) -> FloatArray:
+        values = series.window(start_utc, count, interval_s)
+        ends = np.array(
+            [(start_utc + timedelta(seconds=(i + 1) * interval_s)) for i in range(count)]
+        )
+        return np.where(ends <= known_until, values, np.nan)
+
+    return window
+
+
+def _hindsight_schedule(
+    site: Problem,
+    *,
+    start: datetime,
+    interval_s: float,
+    true_price: FloatArray,
+    moments: list[datetime],
+    day_hashprice: dict[date, float],
+) -> Schedule:
+    count = true_price.size
+    months = sorted({(m.year, m.month) for m in moments})
+    budgets = tuple(
+        AllowanceBudget(
+            c.name,
+            datetime(y, mo, 1, tzinfo=UTC),
+            datetime(y + mo // 12, mo % 12 + 1, 1, tzinfo=UTC),
+            c.allowance_node_hours,
+        )
+        for c in site.contracts
+        for y, mo in months
+    )
+    problem = replace(
+        site,
+        start=start,
+        step_s=uniform_steps(count, interval_s),
+        price_usd_per_mwh=tuple(true_price.tolist()),
+        hashprice_usd_per_th_day=tuple(day_hashprice[m.date()] for m in moments),
+        budgets=budgets,
+    )
+    return hindsight(problem).schedule
+
+
+def _column(schedule: Schedule, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    return (
+        schedule.asic_units_on[:, k].copy(),
+        schedule.gpu_level[:, k].copy(),
+        schedule.gpu_capped_nodes[:, k].copy(),
+        schedule.gpu_paused_nodes[:, k].copy(),
+    )
+
+
+def _run_interval(
+    strategy: _Strategy,
+    *,
+    setpoints: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    at_s: float,
+    interval_s: float,
+    cap_watts: float,
+    limit_watts: float,
+) -> IntervalUse:
+    """Apply, read the meter, let the guard shed from the first sample over the cap, account."""
+    units, level, capped, paused = setpoints
+    plant = strategy.plant
+    plant.apply(units, level, capped, paused, at_s)
+    end_s = at_s + interval_s
+    for _ in range(len(units) + 1):
+        samples = plant.meter(at_s, end_s)
+        over = np.flatnonzero(samples > cap_watts)
+        if not over.size:
+            break
+        moment = at_s + float(over[0]) * plant.meter_interval_s
+        units = shed(
+            strategy.site.asic_groups,
+            units,
+            reading_watts=float(samples[over[0]]),
+            cap_watts=cap_watts,
+            order=strategy.order,
+        )
+        plant.apply(units, level, capped, paused, moment)
+        strategy.totals.guard_sheds += 1
+    strategy.units_on = units
+    curtailed = capped + paused
+    strategy.curtailed_for_s = np.where(curtailed > 0, strategy.curtailed_for_s + interval_s, 0.0)
+    strategy.curtailed = curtailed
+    return plant.advance(at_s, end_s, cap_watts=limit_watts)
+
+
+def _account(
+    strategy: _Strategy,
+    *,
+    use: IntervalUse,
+    now: datetime,
+    price: float,
+    hashprice: float,
+    interval_s: float,
+) -> None:
+    site = strategy.site
+    totals = strategy.totals
+    hash_usd = use.hash_ths_s * hashprice * (1 - site.pool_fee) / SECONDS_PER_DAY
+    energy_usd = use.energy_mwh * price
+    ai_usd = 0.0
+    month = _month_key(now)
+    used = totals.allowance_used.setdefault(month, {c.name: 0.0 for c in site.contracts})
+    for index, gpu in enumerate(site.gpu_groups):
+        contract = site.contract(gpu.contract)
+        full = float(use.gpu_full_node_s[index])
+        capped = float(use.gpu_capped_node_s[index])
+        paused = float(use.gpu_paused_node_s[index])
+        billed_node_s = full + (capped + paused if contract.billed_when_curtailed else 0.0)
+        ai_usd += billed_node_s / SECONDS_PER_HOUR * gpu.gpus_per_node * contract.usd_per_gpu_hour
+        curtailed_hours = (capped + paused) / SECONDS_PER_HOUR
+        used[contract.name] += curtailed_hours
+        totals.gpu_curtailed_gpu_hours += curtailed_hours * gpu.gpus_per_node
+        if contract.tier is Tier.FIRM and curtailed_hours > 0:
+            totals.sla_breaches += 1  # firm GPUs touched outside a grid event
+    asic_full = sum(g.units * g.watts_per_unit * g.overhead_factor for g in site.asic_groups)
+    totals.asic_curtailed_mwh += max(0.0, asic_full * interval_s / 3.6e9 - use.asic_energy_mwh)
+    totals.hash_revenue_usd += hash_usd
+    totals.energy_cost_usd += energy_usd
+    totals.ai_revenue_usd += ai_usd
+    totals.energy_mwh += use.energy_mwh
+    totals.limit_violation_minutes += use.over_cap_s / 60.0
+    totals.monthly_profit_usd[month] = (
+        totals.monthly_profit_usd.get(month, 0.0) + hash_usd + ai_usd - energy_usd
+    )
+
+
+def _close_months(strategy: _Strategy, site: Problem) -> None:
+    """Penalties and SLA breaches for allowance spent beyond each month's."""
+    totals = strategy.totals
+    for month, used in totals.allowance_used.items():
+        for contract in site.contracts:
+            excess = used.get(contract.name, 0.0) - contract.allowance_node_hours
+            if excess > 1e-6:
+                gpus = next(g.gpus_per_node for g in site.gpu_groups if g.contract == contract.name)
+                penalty = excess * gpus * contract.penalty_usd_per_gpu_hour
+                totals.penalty_usd += penalty
+                totals.monthly_profit_usd[month] -= penalty
+                totals.sla_breaches += 1

@@ -1,0 +1,146 @@
+"""The planner's parts: price forecasts, allowance pacing and the guard."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from agent.forecast import DRIFT_TIME_CONSTANT_S, daily_profile, forecast_prices
+from agent.guard import shed, shed_order
+from agent.pacing import marginal_hash_value_usd_per_mwh, reservations
+from optimizer.synthetic import synthetic_problem
+
+NOW = datetime(2024, 8, 20, 5, tzinfo=UTC)
+DAY = 96  # quarter hours
+
+
+def test_daily_profile_is_the_median_of_each_time_of_day() -> None:
+    """Seven days of a repeating shape with one outlier day give back the shape."""
+    shape = np.linspace(10, 105, DAY)
+    history = np.tile(shape, 7)
+    history[3 * DAY : 4 * DAY] += 1_000  # one abnormal day does not move a median of seven
+    assert np.allclose(daily_profile(history, 900.0), shape)
+
+
+def test_profile_without_history_is_flat() -> None:
+    """Less than a day of history gives a flat profile at its median; none gives zero."""
+    assert np.allclose(daily_profile(np.array([5.0, 7.0, 9.0]), 900.0), 7.0)
+    assert np.allclose(daily_profile(np.array([]), 900.0), 0.0)
+
+
+def test_day_ahead_price_leads_and_the_drift_fades() -> None:
+    """Where a day-ahead price is known the forecast tends to it, starting from the last settled
+    price's drift, which fades with the documented time constant."""
+    history = np.full(7 * DAY, 20.0)
+    history[-1] = 120.0  # the market is running 100 above its day-ahead price
+
+    def day_ahead(start: datetime, count: int, interval_s: float) -> np.ndarray:
+        return np.full(count, 20.0)
+
+    steps = (900.0,) * 8
+    forecast = forecast_prices(
+        now=NOW, step_s=steps, history=history, interval_s=900.0, day_ahead=day_ahead
+    )
+    expected = 20.0 + 100.0 * np.exp(-900.0 * np.arange(1, 9) / DRIFT_TIME_CONSTANT_S)
+    assert np.allclose(forecast, expected)
+
+
+def test_unpublished_day_ahead_falls_back_to_history() -> None:
+    """NaN day-ahead prices (not yet published) are replaced by the daily shape."""
+    shape = np.linspace(10, 105, DAY)
+    history = np.tile(shape, 7)
+
+    def nothing(start: datetime, count: int, interval_s: float) -> np.ndarray:
+        return np.full(count, np.nan)
+
+    with_nan = forecast_prices(
+        now=NOW, step_s=(900.0,) * DAY, history=history, interval_s=900.0, day_ahead=nothing
+    )
+    alone = forecast_prices(
+        now=NOW, step_s=(900.0,) * DAY, history=history, interval_s=900.0, day_ahead=None
+    )
+    assert np.allclose(with_nan, alone)
+    assert np.allclose(alone[48:], shape[48:], atol=1.0)  # the drift is gone half a day out
+
+
+def test_longer_steps_average_their_intervals() -> None:
+    """An hourly step takes the mean of the four quarter hours it spans."""
+    history = np.tile(np.linspace(0, 95, DAY), 7)
+    quarter = forecast_prices(
+        now=NOW, step_s=(900.0,) * 8, history=history, interval_s=900.0, day_ahead=None
+    )
+    hourly = forecast_prices(
+        now=NOW, step_s=(3_600.0, 3_600.0), history=history, interval_s=900.0, day_ahead=None
+    )
+    assert hourly == pytest.approx([quarter[:4].mean(), quarter[4:].mean()])
+
+
+def test_reservation_rises_as_allowance_runs_short() -> None:
+    """With the whole month's allowance for the rest of it, the flexible contract's threshold is
+    low; with a tenth of it, it is a high quantile of recent values; firm gets none."""
+    problem = synthetic_problem(15, 4)
+    prices = np.random.default_rng(0).lognormal(3.5, 1.0, 30 * DAY)
+    common = {
+        "recent_prices": prices,
+        "hashprice_usd_per_th_day": 0.05,
+        "site_oversubscribed": False,
+    }
+    plenty = reservations(
+        problem,
+        node_hours_left={"flex": 1e9, "interruptible": 1e9},
+        hours_left_in_period=100.0,
+        **common,  # type: ignore[arg-type]
+    )
+    scarce = reservations(
+        problem,
+        node_hours_left={"flex": 50.0, "interruptible": 1.0},
+        hours_left_in_period=500.0,
+        **common,  # type: ignore[arg-type]
+    )
+    assert "firm" not in plenty
+    assert plenty["flex"].usd_per_node_hour == 0
+    assert scarce["flex"].threshold_usd_per_mwh > np.quantile(prices, 0.9)
+    assert scarce["flex"].usd_per_node_hour > 0
+    none_left = reservations(
+        problem,
+        node_hours_left={"flex": 0.0},
+        hours_left_in_period=500.0,
+        **common,  # type: ignore[arg-type]
+    )
+    assert none_left["flex"].threshold_usd_per_mwh == float("inf")
+
+
+def test_unbilled_contracts_start_above_their_lost_revenue() -> None:
+    """Pausing an interruptible node loses its revenue: its threshold is at least the price at
+    which the freed power pays that back."""
+    problem = synthetic_problem(15, 4)
+    result = reservations(
+        problem,
+        recent_prices=np.full(100, 30.0),
+        hashprice_usd_per_th_day=0.05,
+        node_hours_left={"interruptible": 1e9},
+        hours_left_in_period=10.0,
+        site_oversubscribed=True,
+    )
+    assert result["interruptible"].threshold_usd_per_mwh > 1_000
+    assert marginal_hash_value_usd_per_mwh(problem, 0.05) > 0
+
+
+def test_guard_sheds_least_efficient_first_and_just_enough() -> None:
+    """Over the cap by 10 kW: only the least efficient group sheds, by the units that cover it."""
+    problem = synthetic_problem(6, 2)
+    groups = problem.asic_groups
+    units = np.array([g.units for g in groups], dtype=np.int64)
+    order = shed_order(groups)
+    worst = order[0]
+    unit_watts = groups[worst].watts_per_unit * groups[worst].overhead_factor
+    after = shed(groups, units, reading_watts=1e6 + 10_000, cap_watts=1e6)
+    assert after[worst] == units[worst] - int(np.ceil(10_000 / unit_watts))
+    assert all(after[i] == units[i] for i in order[1:])
+    assert (units == np.array([g.units for g in groups])).all()  # the input is left alone
+    everything = shed(groups, units, reading_watts=1e12, cap_watts=0.0)
+    assert (everything == 0).all()
+    untouched = shed(groups, units, reading_watts=1.0, cap_watts=2.0)
+    assert (untouched == units).all()
