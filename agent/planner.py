@@ -168,3 +168,96 @@ def _gpu_state(groups: tuple[GpuGroup, ...], state: PlantState) -> tuple[GpuGrou
             groups, state.gpu_curtailed_nodes, state.gpu_curtailed_for_s, strict=True
         )
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Setpoints for now, and whether they come from a fresh solve."""
+
+    plan: Plan
+    step: int  # the plan step that covers now
+    fresh: bool
+    reason: str  # why the planner solved again, or why it did not
+
+
+class RecedingPlanner:
+    """The receding horizon: solve, apply the step that covers now, and solve again when the
+    world departs from the plan.
+
+    A new solve happens when the plan is `max_age_s` old, when the plant is not where the plan
+    put it (the guard shed, a command failed), when new day-ahead prices were published, or when
+    the price that just settled differs from what the plan expected by more than
+    `price_tolerance_usd_per_mwh` and `price_tolerance_share`. Otherwise the current plan stands:
+    its decisions were made on what is still the latest information.
+    """
+
+    def __init__(
+        self,
+        planner: Planner,
+        *,
+        max_age_s: float = 3_600.0,
+        price_tolerance_usd_per_mwh: float = 10.0,
+        price_tolerance_share: float = 0.25,
+    ) -> None:
+        self.planner = planner
+        self.max_age_s = max_age_s
+        self.price_tolerance_usd_per_mwh = price_tolerance_usd_per_mwh
+        self.price_tolerance_share = price_tolerance_share
+        self._plan: Plan | None = None
+        self._published: datetime | None = None
+
+    def decide(
+        self,
+        state: PlantState,
+        market: MarketView,
+        used_node_hours: dict[str, float],
+        *,
+        published_until: datetime | None = None,
+    ) -> Decision:
+        reason = self._stale(state, market, published_until)
+        if reason is None and self._plan is not None:
+            return Decision(self._plan, self._step(market.now), False, "plan stands")
+        self._plan = self.planner.plan(state, market, used_node_hours)
+        self._published = published_until
+        return Decision(self._plan, 0, True, reason or "first plan")
+
+    def _step(self, now: datetime) -> int:
+        assert self._plan is not None
+        elapsed = (now - self._plan.problem.start).total_seconds()
+        offsets = self._plan.problem.step_offsets_s()
+        return int(np.searchsorted(offsets, elapsed + 1e-6, side="right") - 1)
+
+    def _stale(
+        self, state: PlantState, market: MarketView, published_until: datetime | None
+    ) -> str | None:
+        plan = self._plan
+        if plan is None:
+            return "first plan"
+        elapsed = (market.now - plan.problem.start).total_seconds()
+        if elapsed >= self.max_age_s or elapsed < 0:
+            return "plan is due"
+        if published_until != self._published:
+            return "new day-ahead prices"
+        return self._departure(plan, state, market)
+
+    def _departure(self, plan: Plan, state: PlantState, market: MarketView) -> str | None:
+        """How the plant or the market has left the plan since its last step, if it has."""
+        previous = max(self._step(market.now) - 1, 0)
+        expected_on = plan.schedule.asic_units_on[:, previous]
+        if tuple(int(u) for u in expected_on) != state.asic_units_on:
+            return "plant departed from the plan"
+        curtailed = (
+            plan.schedule.gpu_capped_nodes[:, previous]
+            + plan.schedule.gpu_paused_nodes[:, previous]
+        )
+        if tuple(int(c) for c in curtailed) != state.gpu_curtailed_nodes:
+            return "GPUs departed from the plan"
+        if market.history_usd_per_mwh.size:
+            settled = float(market.history_usd_per_mwh[-1])
+            expected = float(plan.problem.price_usd_per_mwh[previous])
+            miss = abs(settled - expected)
+            if miss > self.price_tolerance_usd_per_mwh and miss > self.price_tolerance_share * abs(
+                expected
+            ):
+                return f"price {settled:.0f} $/MWh settled against {expected:.0f} expected"
+        return None

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 
@@ -28,7 +29,7 @@ import numpy as np
 from adapters.plant import IntervalUse, SimulatedPlant
 from adapters.recorded import DayAheadSeries, FeeShareSeries, GpuTrace, HashpriceSeries, PriceSeries
 from agent.guard import shed, shed_order
-from agent.planner import MarketView, Planner, PlantState
+from agent.planner import MarketView, Planner, PlantState, RecedingPlanner
 from optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from optimizer.hindsight import hindsight
 from optimizer.merit import always_on, threshold
@@ -36,6 +37,9 @@ from optimizer.problem import AllowanceBudget, FloatArray, Problem, Tier, unifor
 from optimizer.schedule import Schedule
 
 STRATEGIES = ("agent", "always_on", "threshold", "hindsight")
+
+# One interval's commands: ASIC units on, then per GPU group cap level, capped and paused nodes.
+Setpoints = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 # Transaction fees' share of miner revenue where the recorded fee data has no day: the mean of
 # the bundled blockchain.com series (2023-04-30 to 2024-04-28), per deploy/data/SOURCES.md.
@@ -87,6 +91,7 @@ class ReplayResult:
     # The agent's setpoints per interval, after the guard: ASIC units on per group, then GPU
     # capped and paused nodes per group.
     agent_decisions: np.ndarray
+    agent_solves: int  # how often the agent solved afresh (it re-plans when the world departs)
 
     def capture(self, strategy: str) -> float:
         """Share of the hindsight bound's improvement over always-on that `strategy` achieves."""
@@ -98,11 +103,11 @@ class ReplayResult:
 class _Strategy:
     """One strategy's plant, ledger and state through the replay."""
 
-    def __init__(self, name: str, site: Problem, trace: GpuTrace, seed: int) -> None:
-        self.name = name
+    def __init__(self, site: Problem, trace: GpuTrace, seed: int) -> None:
         self.site = site
         self.plant = SimulatedPlant(site.asic_groups, site.gpu_groups, trace, seed=seed)
         self.totals = Totals()
+        self.full_units = np.array([g.units for g in site.asic_groups], dtype=np.int64)
         self.units_on = np.array([g.on_now for g in site.asic_groups], dtype=np.int64)
         groups = len(site.gpu_groups)
         self.curtailed = np.zeros(groups, dtype=np.int64)
@@ -131,6 +136,50 @@ def _true_hashprice(data: ReplayData, day: date) -> float:
     return data.hashprices.on(day) / (1.0 - share)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Period:
+    """The replayed span and what is true and known in it."""
+
+    start: datetime
+    interval_s: float
+    first: int  # index of the first interval in the price series
+    moments: tuple[datetime, ...]
+    true_price: FloatArray
+    day_hashprice: dict[date, float]  # true, fees included
+    known_hashprice: dict[date, float]  # the previous day's, as known on the day
+
+
+@dataclass(slots=True, eq=False)
+class _Run:
+    """One strategy's figures and series through the replay."""
+
+    totals: Totals
+    site_watts: FloatArray
+    asic_curtailed_watts: FloatArray
+    decisions: np.ndarray
+    solves: int = 0
+
+
+def _period(data: ReplayData, start: datetime, end: datetime) -> _Period:
+    prices = data.prices
+    interval_s = prices.interval_s
+    first = prices.index_of(start)
+    count = round((end - start).total_seconds() / interval_s)
+    if count <= 0 or first + count > len(prices.start_utc):
+        raise KeyError(f"the recorded prices do not cover {start.isoformat()} to {end.isoformat()}")
+    moments = tuple(start + timedelta(seconds=k * interval_s) for k in range(count))
+    days = sorted({m.date() for m in moments})
+    return _Period(
+        start=start,
+        interval_s=interval_s,
+        first=first,
+        moments=moments,
+        true_price=prices.usd_per_mwh[first : first + count],
+        day_hashprice={d: _true_hashprice(data, d) for d in days},
+        known_hashprice={d: _true_hashprice(data, d - timedelta(days=1)) for d in days},
+    )
+
+
 def replay(
     site: Problem,
     data: ReplayData,
@@ -139,110 +188,155 @@ def replay(
     end: datetime,
     planner: Planner | None = None,
     progress: Callable[[int, int], None] | None = None,
+    parallel: bool = True,
 ) -> ReplayResult:
-    """Replay [start, end) on `site` (a problem template: groups, contracts, limits)."""
+    """Replay [start, end) on `site` (a problem template: groups, contracts, limits).
+
+    The strategies do not interact, so with `parallel` the three references (always-on, the
+    threshold rule, the hindsight bound) run in a second process while the agent runs here."""
     started = time.perf_counter()
-    prices = data.prices
-    interval_s = prices.interval_s
-    first = prices.index_of(start)
-    count = round((end - start).total_seconds() / interval_s)
-    if first + count > len(prices.start_utc):
-        raise KeyError(f"the recorded prices end before {end.isoformat()}")
-    true_price = prices.usd_per_mwh[first : first + count]
-    moments = [start + timedelta(seconds=k * interval_s) for k in range(count)]
-    day_hashprice = {d: _true_hashprice(data, d) for d in sorted({m.date() for m in moments})}
-    known_hashprice = {d: _true_hashprice(data, d - timedelta(days=1)) for d in day_hashprice}
-    planner = planner or Planner(site)
-
-    strategies = {name: _Strategy(name, site, data.trace, seed=0) for name in STRATEGIES}
-    bound = _hindsight_schedule(
-        site,
-        start=start,
-        interval_s=interval_s,
-        true_price=true_price,
-        moments=moments,
-        day_hashprice=day_hashprice,
-    )
-    # The baselines decide each interval from its own inputs alone (the last settled price, the
-    # previous day's hashprice), so the whole period's decisions are computed in one pass.
-    last_known = prices.usd_per_mwh[max(first - 1, 0) : first + count - 1]
-    if first == 0:
-        last_known = np.concatenate(([true_price[0]], last_known))
-    period = replace(
-        site,
-        start=start,
-        step_s=uniform_steps(count, interval_s),
-        price_usd_per_mwh=tuple(true_price.tolist()),
-        hashprice_usd_per_th_day=tuple(known_hashprice[m.date()] for m in moments),
-    )
-    always = always_on(period).schedule
-    rule = threshold(period, last_known).schedule
-    cap = site.site_limit_watts - site.site_margin_watts
-    series_watts = {name: np.zeros(count) for name in STRATEGIES}
-    series_curtailed = {name: np.zeros(count) for name in STRATEGIES}
-    asic_full_watts = sum(g.units * g.watts_per_unit * g.overhead_factor for g in site.asic_groups)
-    asic_watts = np.array([g.watts_per_unit * g.overhead_factor for g in site.asic_groups])
-    width = len(site.asic_groups) + 2 * len(site.gpu_groups)
-    decisions = np.zeros((count, width), dtype=np.int32)
-
-    for k, now in enumerate(moments):
-        at_s = k * interval_s
-        hp_known = known_hashprice[now.date()]
-        for strategy in strategies.values():
-            if strategy.name == "agent":
-                market = MarketView(
-                    now=now,
-                    history_usd_per_mwh=prices.usd_per_mwh[max(0, first + k - 40 * 96) : first + k],
-                    interval_s=interval_s,
-                    hashprice_usd_per_th_day=hp_known,
-                    day_ahead=_day_ahead_window(data.day_ahead, now),
-                )
-                plan = planner.plan(strategy.state(), market, strategy.used(_month_key(now)))
-                setpoints = _column(plan.schedule, 0)
-            elif strategy.name == "always_on":
-                setpoints = _column(always, k)
-            elif strategy.name == "threshold":
-                setpoints = _column(rule, k)
-            else:
-                setpoints = _column(bound, k)
-            use = _run_interval(
-                strategy,
-                setpoints=setpoints,
-                at_s=at_s,
-                interval_s=interval_s,
-                cap_watts=cap,
-                limit_watts=site.site_limit_watts,
-            )
-            _account(
-                strategy,
-                use=use,
-                now=now,
-                price=float(true_price[k]),
-                hashprice=day_hashprice[now.date()],
-                interval_s=interval_s,
-            )
-            series_watts[strategy.name][k] = use.mean_site_watts
-            series_curtailed[strategy.name][k] = asic_full_watts - float(
-                np.sum(strategy.units_on * asic_watts)
-            )
-            if strategy.name == "agent":
-                decisions[k] = np.concatenate((strategy.units_on, setpoints[2], setpoints[3]))
-        if progress is not None:
-            progress(k + 1, count)
-
-    for strategy in strategies.values():
-        _close_months(strategy, site)
+    period = _period(data, start, end)
+    runs: dict[str, _Run] = {}
+    if parallel:
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            references = pool.submit(_run_references, site, data, period)
+            runs["agent"] = _run_agent(site, data, period, planner or Planner(site), progress)
+            runs.update(references.result())
+    else:
+        runs["agent"] = _run_agent(site, data, period, planner or Planner(site), progress)
+        runs.update(_run_references(site, data, period))
     return ReplayResult(
         start=start,
         end=end,
-        settlement_point=prices.settlement_point,
-        totals={name: s.totals for name, s in strategies.items()},
+        settlement_point=data.prices.settlement_point,
+        totals={name: runs[name].totals for name in STRATEGIES},
         wall_s=time.perf_counter() - started,
-        price_usd_per_mwh=true_price,
-        site_watts=series_watts,
-        asic_curtailed_watts=series_curtailed,
-        agent_decisions=decisions,
+        price_usd_per_mwh=period.true_price,
+        site_watts={name: runs[name].site_watts for name in STRATEGIES},
+        asic_curtailed_watts={name: runs[name].asic_curtailed_watts for name in STRATEGIES},
+        agent_decisions=runs["agent"].decisions,
+        agent_solves=runs["agent"].solves,
     )
+
+
+def _simulate(
+    site: Problem,
+    data: ReplayData,
+    period: _Period,
+    decide: Callable[[int, _Strategy], Setpoints],
+    progress: Callable[[int, int], None] | None = None,
+) -> _Run:
+    """Run one strategy's decisions through its own plant, guard and ledger."""
+    strategy = _Strategy(site, data.trace, seed=0)
+    count = len(period.moments)
+    cap = site.site_limit_watts - site.site_margin_watts
+    asic_watts = np.array([g.watts_per_unit * g.overhead_factor for g in site.asic_groups])
+    run = _Run(
+        totals=strategy.totals,
+        site_watts=np.zeros(count),
+        asic_curtailed_watts=np.zeros(count),
+        decisions=np.zeros((count, len(site.asic_groups) + 2 * len(site.gpu_groups)), np.int32),
+    )
+    for k, now in enumerate(period.moments):
+        setpoints = decide(k, strategy)
+        use = _run_interval(
+            strategy,
+            setpoints=setpoints,
+            at_s=k * period.interval_s,
+            interval_s=period.interval_s,
+            cap_watts=cap,
+            limit_watts=site.site_limit_watts,
+        )
+        _account(
+            strategy,
+            use=use,
+            now=now,
+            price=float(period.true_price[k]),
+            hashprice=period.day_hashprice[now.date()],
+            interval_s=period.interval_s,
+        )
+        run.site_watts[k] = use.mean_site_watts
+        run.asic_curtailed_watts[k] = float(
+            np.sum((strategy.full_units - strategy.units_on) * asic_watts)
+        )
+        run.decisions[k] = np.concatenate((strategy.units_on, setpoints[2], setpoints[3]))
+        if progress is not None:
+            progress(k + 1, count)
+    _close_months(strategy, site)
+    return run
+
+
+def _run_agent(
+    site: Problem,
+    data: ReplayData,
+    period: _Period,
+    planner: Planner,
+    progress: Callable[[int, int], None] | None,
+) -> _Run:
+    receding = RecedingPlanner(planner)
+    prices = data.prices
+    history_intervals = round(40 * 86_400.0 / period.interval_s)
+    solves = 0
+
+    def decide(k: int, strategy: _Strategy) -> Setpoints:
+        nonlocal solves
+        now = period.moments[k]
+        index = period.first + k
+        market = MarketView(
+            now=now,
+            history_usd_per_mwh=prices.usd_per_mwh[max(0, index - history_intervals) : index],
+            interval_s=period.interval_s,
+            hashprice_usd_per_th_day=period.known_hashprice[now.date()],
+            day_ahead=_day_ahead_window(data.day_ahead, now),
+        )
+        decision = receding.decide(
+            strategy.state(),
+            market,
+            strategy.used(_month_key(now)),
+            published_until=data.day_ahead.known_until(now) if data.day_ahead else None,
+        )
+        solves += decision.fresh
+        return _column(decision.plan.schedule, decision.step)
+
+    run = _simulate(site, data, period, decide, progress)
+    run.solves = solves
+    return run
+
+
+def _run_references(site: Problem, data: ReplayData, period: _Period) -> dict[str, _Run]:
+    """Always-on, the threshold rule and the hindsight bound. The baselines decide each
+    interval from its own inputs alone (the last settled price, the previous day's hashprice),
+    so their decisions for the whole period come from one pass."""
+    count = len(period.moments)
+    prices = data.prices
+    last_known = prices.usd_per_mwh[max(period.first - 1, 0) : period.first + count - 1]
+    if period.first == 0:
+        last_known = np.concatenate(([period.true_price[0]], last_known))
+    whole = replace(
+        site,
+        start=period.start,
+        step_s=uniform_steps(count, period.interval_s),
+        price_usd_per_mwh=tuple(period.true_price.tolist()),
+        hashprice_usd_per_th_day=tuple(period.known_hashprice[m.date()] for m in period.moments),
+    )
+    schedules = {
+        "always_on": always_on(whole).schedule,
+        "threshold": threshold(whole, last_known).schedule,
+        "hindsight": _hindsight_schedule(site, period),
+    }
+    return {
+        name: _simulate(site, data, period, _follow(schedule))
+        for name, schedule in schedules.items()
+    }
+
+
+def _follow(schedule: Schedule) -> Callable[[int, _Strategy], Setpoints]:
+    """Decisions read off a schedule made in advance."""
+
+    def decide(k: int, _strategy: _Strategy) -> Setpoints:
+        return _column(schedule, k)
+
+    return decide
 
 
 def _day_ahead_window(
@@ -263,17 +357,10 @@ def _day_ahead_window(
     return window
 
 
-def _hindsight_schedule(
-    site: Problem,
-    *,
-    start: datetime,
-    interval_s: float,
-    true_price: FloatArray,
-    moments: list[datetime],
-    day_hashprice: dict[date, float],
-) -> Schedule:
-    count = true_price.size
-    months = sorted({(m.year, m.month) for m in moments})
+def _hindsight_schedule(site: Problem, period: _Period) -> Schedule:
+    """The bound over the period: true prices and hashprice, each month's whole allowance."""
+    count = len(period.moments)
+    months = sorted({(m.year, m.month) for m in period.moments})
     budgets = tuple(
         AllowanceBudget(
             c.name,
@@ -286,16 +373,16 @@ def _hindsight_schedule(
     )
     problem = replace(
         site,
-        start=start,
-        step_s=uniform_steps(count, interval_s),
-        price_usd_per_mwh=tuple(true_price.tolist()),
-        hashprice_usd_per_th_day=tuple(day_hashprice[m.date()] for m in moments),
+        start=period.start,
+        step_s=uniform_steps(count, period.interval_s),
+        price_usd_per_mwh=tuple(period.true_price.tolist()),
+        hashprice_usd_per_th_day=tuple(period.day_hashprice[m.date()] for m in period.moments),
         budgets=budgets,
     )
     return hindsight(problem).schedule
 
 
-def _column(schedule: Schedule, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _column(schedule: Schedule, k: int) -> Setpoints:
     return (
         schedule.asic_units_on[:, k].copy(),
         schedule.gpu_level[:, k].copy(),
@@ -307,7 +394,7 @@ def _column(schedule: Schedule, k: int) -> tuple[np.ndarray, np.ndarray, np.ndar
 def _run_interval(
     strategy: _Strategy,
     *,
-    setpoints: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    setpoints: Setpoints,
     at_s: float,
     interval_s: float,
     cap_watts: float,

@@ -1,19 +1,22 @@
 """Identical groups merged into classes before the solver sees them, and split back after.
 
 Forty containers of the same miner model in the same state are one decision (how many units of
-that model run), not forty; merging them keeps the model small. Splitting back fills the groups in
-a fixed order, groups that are awake now first, so that whole containers switch rather than a few
-units in each.
+that model run), not forty; merging them keeps the model small. Splitting back starts from what
+each group runs now and moves only the change, filling the groups in a fixed order (groups that
+are awake now first), so that whole containers switch rather than a few units in each, and no
+unit is put to sleep in one group while another wakes in the next.
 """
 
 from __future__ import annotations
 
+from bisect import insort
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
 import numpy.typing as npt
 
-from optimizer.problem import AsicGroup, GpuGroup
+from optimizer.problem import AsicGroup, FloatArray, GpuGroup
 
 IntArray = npt.NDArray[np.int64]
 
@@ -96,8 +99,121 @@ def gpu_classes(groups: tuple[GpuGroup, ...]) -> tuple[GpuClass, ...]:
     return tuple(classes)
 
 
-def split_counts(totals: IntArray, sizes: IntArray) -> IntArray:
-    """Share each step's class total (shape `(T,)`) over member groups of `sizes` (shape `(M,)`),
-    filling them in order; returns shape `(M, T)`."""
-    before = np.concatenate(([0], np.cumsum(sizes)[:-1]))
-    return np.clip(totals[None, :] - before[:, None], 0, sizes[:, None]).astype(np.int64)
+def split_units(totals: IntArray, groups: Sequence[AsicGroup], offsets_s: FloatArray) -> IntArray:
+    """Share each step's class total of units awake (shape `(T,)`) over the member `groups`, in
+    fill order, starting from the units each group has awake now; returns shape `(M, T)`.
+
+    Only the change from one step to the next moves: units wake in fill order among those free
+    to (asleep since before the horizon, or for `min_off_s` since they were put to sleep, and
+    not locked) and go to sleep in reverse fill order. So no group wakes a unit while another
+    puts one to sleep (a waking loss for nothing), and no group wakes a unit that its lock or
+    minimum off time still holds, as long as the class total respects them.
+    """
+    count = len(groups)
+    if count == 1:
+        return totals[None, :].astype(np.int64)
+    on = np.array([g.on_now for g in groups], dtype=np.int64)
+    # Per group, its asleep units as [time they may wake, how many], earliest first.
+    asleep: list[list[list[float]]] = [
+        [
+            cohort
+            for cohort in (
+                [-np.inf, float(g.units - g.on_now - g.units_locked_off)],
+                [g.locked_off_until_s, float(g.units_locked_off)],
+            )
+            if cohort[1] > 0
+        ]
+        for g in groups
+    ]
+    split = np.zeros((count, totals.size), dtype=np.int64)
+    for t in range(totals.size):
+        change = int(totals[t]) - int(on.sum())
+        # Waking: units free to wake first; any others only if the total itself broke a rule.
+        for only_free in (True, False):
+            for m in range(count):
+                cohorts = asleep[m]
+                while change > 0 and cohorts:
+                    if only_free and cohorts[0][0] > offsets_s[t] + 1e-9:
+                        break
+                    take = int(min(cohorts[0][1], change))
+                    cohorts[0][1] -= take
+                    if cohorts[0][1] == 0:
+                        cohorts.pop(0)
+                    on[m] += take
+                    change -= take
+        for m in reversed(range(count)):
+            if change >= 0:
+                break
+            take = int(min(on[m], -change))
+            if take:
+                on[m] -= take
+                change += take
+                insort(asleep[m], [float(offsets_s[t]) + groups[m].min_off_s, float(take)])
+        split[:, t] = on
+    return split
+
+
+def split_nodes(
+    capped: IntArray,
+    paused: IntArray,
+    groups: Sequence[GpuGroup],
+    ends_s: FloatArray,
+    max_event_s: float | None,
+) -> tuple[IntArray, IntArray]:
+    """Share each step's class totals of capped and paused nodes (shape `(T,)`) over the member
+    `groups`, in fill order, starting from the nodes each group has curtailed now; returns
+    (capped, paused), each of shape `(M, T)`.
+
+    Only the change from one step to the next moves: a node whose curtailment would outlast
+    `max_event_s` by the end of a step is released, then the longest curtailed go first (the
+    last groups in fill order first among equals), and new curtailments go to nodes that ran in
+    the step before, in fill order. So no group curtails a node while another releases one for
+    nothing, which would break notice, and each group's nodes keep within the longest event
+    whenever the class totals do. Within a group, paused nodes are counted first.
+    """
+    if len(groups) == 1:
+        return capped[None, :].astype(np.int64), paused[None, :].astype(np.int64)
+    longest = np.inf if max_event_s is None else max_event_s
+    count = len(groups)
+    # Per group, its curtailed nodes as [time their curtailment began, how many], oldest first.
+    runs: list[list[list[float]]] = [
+        [[-g.curtailed_for_s, float(g.curtailed_nodes_now)]] if g.curtailed_nodes_now else []
+        for g in groups
+    ]
+    curtailed = np.zeros((count, ends_s.size), dtype=np.int64)
+    for t in range(ends_s.size):
+        before = [int(sum(n for _, n in r)) for r in runs]
+        runs = [
+            [r for r in group_runs if ends_s[t] - r[0] <= longest + 1e-9] for group_runs in runs
+        ]
+        change = int(capped[t] + paused[t]) - int(sum(n for r in runs for _, n in r))
+        if change < 0:
+            oldest = sorted(
+                ((r[0], -m, r) for m, group_runs in enumerate(runs) for r in group_runs),
+                key=lambda item: (item[0], item[1]),
+            )
+            for _, _, run in oldest:
+                released = min(int(run[1]), -change)
+                run[1] -= released
+                change += released
+            runs = [[r for r in group_runs if r[1] > 0] for group_runs in runs]
+        # New curtailments: on nodes that ran before, then (only if the totals broke a rule) any.
+        for free in (
+            [g.nodes - before[m] for m, g in enumerate(groups)],
+            [g.nodes - int(sum(n for _, n in runs[m])) for m, g in enumerate(groups)],
+        ):
+            for m in range(count):
+                held = int(sum(n for _, n in runs[m]))
+                take = min(change, free[m], groups[m].nodes - held)
+                if take > 0:
+                    start = ends_s[t - 1] if t else 0.0
+                    runs[m].append([float(start), float(take)])
+                    change -= take
+        curtailed[:, t] = [int(sum(n for _, n in r)) for r in runs]
+    split_paused = np.zeros_like(curtailed)
+    for t in range(ends_s.size):
+        left = int(paused[t])
+        for m in range(count):
+            split_paused[m, t] = min(left, int(curtailed[m, t]))
+            left -= int(split_paused[m, t])
+    return curtailed - split_paused, split_paused

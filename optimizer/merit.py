@@ -55,9 +55,12 @@ def _shed_gpus(problem: Problem, schedule: Schedule, over_watts: FloatArray) -> 
                 if not event[t]
                 else float(gpu.nodes)
             )
-            if may_cap[i, t]:
-                level = int(deepest[i, t])
-                saved = gpu.overhead_factor * (gpu.full_node_watts - gpu.node_watts(level))
+            level = int(deepest[i, t])
+            saved = gpu.overhead_factor * (gpu.full_node_watts - gpu.node_watts(level))
+            # Capping keeps the jobs running, so it comes first, unless even capping every node
+            # the budget allows falls short where pausing is allowed.
+            enough = min(gpu.nodes, budget_nodes) * saved >= need
+            if may_cap[i, t] and (enough or not may_pause[i, t]):
                 nodes = int(min(gpu.nodes, budget_nodes, np.ceil(need / saved)))
                 schedule.gpu_level[i, t] = level
                 schedule.gpu_capped_nodes[i, t] = max(nodes, 0)
@@ -93,8 +96,9 @@ def merit_order_schedule(
         gpu_paused_nodes=np.zeros((n_gpu, steps), dtype=np.int64),
     )
     cap = problem.cap_watts()
-    gpu_watts = sum(
-        (g.overhead_factor * g.nodes * g.full_node_watts for g in problem.gpu_groups), 0.0
+    gpu_watts: FloatArray = np.full(
+        steps,
+        sum((g.overhead_factor * g.nodes * g.full_node_watts for g in problem.gpu_groups), 0.0),
     )
     if curtail_gpus and n_gpu:
         _shed_gpus(problem, schedule, np.maximum(0.0, gpu_watts - cap))
@@ -110,11 +114,16 @@ def merit_order_schedule(
             locked = offsets < group.locked_off_until_s
             allowed[locked] = group.units - group.units_locked_off
         if sleep_above_breakeven:
-            breakeven = breakeven_usd_per_mwh(
-                hashprice,
-                group.joules_per_th,
-                pool_fee=problem.pool_fee,
-                overhead_factor=group.overhead_factor,
+            breakeven = np.array(
+                [
+                    breakeven_usd_per_mwh(
+                        float(h),
+                        group.joules_per_th,
+                        pool_fee=problem.pool_fee,
+                        overhead_factor=group.overhead_factor,
+                    )
+                    for h in hashprice
+                ]
             )
             allowed[react_price_usd_per_mwh > breakeven] = 0
         on = np.minimum(allowed, np.floor(room / unit_watts + 1e-9).astype(np.int64))

@@ -4,7 +4,7 @@ Columns, per class (merged groups) and step:
 
 - ``on``     ASIC units awake
 - ``wake``   ASIC units woken in the step (they draw power but hash nothing for `wake_loss_s`)
-- ``tgt``    ASIC class watts, for classes with a power target (between ``min * on`` and ``max * on``)
+- ``tgt``    ASIC class watts where the firmware has a power target (``min*on`` to ``max*on``)
 - ``cap``    GPU nodes capped at one cap level (one column per usable level)
 - ``pause``  GPU nodes paused
 - ``start``  GPU nodes whose curtailment begins in the step (only where an event length is limited)
@@ -105,6 +105,8 @@ class LinearModel:
     cap: IntArray  # (H, T) columns of capped nodes, -1 where capping is not allowed at all
     cap_level: IntArray  # (H, T) the level capped nodes go to
     pause: IntArray  # (H, T) columns of paused nodes, -1 where pausing is not allowed at all
+    # class -> [(level, (T,) columns of nodes capped at that shallower level)], where one applies
+    shallower: dict[int, list[tuple[int, IntArray]]]
 
     @property
     def columns(self) -> int:
@@ -141,25 +143,97 @@ def _window_starts(offsets: FloatArray, ends: FloatArray, length_s: float) -> In
     return np.searchsorted(offsets, ends - length_s - 1e-9, side="left").astype(np.int64)
 
 
+@dataclass(frozen=True, slots=True, eq=False)
+class _Context:
+    """What every block of the model shares: the steps, their prices, and the growing model."""
+
+    problem: Problem
+    steps: int
+    dt: FloatArray
+    hours: FloatArray
+    offsets: FloatArray
+    ends: FloatArray
+    price: FloatArray
+    hash_usd_per_th_s: FloatArray
+    usd_per_watt_step: FloatArray  # energy cost of one watt for a step
+    cols: _Columns
+    rows: _Rows
+    step_index: IntArray
+    site_terms: list[tuple[IntArray, IntArray, FloatArray | float]]
+    integer: list[IntArray]
+
+
+@dataclass(slots=True, eq=False)
+class _GpuBlock:
+    cap_cols: IntArray
+    cap_levels: IntArray
+    pause_cols: IntArray
+    shallower: dict[int, list[tuple[int, IntArray]]]
+    offset_usd: float
+    site_constant: FloatArray  # GPU draw at full power, moved to the right-hand side
+    lowest: FloatArray  # GPU draw as far down as the contracts surely allow
+    contracts_use: dict[str, list[tuple[IntArray, FloatArray]]]
+
+
 def build(
     problem: Problem, asics: tuple[AsicClass, ...], gpus: tuple[GpuClass, ...]
 ) -> LinearModel:
     steps = problem.steps
     dt = np.asarray(problem.step_s, dtype=np.float64)
-    hours = dt / SECONDS_PER_HOUR
-    offsets = problem.step_offsets_s()
-    ends = offsets + dt
     price = np.asarray(problem.price_usd_per_mwh, dtype=np.float64)
-    hash_usd_per_th_s = (
-        np.asarray(problem.hashprice_usd_per_th_day) * (1 - problem.pool_fee) / SECONDS_PER_DAY
+    offsets = problem.step_offsets_s()
+    ctx = _Context(
+        problem=problem,
+        steps=steps,
+        dt=dt,
+        hours=dt / SECONDS_PER_HOUR,
+        offsets=offsets,
+        ends=offsets + dt,
+        price=price,
+        hash_usd_per_th_s=np.asarray(problem.hashprice_usd_per_th_day)
+        * (1 - problem.pool_fee)
+        / SECONDS_PER_DAY,
+        usd_per_watt_step=price * dt / WATT_SECONDS_PER_MWH,
+        cols=_Columns(),
+        rows=_Rows(),
+        step_index=np.arange(steps),
+        site_terms=[],
+        integer=[],
     )
-    usd_per_watt_step = price * dt / WATT_SECONDS_PER_MWH  # energy cost of one watt for a step
-    cols = _Columns()
-    rows = _Rows()
-    step_index = np.arange(steps)
-    site_terms: list[tuple[IntArray, IntArray, FloatArray | float]] = []
-    integer: list[IntArray] = []
+    on, target_cols = _asic_block(ctx, asics)
+    gpu = _gpu_block(ctx, gpus)
+    _allowance_rows(ctx, gpu.contracts_use)
+    return _assemble(ctx, on, target_cols, gpu)
 
+
+def _asic_block(
+    ctx: _Context, asics: tuple[AsicClass, ...]
+) -> tuple[IntArray, dict[int, IntArray]]:
+    """Units awake per class and step, power targets, and waking and minimum off time."""
+    problem = ctx.problem
+    (
+        steps,
+        dt,
+        offsets,
+        hash_usd_per_th_s,
+        usd_per_watt_step,
+        cols,
+        rows,
+        step_index,
+        site_terms,
+        integer,
+    ) = (
+        ctx.steps,
+        ctx.dt,
+        ctx.offsets,
+        ctx.hash_usd_per_th_s,
+        ctx.usd_per_watt_step,
+        ctx.cols,
+        ctx.rows,
+        ctx.step_index,
+        ctx.site_terms,
+        ctx.integer,
+    )
     # ASIC classes -----------------------------------------------------------------------------
     n_asic = len(asics)
     units = np.array([c.group.units for c in asics], dtype=np.float64)
@@ -196,10 +270,10 @@ def build(
             ],
         )
     )
-    for a in np.flatnonzero(~plain):
+    for a in np.flatnonzero(~plain).tolist():
         group = asics[a].group
+        assert group.power_target is not None
         target = group.power_target
-        assert target is not None
         slope = (1 - target.hash_fraction_at_min) / (
             group.watts_per_unit - target.min_watts_per_unit
         )
@@ -210,9 +284,15 @@ def build(
         tgt = cols.add(np.zeros(1), on_upper[a] * group.watts_per_unit, objective)
         target_cols[int(a)] = tgt
         site_terms.append((step_index, tgt, group.overhead_factor))
-        # min * on <= watts <= max * on
-        low = [(step_index, tgt, 1.0), (step_index, on[a], -target.min_watts_per_unit)]
-        high = [(step_index, tgt, 1.0), (step_index, on[a], -group.watts_per_unit)]
+        # The class's watts lie between its units' minimum and nominal watts.
+        low: list[tuple[IntArray, IntArray, FloatArray | float]] = [
+            (step_index, tgt, 1.0),
+            (step_index, on[a], -target.min_watts_per_unit),
+        ]
+        high: list[tuple[IntArray, IntArray, FloatArray | float]] = [
+            (step_index, tgt, 1.0),
+            (step_index, on[a], -group.watts_per_unit),
+        ]
         rows.add(0.0, INF, low, steps)
         rows.add(-INF, 0.0, high, steps)
 
@@ -247,83 +327,235 @@ def build(
             chosen = np.flatnonzero(min_off == length_s)
             _add_min_off(
                 rows,
-                offsets,
-                float(length_s),
-                units[coupled][chosen],
-                np.array([members[k].on_now for k in chosen], dtype=np.float64),
-                on[coupled][chosen],
-                wake[chosen],
+                offsets=offsets,
+                min_off_s=float(length_s),
+                units=units[coupled][chosen],
+                on_now=np.array([members[k].on_now for k in chosen], dtype=np.float64),
+                locked=np.array(
+                    [
+                        np.where(
+                            offsets < members[k].locked_off_until_s, members[k].units_locked_off, 0
+                        )
+                        for k in chosen
+                    ],
+                    dtype=np.float64,
+                ),
+                on=on[coupled][chosen],
+                wake=wake[chosen],
             )
 
-    # GPU classes ------------------------------------------------------------------------------
+    return on, target_cols
+
+
+def _gpu_block(ctx: _Context, gpus: tuple[GpuClass, ...]) -> _GpuBlock:
+    """Capped and paused nodes per class and step, under the contracts' rules."""
+    problem, steps = ctx.problem, ctx.steps
     n_gpu = len(gpus)
     deepest, may_cap, may_pause = curtailable(problem, tuple(c.group for c in gpus))
-    event = problem.event_active()
-    cap_cols = np.full((n_gpu, steps), -1, dtype=np.int64)  # -1: no such column
-    cap_levels = np.zeros((n_gpu, steps), dtype=np.int64)
-    pause_cols = np.full((n_gpu, steps), -1, dtype=np.int64)
-    offset_usd = 0.0
-    site_constant = np.zeros(steps)  # GPU draw at full power, moved to the right-hand side
-    contracts_use: dict[str, list[tuple[IntArray, FloatArray]]] = {}
+    block = _GpuBlock(
+        cap_cols=np.full((n_gpu, steps), -1, dtype=np.int64),  # -1: no such column
+        cap_levels=np.zeros((n_gpu, steps), dtype=np.int64),
+        pause_cols=np.full((n_gpu, steps), -1, dtype=np.int64),
+        shallower={},
+        offset_usd=0.0,
+        site_constant=np.zeros(steps),
+        lowest=np.zeros(steps),
+        contracts_use={},
+    )
     for h, gpu_class in enumerate(gpus):
-        gpu = gpu_class.group
-        contract = problem.contract(gpu.contract)
-        node_usd_per_step = gpu.gpus_per_node * contract.usd_per_gpu_hour * hours
-        offset_usd += float(np.sum(gpu.nodes * node_usd_per_step))
-        full_site_watts = gpu.overhead_factor * gpu.nodes * gpu.full_node_watts
-        offset_usd -= float(np.sum(full_site_watts * usd_per_watt_step))
-        site_constant += full_site_watts
-        reservation = problem.allowance_value_usd_per_node_hour.get(contract.name, 0.0)
-        unbilled = 0.0 if contract.billed_when_curtailed else 1.0
-        node_cost = reservation * hours + unbilled * node_usd_per_step
-        upper_now = np.full(steps, float(gpu.nodes))
-        if contract.notice_s > 0:
-            # Within the notice period only what is already curtailed may stay so (grid events
-            # excepted: an emergency gives no notice).
-            inside = (offsets < contract.notice_s) & ~event
-            upper_now[inside] = min(gpu.nodes, gpu.curtailed_nodes_now)
-        # Capped nodes always go to the deepest level the step allows: the allowance is spent
-        # per node-hour whatever the depth, so a deeper cap frees more power for the same cost.
-        curtail_terms: list[tuple[IntArray, IntArray, FloatArray | float]] = []
-        level_watts = np.array([gpu.node_watts(k) for k in range(len(gpu.cap_levels))])
-        cap_levels[h] = np.where(may_cap[h], deepest[h], 0)
-        if may_cap[h].any():
-            saved = gpu.overhead_factor * (gpu.full_node_watts - level_watts[cap_levels[h]])
-            cap = cols.add(
-                np.zeros(1),
-                np.where(may_cap[h], upper_now, 0.0),
-                saved * usd_per_watt_step - node_cost,
-            )
-            cap_cols[h] = cap
-            site_terms.append((step_index, cap, -saved))
-            curtail_terms.append((step_index, cap, 1.0))
-        if may_pause[h].any():
-            saved_paused = gpu.overhead_factor * (gpu.full_node_watts - gpu.paused_node_watts)
-            pause = cols.add(
-                np.zeros(1),
-                np.where(may_pause[h], upper_now, 0.0),
-                saved_paused * usd_per_watt_step - node_cost,
-            )
-            pause_cols[h] = pause
-            site_terms.append((step_index, pause, -saved_paused))
-            curtail_terms.append((step_index, pause, 1.0))
-        if not curtail_terms:
-            continue
-        if len(curtail_terms) > 1:
-            rows.add(-INF, float(gpu.nodes), curtail_terms, steps)
-        uses = contracts_use.setdefault(contract.name, [])
-        uses.extend((col, hours) for _, col, _ in curtail_terms)
-        if contract.max_event_s is not None:
-            _add_max_event(rows, cols, offsets, ends, gpu, contract.max_event_s, curtail_terms)
-        if event.any():
-            # Beyond the allowance, only in grid events, at the contract's penalty.
-            excess = cols.add(
-                np.zeros(1),
-                np.where(event, gpu.nodes * hours, 0.0),
-                -contract.penalty_usd_per_gpu_hour * gpu.gpus_per_node,
-            )
-            uses.append((excess, np.full(steps, -1.0)))
+        _gpu_class(ctx, block, h, gpu_class.group, curtailable=(deepest, may_cap, may_pause))
+    return block
 
+
+def _gpu_class(
+    ctx: _Context,
+    block: _GpuBlock,
+    h: int,
+    gpu: GpuGroup,
+    *,
+    curtailable: tuple[IntArray, npt.NDArray[np.bool_], npt.NDArray[np.bool_]],
+) -> None:
+    """One GPU class's columns and rows, added to `block`."""
+    problem = ctx.problem
+    (
+        steps,
+        hours,
+        offsets,
+        ends,
+        price,
+        usd_per_watt_step,
+        cols,
+        rows,
+        step_index,
+        site_terms,
+        integer,
+    ) = (
+        ctx.steps,
+        ctx.hours,
+        ctx.offsets,
+        ctx.ends,
+        ctx.price,
+        ctx.usd_per_watt_step,
+        ctx.cols,
+        ctx.rows,
+        ctx.step_index,
+        ctx.site_terms,
+        ctx.integer,
+    )
+    deepest, may_cap, may_pause = curtailable
+    event = problem.event_active()
+    contract = problem.contract(gpu.contract)
+    node_usd_per_step = gpu.gpus_per_node * contract.usd_per_gpu_hour * hours
+    block.offset_usd += float(np.sum(gpu.nodes * node_usd_per_step))
+    full_site_watts = gpu.overhead_factor * gpu.nodes * gpu.full_node_watts
+    block.offset_usd -= float(np.sum(full_site_watts * usd_per_watt_step))
+    block.site_constant += full_site_watts
+    # In a grid event any node may be paused, beyond its allowance and without notice; only
+    # a longest-event limit could stop that, and outside events the allowance, notice and
+    # event length may all forbid curtailing.
+    surely = contract.max_event_s is None or contract.max_event_s >= gpu.curtailed_for_s + ends[-1]
+    paused_site_watts = gpu.overhead_factor * gpu.nodes * gpu.paused_node_watts
+    block.lowest += np.where(event & surely, paused_site_watts, full_site_watts)
+    reservation = problem.allowance_value_usd_per_node_hour.get(contract.name, 0.0)
+    unbilled = 0.0 if contract.billed_when_curtailed else 1.0
+    node_cost = reservation * hours + unbilled * node_usd_per_step
+    upper_now = np.full(steps, float(gpu.nodes))
+    notice = np.zeros(steps, dtype=bool)
+    if contract.notice_s > 0:
+        # Within the notice period only what is already curtailed may stay so (grid events
+        # excepted: an emergency gives no notice).
+        notice = (offsets < contract.notice_s) & ~event
+        upper_now[notice] = min(gpu.nodes, gpu.curtailed_nodes_now)
+    exact = gpu.nodes <= problem.options.integer_max_nodes
+    # Capped nodes go to the deepest level the step allows: the allowance is spent per
+    # node-hour whatever the depth, so a deeper cap frees more power for the same cost.
+    # Where the price is negative, power earns, and a block.shallower cap may do better.
+    curtail_terms: list[tuple[IntArray, IntArray, FloatArray | float]] = []
+    level_watts = np.array([gpu.node_watts(k) for k in range(len(gpu.cap_levels))])
+    block.cap_levels[h] = np.where(may_cap[h], deepest[h], 0)
+    if may_cap[h].any():
+        saved = gpu.overhead_factor * (gpu.full_node_watts - level_watts[block.cap_levels[h]])
+        cap = cols.add(
+            np.zeros(1),
+            np.where(may_cap[h], upper_now, 0.0),
+            saved * usd_per_watt_step - node_cost,
+        )
+        block.cap_cols[h] = cap
+        if exact:
+            integer.append(cap)
+        site_terms.append((step_index, cap, -saved))
+        curtail_terms.append((step_index, cap, 1.0))
+        if exact and (may_cap[h] & (price < 0) & (deepest[h] > 1)).any():
+            block.shallower[h] = _add_shallower_caps(
+                rows,
+                cols,
+                integer,
+                site_terms=site_terms,
+                curtail_terms=curtail_terms,
+                usd_per_watt_step=usd_per_watt_step,
+                node_cost=node_cost,
+                gpu=gpu,
+                chosen=may_cap[h] & (price < 0),
+                deepest=deepest[h],
+                upper_now=upper_now,
+                cap=cap,
+            )
+    if may_pause[h].any():
+        saved_paused = gpu.overhead_factor * (gpu.full_node_watts - gpu.paused_node_watts)
+        pause = cols.add(
+            np.zeros(1),
+            np.where(may_pause[h], upper_now, 0.0),
+            saved_paused * usd_per_watt_step - node_cost,
+        )
+        block.pause_cols[h] = pause
+        if exact:
+            integer.append(pause)
+        site_terms.append((step_index, pause, -saved_paused))
+        curtail_terms.append((step_index, pause, 1.0))
+    if not curtail_terms:
+        return
+    _gpu_rules(ctx, block, gpu, curtail_terms, notice=notice, exact=exact)
+
+
+def _gpu_rules(
+    ctx: _Context,
+    block: _GpuBlock,
+    gpu: GpuGroup,
+    curtail_terms: list[tuple[IntArray, IntArray, FloatArray | float]],
+    *,
+    notice: npt.NDArray[np.bool_],
+    exact: bool,
+) -> None:
+    """A GPU class's curtailment under its contract: no more nodes than it has, notice,
+    longest event, the allowance it draws on, and going beyond it in grid events only."""
+    contract = ctx.problem.contract(gpu.contract)
+    rows, cols, steps, hours, integer = ctx.rows, ctx.cols, ctx.steps, ctx.hours, ctx.integer
+    offsets, ends = ctx.offsets, ctx.ends
+    event = ctx.problem.event_active()
+    if len(curtail_terms) > 1:
+        rows.add(-INF, float(gpu.nodes), curtail_terms, steps)
+    later = np.flatnonzero(notice[1:]) + 1
+    if later.size:
+        # ... and stays so without a break: a node let go within the notice period would
+        # need a new notice to be curtailed again.
+        rows.add(
+            -INF,
+            0.0,
+            [
+                term
+                for _, col, _ in curtail_terms
+                for term in (
+                    (np.arange(later.size), col[later], 1.0),
+                    (np.arange(later.size), col[later - 1], -1.0),
+                )
+            ],
+            later.size,
+        )
+    uses = block.contracts_use.setdefault(contract.name, [])
+    uses.extend((col, hours) for _, col, _ in curtail_terms)
+    if contract.max_event_s is not None:
+        starts = _add_max_event(
+            rows,
+            cols=cols,
+            offsets=offsets,
+            ends=ends,
+            gpu=gpu,
+            max_event_s=contract.max_event_s,
+            curtail_terms=curtail_terms,
+            notice=notice,
+        )
+        if exact:
+            integer.append(starts)
+    if event.any():
+        # Beyond the allowance, only in grid events, at the contract's penalty: the excess
+        # of a step is at most what that step curtails, so curtailing outside events never
+        # goes beyond the allowance, whatever events the period holds.
+        excess = cols.add(
+            np.zeros(1),
+            np.where(event, gpu.nodes * hours, 0.0),
+            np.full(steps, -contract.penalty_usd_per_gpu_hour * gpu.gpus_per_node),
+        )
+        uses.append((excess, np.full(steps, -1.0)))
+        during = np.flatnonzero(event)
+        rows.add(
+            -INF,
+            0.0,
+            [
+                (np.arange(during.size), excess[during], 1.0),
+                *(
+                    (np.arange(during.size), col[during], -hours[during])
+                    for _, col, _ in curtail_terms
+                ),
+            ],
+            during.size,
+        )
+
+
+def _allowance_rows(
+    ctx: _Context, contracts_use: dict[str, list[tuple[IntArray, FloatArray]]]
+) -> None:
+    """Each contract's curtailment within each billing period fits what is left of it."""
+    problem, offsets, rows = ctx.problem, ctx.offsets, ctx.rows
     for name, terms in contracts_use.items():
         for start_s, end_s, left in allowance_periods(problem, name):
             inside = (offsets >= start_s) & (offsets < end_s)
@@ -335,12 +567,36 @@ def build(
             ]
             rows.add(-INF, left, row_terms, 1)
 
+
+def _assemble(
+    ctx: _Context, on: IntArray, target_cols: dict[int, IntArray], gpu: _GpuBlock
+) -> LinearModel:
+    """The site's cap per step, then the whole model as one sparse matrix."""
+    problem, dt, cols, rows, steps, step_index, site_terms, integer = (
+        ctx.problem,
+        ctx.dt,
+        ctx.cols,
+        ctx.rows,
+        ctx.steps,
+        ctx.step_index,
+        ctx.site_terms,
+        ctx.integer,
+    )
     # Site limit -------------------------------------------------------------------------------
+    # Over the cap only by what the site surely cannot shed (ASICs asleep, GPUs as far down as
+    # their contracts surely allow): that keeps every problem feasible, while a linear price,
+    # however high, would let the plan buy a sliver over the cap rather than sleep one more
+    # miner or pay one more node's SLA penalty.
     slack = cols.add(
-        np.zeros(1), np.full(steps, INF), -SOFT_LIMIT_USD_PER_MWH * dt / WATT_SECONDS_PER_MWH
+        np.zeros(1),
+        np.maximum(0.0, gpu.lowest - problem.cap_watts()),
+        -SOFT_LIMIT_USD_PER_MWH * dt / WATT_SECONDS_PER_MWH,
     )
     rows.add(
-        -INF, problem.cap_watts() - site_constant, [(step_index, slack, -1.0), *site_terms], steps
+        -INF,
+        problem.cap_watts() - gpu.site_constant,
+        [(step_index, slack, -1.0), *site_terms],
+        steps,
     )
 
     matrix = sp.csr_matrix(
@@ -357,16 +613,17 @@ def build(
         lower=np.concatenate(cols.lower),
         upper=np.concatenate(cols.upper),
         objective=np.concatenate(cols.objective),
-        offset=offset_usd,
+        offset=gpu.offset_usd,
         row_lower=np.concatenate(rows.lower),
         row_upper=np.concatenate(rows.upper),
         matrix=matrix,
         integer=np.concatenate(integer) if integer else np.zeros(0, dtype=np.int64),
         on=on,
         target=target_cols,
-        cap=cap_cols,
-        cap_level=cap_levels,
-        pause=pause_cols,
+        cap=gpu.cap_cols,
+        cap_level=gpu.cap_levels,
+        pause=gpu.pause_cols,
+        shallower=gpu.shallower,
     )
 
 
@@ -382,18 +639,22 @@ def _windows(first: IntArray) -> tuple[IntArray, IntArray]:
 
 def _add_min_off(
     rows: _Rows,
+    *,
     offsets: FloatArray,
     min_off_s: float,
     units: FloatArray,
     on_now: FloatArray,
+    locked: FloatArray,
     on: IntArray,
     wake: IntArray,
 ) -> None:
     """Units woken within `min_off_s` of a step must have been asleep before that window began:
-    sum(wake[j..t]) + on[j-1] <= units, where j is the first step less than `min_off_s` before t.
-    (Equivalent to the usual "units put to sleep in the window are still asleep", with the sleep
-    count eliminated.) One block of rows for all classes (rows of `on`, `wake`) sharing the
-    length."""
+    sum(wake[j..t]) + on[j-1] <= units - locked[t], where j is the first step less than
+    `min_off_s` before t and `locked[t]` the units a lock still holds asleep (shape `(A, T)`).
+    (Equivalent to the usual "units put to sleep in the window, and locked units, are still
+    asleep", with the sleep count eliminated; the lock is counted here because a unit it holds
+    cannot stand in for one the window holds.) One block of rows for all classes (rows of `on`,
+    `wake`) sharing the length."""
     count, steps = on.shape
     first = np.searchsorted(offsets, offsets - min_off_s + 1e-9, side="left")
     local, window = _windows(first)
@@ -404,25 +665,83 @@ def _add_min_off(
         (local[None, :] + shift, wake[:, window], 1.0),
         (before_rows[None, :] + shift, on[:, first[has_before] - 1], 1.0),
     ]
-    upper = np.where(has_before[None, :], units[:, None], (units - on_now)[:, None])
+    upper = np.where(has_before[None, :], units[:, None], (units - on_now)[:, None]) - locked
     rows.add(-INF, upper.ravel(), terms, count * steps)
+
+
+def _add_shallower_caps(
+    rows: _Rows,
+    cols: _Columns,
+    integer: list[IntArray],
+    *,
+    site_terms: list[tuple[IntArray, IntArray, FloatArray | float]],
+    curtail_terms: list[tuple[IntArray, IntArray, FloatArray | float]],
+    usd_per_watt_step: FloatArray,
+    node_cost: FloatArray,
+    gpu: GpuGroup,
+    chosen: npt.NDArray[np.bool_],
+    deepest: IntArray,
+    upper_now: FloatArray,
+    cap: IntArray,
+) -> list[tuple[int, IntArray]]:
+    """Columns for capping at each level shallower than the deepest, in the `chosen` steps (where
+    power has a negative price, so a cap that frees just enough may beat the deepest), with
+    binaries that keep all of a step's capped nodes on one level (a group has one cap setting).
+    Returns (level, columns) for each shallower level used."""
+    steps = chosen.size
+    chosen = chosen & (deepest > 1)
+    which = np.flatnonzero(chosen)
+    rows_at = np.arange(which.size)
+    nodes = float(gpu.nodes)
+    picks: list[tuple[IntArray, IntArray, FloatArray | float]] = []
+
+    def pick_for(capped: IntArray, usable: npt.NDArray[np.bool_]) -> None:
+        pick = cols.add(np.zeros(1), np.where(usable, 1.0, 0.0), np.zeros(steps))
+        integer.append(pick)
+        # A level's nodes only in the steps whose binary picks that level.
+        rows.add(
+            -INF, 0.0, [(rows_at, capped[which], 1.0), (rows_at, pick[which], -nodes)], which.size
+        )
+        picks.append((rows_at, pick[which], 1.0))
+
+    pick_for(cap, chosen)
+    full = gpu.full_node_watts
+    columns: list[tuple[int, IntArray]] = []
+    for level in range(1, int(deepest[which].max())):
+        usable = chosen & (deepest > level)
+        saved = gpu.overhead_factor * (full - gpu.node_watts(level))
+        capped = cols.add(
+            np.zeros(1),
+            np.where(usable, upper_now, 0.0),
+            np.where(usable, saved * usd_per_watt_step - node_cost, 0.0),
+        )
+        integer.append(capped)
+        pick_for(capped, usable)
+        site_terms.append((np.arange(steps), capped, -saved))
+        curtail_terms.append((np.arange(steps), capped, 1.0))
+        columns.append((level, capped))
+    rows.add(-INF, 1.0, picks, which.size)
+    return columns
 
 
 def _add_max_event(
     rows: _Rows,
+    *,
     cols: _Columns,
     offsets: FloatArray,
     ends: FloatArray,
     gpu: GpuGroup,
     max_event_s: float,
     curtail_terms: list[tuple[IntArray, IntArray, FloatArray | float]],
-) -> None:
+    notice: npt.NDArray[np.bool_],
+) -> IntArray:
     """Nodes curtailed at step t must have begun their curtailment within `max_event_s` of t's
-    end: curtailed[t] <= sum(starts[j..t]) + (nodes curtailed now, while their event lasts)."""
+    end: curtailed[t] <= sum(starts[j..t]) + (nodes curtailed now, while their event lasts).
+    Nothing starts within the notice period (`notice`). Returns the `starts` columns."""
     steps = offsets.size
     step_index = np.arange(steps)
-    starts = cols.add(np.zeros(1), np.full(steps, float(gpu.nodes)), np.zeros(steps))
-    # starts[t] >= curtailed[t] - curtailed[t-1]
+    starts = cols.add(np.zeros(1), np.where(notice, 0.0, float(gpu.nodes)), np.zeros(steps))
+    # A node curtailed now and not in the step before starts its curtailment now.
     lower = np.zeros(steps)
     lower[0] = -gpu.curtailed_nodes_now
     terms: list[tuple[IntArray, IntArray, FloatArray | float]] = [(step_index, starts, 1.0)]
@@ -430,6 +749,23 @@ def _add_max_event(
         terms.append((local, col, -1.0))
         terms.append((local[1:], col[:-1], 1.0))
     rows.add(lower, INF, terms, steps)
+    # ... and no more than really can begin: starts[t] <= curtailed[t] and
+    # starts[t] <= nodes - curtailed[t-1]. Without these bounds `starts` could be inflated to
+    # `nodes` in every step and the window rows below would bind nothing.
+    rows.add(
+        -INF,
+        0.0,
+        [(step_index, starts, 1.0), *((loc, col, -1.0) for loc, col, _ in curtail_terms)],
+        steps,
+    )
+    free = np.full(steps, float(gpu.nodes))
+    free[0] -= gpu.curtailed_nodes_now
+    rows.add(
+        -INF,
+        free,
+        [(step_index, starts, 1.0), *((loc[1:], col[:-1], 1.0) for loc, col, _ in curtail_terms)],
+        steps,
+    )
     local, window = _windows(_window_starts(offsets, ends, max_event_s))
     carry = np.where(gpu.curtailed_for_s + ends <= max_event_s, float(gpu.curtailed_nodes_now), 0.0)
     window_terms: list[tuple[IntArray, IntArray, FloatArray | float]] = [
@@ -437,6 +773,7 @@ def _add_max_event(
         *((loc, col, 1.0) for loc, col, _ in curtail_terms),
     ]
     rows.add(-INF, carry, window_terms, steps)
+    return starts
 
 
 # Solving ----------------------------------------------------------------------------------------
@@ -459,7 +796,13 @@ def run(model: LinearModel, options: SolveOptions) -> SolverResult:
     solver_name = choose_solver(model, options)
     helper = mbh.ModelBuilderHelper()
     helper.fill_model_from_sparse_data(
-        model.lower, model.upper, model.objective, model.row_lower, model.row_upper, model.matrix
+        # OR-Tools' stub annotates these as `ndarray[float64, ...]`, which no array matches.
+        model.lower,  # type: ignore[arg-type]
+        model.upper,  # type: ignore[arg-type]
+        model.objective,  # type: ignore[arg-type]
+        model.row_lower,  # type: ignore[arg-type]
+        model.row_upper,  # type: ignore[arg-type]
+        model.matrix,
     )
     helper.set_maximize(True)
     helper.set_objective_offset(model.offset)
@@ -484,6 +827,13 @@ def run(model: LinearModel, options: SolveOptions) -> SolverResult:
     objective = float(solver.objective_value())
     if model.integer.size:
         bound = float(solver.best_objective_bound())
+        if status == "OPTIMAL":
+            # OR-Tools' HiGHS wrapper reports the incumbent as the bound. HiGHS stops within
+            # `mip_rel_gap` of its incumbent or `mip_abs_gap` (1e-6) of its dual bound, so that
+            # is how far the true bound may lie.
+            bound = max(bound, objective + options.relative_gap * abs(objective) + 1e-6)
+        elif not bound > objective:
+            bound = float("nan")  # no bound offered
     else:
         # A simplex that stopped early has no bound to offer; a finished one is its own bound.
         bound = objective if status == "OPTIMAL" else float("nan")
@@ -500,10 +850,17 @@ def read_solution(model: LinearModel, values: FloatArray) -> ClassSolution:
     watts = np.zeros_like(on)  # zero: nominal watts, filled in by the caller
     for a, col in model.target.items():
         watts[a] = np.where(on[a] > 1e-9, values[col] / np.maximum(on[a], 1e-9), 0.0)
+    cap_level = model.cap_level.copy()
+    capped = _values(values, model.cap)
+    for h, columns in model.shallower.items():
+        for level, col in columns:
+            nodes = np.clip(values[col], 0.0, None)
+            cap_level[h] = np.where(nodes > 0.5, level, cap_level[h])
+            capped[h] += nodes
     return ClassSolution(
         on=on,
         watts_per_unit=watts,
-        cap_level=model.cap_level,
-        capped=_values(values, model.cap),
+        cap_level=cap_level,
+        capped=capped,
         paused=_values(values, model.pause),
     )

@@ -119,6 +119,12 @@ class Plan:
             limit = self.problem.site_limit_watts / 1e6
             margin = self.problem.site_margin_watts / 1e6
             return f"site limit {limit:.1f} MW less {margin:.1f} MW margin"
+        return self._held_asleep(index, step, breakeven)
+
+    def _held_asleep(self, index: int, step: int, breakeven: float) -> str:
+        """Why a group stays asleep although running would pay at this step's price."""
+        group = self.problem.asic_groups[index]
+        price = self.problem.price_usd_per_mwh[step]
         if (
             group.units_locked_off
             and self.problem.step_offsets_s()[step] < group.locked_off_until_s
@@ -144,6 +150,10 @@ class Plan:
             return f"{event}; {what}"
         price = self.problem.price_usd_per_mwh[step]
         if self._limit_binds(step):
-            return f"site limit: {what} to make room within {self.problem.cap_watts()[step] / 1e6:.1f} MW"
+            cap_mw = self.problem.cap_watts()[step] / 1e6
+            return f"site limit: {what} to make room within {cap_mw:.1f} MW"
         reserve = self.problem.allowance_value_usd_per_node_hour.get(gpu.contract, 0.0)
-        return f"price {price:.0f} $/MWh: {what} ({gpu.contract} allowance worth {reserve:.0f} $/node-hour)"
+        return (
+            f"price {price:.0f} $/MWh: {what}"
+            f" ({gpu.contract} allowance worth {reserve:.0f} $/node-hour)"
+        )

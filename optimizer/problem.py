@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from itertools import pairwise
 
 import numpy as np
 import numpy.typing as npt
@@ -144,7 +145,10 @@ class SolveOptions:
     time_limit_s: float = 10.0
     relative_gap: float = 1e-4
     solver: str = "auto"
-    integer_max_units: int = 64  # classes at most this large get true integer counts
+    integer_max_units: int = 64  # ASIC classes at most this large get true integer unit counts
+    # GPU classes at most this large get true integer node counts (and, at negative prices, the
+    # choice of a shallower cap); larger ones, and by default all, are solved as LP and rounded.
+    integer_max_nodes: int = 0
     # Move blocking, as (from_s, block_s): decisions from `from_s` on are held for `block_s`.
     # Empty: every step decided on its own (the hindsight bound runs so).
     blocking: tuple[tuple[float, float], ...] = ((3_600.0, 900.0), (6 * 3_600.0, 3_600.0))
@@ -232,7 +236,8 @@ def validate(problem: Problem) -> None:
     )
     _require(
         len(problem.hashprice_usd_per_th_day) == steps,
-        f"hashprice_usd_per_th_day: {len(problem.hashprice_usd_per_th_day)} values for {steps} steps",
+        f"hashprice_usd_per_th_day: {len(problem.hashprice_usd_per_th_day)} values"
+        f" for {steps} steps",
     )
     _require(
         bool(np.all(np.isfinite(problem.price_usd_per_mwh))),
@@ -300,7 +305,7 @@ def _validate_gpu(gpu: GpuGroup, contract_names: set[str]) -> None:
     _require(len(gpu.cap_levels) >= 1, f"{where}.cap_levels: at least full power is needed")
     watts = [level.watts_per_gpu for level in gpu.cap_levels]
     _require(
-        all(a > b for a, b in zip(watts, watts[1:], strict=False)),
+        all(a > b for a, b in pairwise(watts)),
         f"{where}.cap_levels: must be sorted from full power down, without repeats",
     )
     _require(

@@ -2,8 +2,8 @@
 
 Merge identical groups, build the linear model, solve it under a time limit, turn the solution
 into whole units and nodes that still respect the site's cap and the contracts' allowances, and
-score it. Any failure of the solver yields the merit-order fallback, never an exception or "no plan";
-only an invalid problem raises (`ProblemError`, at construction).
+score it. Any failure of the solver yields the merit-order fallback, never an exception or
+"no plan"; only an invalid problem raises (`ProblemError`, at construction).
 """
 
 from __future__ import annotations
@@ -13,7 +13,14 @@ from dataclasses import replace
 
 import numpy as np
 
-from optimizer.aggregate import AsicClass, GpuClass, asic_classes, gpu_classes, split_counts
+from optimizer.aggregate import (
+    AsicClass,
+    GpuClass,
+    asic_classes,
+    gpu_classes,
+    split_nodes,
+    split_units,
+)
 from optimizer.economics import SECONDS_PER_HOUR, WATT_SECONDS_PER_MWH
 from optimizer.horizon import block_index, coarsen, stretch
 from optimizer.merit import fallback_plan
@@ -96,7 +103,16 @@ def _to_schedule(
     for a, asic_class in enumerate(asics):
         nominal = asic_class.group.watts_per_unit
         watts[a] = np.where(watts[a] > 0, np.minimum(watts[a], nominal), nominal)
-    _shed_to_cap(problem, asics, gpus, on, watts, level, capped, paused)
+    _shed_to_cap(
+        problem,
+        asics=asics,
+        gpus=gpus,
+        on=on,
+        watts=watts,
+        level=level,
+        capped=capped,
+        paused=paused,
+    )
     _respect_min_off(problem, asics, on)
 
     schedule = Schedule(
@@ -108,17 +124,21 @@ def _to_schedule(
     )
     for a, asic_class in enumerate(asics):
         members = np.array(asic_class.members)
-        sizes = np.array([problem.asic_groups[i].units for i in asic_class.members])
-        schedule.asic_units_on[members] = split_counts(on[a], sizes)
+        groups = [problem.asic_groups[i] for i in asic_class.members]
+        schedule.asic_units_on[members] = split_units(on[a], groups, problem.step_offsets_s())
         schedule.asic_watts_per_unit[members] = watts[a]
+    ends = problem.step_offsets_s() + np.asarray(problem.step_s)
     for h, gpu_class in enumerate(gpus):
         members = np.array(gpu_class.members)
-        sizes = np.array([problem.gpu_groups[i].nodes for i in gpu_class.members])
-        # Paused nodes fill the groups first, capped nodes the rest: both stay whole per group.
-        schedule.gpu_paused_nodes[members] = split_counts(paused[h], sizes)
-        room = sizes[:, None] - schedule.gpu_paused_nodes[members]
-        before = np.cumsum(room, axis=0) - room
-        schedule.gpu_capped_nodes[members] = np.clip(capped[h][None, :] - before, 0, room)
+        split_capped, split_paused = split_nodes(
+            capped[h],
+            paused[h],
+            [problem.gpu_groups[i] for i in gpu_class.members],
+            ends,
+            problem.contract(gpu_class.group.contract).max_event_s,
+        )
+        schedule.gpu_capped_nodes[members] = split_capped
+        schedule.gpu_paused_nodes[members] = split_paused
         schedule.gpu_level[members] = level[h]
     return schedule
 
@@ -138,18 +158,19 @@ def _trim_allowance(
     problem: Problem, gpus: tuple[GpuClass, ...], capped: IntArray, paused: IntArray
 ) -> None:
     """Rounding up may spend a fraction of a node-hour more than is left: give it back from the
-    latest steps outside grid events (in events, going beyond is allowed and penalised)."""
+    latest steps outside grid events (in events, going beyond is allowed and penalised, so only
+    what is curtailed outside them must fit in the allowance)."""
     hours = np.asarray(problem.step_s) / SECONDS_PER_HOUR
     offsets = problem.step_offsets_s()
     event = problem.event_active()
     for contract in problem.contracts:
         members = [h for h, c in enumerate(gpus) if c.group.contract == contract.name]
         for start_s, end_s, left in allowance_periods(problem, contract.name):
-            inside = (offsets >= start_s) & (offsets < end_s)
+            inside = (offsets >= start_s) & (offsets < end_s) & ~event
             spent = sum(
                 float(np.sum((capped[h] + paused[h])[inside] * hours[inside])) for h in members
             )
-            for t in np.flatnonzero(inside & ~event)[::-1]:
+            for t in np.flatnonzero(inside)[::-1]:
                 if spent <= left + 1e-9:
                     break
                 for h in members:
@@ -163,6 +184,7 @@ def _trim_allowance(
 
 def _shed_to_cap(
     problem: Problem,
+    *,
     asics: tuple[AsicClass, ...],
     gpus: tuple[GpuClass, ...],
     on: IntArray,
@@ -223,4 +245,8 @@ def _respect_min_off(problem: Problem, asics: tuple[AsicClass, ...], on: IntArra
 
 def energy_mwh_per_step(problem: Problem, plan: Plan) -> FloatArray:
     """Planned site energy in each step."""
-    return plan.outcome.site_watts * np.asarray(problem.step_s) / WATT_SECONDS_PER_MWH
+    return (
+        plan.outcome.site_watts
+        * np.asarray(problem.step_s, dtype=np.float64)
+        / WATT_SECONDS_PER_MWH
+    )

@@ -68,7 +68,7 @@ def summer_day_prices(steps: int, step_s: float, rng: np.random.Generator) -> np
     price = shape * rng.lognormal(0.0, 0.25, steps) + rng.normal(0.0, 4.0, steps)
     spike = (hours >= 19) & (hours < 19.5)
     price[spike] = rng.uniform(900, 3_000, int(spike.sum()))
-    return price.astype(np.float64)
+    return np.asarray(price, dtype=np.float64)
 
 
 def synthetic_problem(
