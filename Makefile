@@ -6,17 +6,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench clean
+.PHONY: demo test lint typecheck unit bench bench-replay clean
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	touch $@
 
+# The bundled year (ERCOT 2024 at HB_WEST, Bitcoin 2024, the H100 trace) on the reference site.
 demo: $(INSTALLED)
 	$(BIN)/gridpilot check-config deploy/examples/reference-site.toml
 	@echo
-	$(BIN)/gridpilot plan
+	$(BIN)/gridpilot replay --report out/replay --json out/replay.json
+	@echo "open out/replay/report.md for the plots"
 
 test: lint typecheck unit
 
@@ -35,5 +37,12 @@ bench: $(INSTALLED)
 	$(BIN)/gridpilot bench plan --groups 100 --steps 288
 	$(BIN)/gridpilot bench plan --groups 1000 --steps 288
 
+# Wall time of the full default replay: median of RUNS runs (each prints its own table).
+RUNS ?= 3
+bench-replay: $(INSTALLED)
+	mkdir -p out
+	for run in $$(seq $(RUNS)); do $(BIN)/gridpilot replay --json out/bench-replay-$$run.json || exit 1; done
+	$(BIN)/python -c "import json, statistics, sys; walls = [json.load(open(f'out/bench-replay-{r}.json'))['wall_s'] for r in range(1, $(RUNS) + 1)]; print('replay wall s, median of', len(walls), ':', statistics.median(walls), walls)"
+
 clean:
-	rm -rf $(VENV) .coverage .mypy_cache .ruff_cache .pytest_cache .hypothesis
+	rm -rf $(VENV) out .coverage .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -99,6 +99,13 @@ def gpu_classes(groups: tuple[GpuGroup, ...]) -> tuple[GpuClass, ...]:
     return tuple(classes)
 
 
+def _fill_in_order(totals: IntArray, sizes: IntArray) -> IntArray:
+    """Each step's total (shape `(T,)`) over groups of `sizes` (shape `(M,)`), filling them in
+    order; shape `(M, T)`."""
+    before = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+    return np.clip(totals[None, :] - before[:, None], 0, sizes[:, None]).astype(np.int64)
+
+
 def split_units(totals: IntArray, groups: Sequence[AsicGroup], offsets_s: FloatArray) -> IntArray:
     """Share each step's class total of units awake (shape `(T,)`) over the member `groups`, in
     fill order, starting from the units each group has awake now; returns shape `(M, T)`.
@@ -110,6 +117,15 @@ def split_units(totals: IntArray, groups: Sequence[AsicGroup], offsets_s: FloatA
     minimum off time still holds, as long as the class total respects them.
     """
     count = len(groups)
+    if count == 1:
+        return totals.reshape(1, -1).astype(np.int64)
+    sizes = np.array([g.units for g in groups], dtype=np.int64)
+    on_now = np.array([g.on_now for g in groups], dtype=np.int64)
+    free = all(g.units_locked_off == 0 and g.min_off_s == 0 for g in groups)
+    if free and np.array_equal(on_now, _fill_in_order(np.array([on_now.sum()]), sizes)[:, 0]):
+        # Awake units fill the groups in order now, and nothing holds any asleep: waking in
+        # fill order and sleeping in reverse keeps them so, which is the plain in-order fill.
+        return _fill_in_order(totals.astype(np.int64), sizes)
     if count == 1:
         return totals[None, :].astype(np.int64)
     on = np.array([g.on_now for g in groups], dtype=np.int64)

@@ -46,22 +46,25 @@ def block_index(problem: Problem, tiers: tuple[tuple[float, float], ...]) -> Int
     cuts = np.array(sorted(_forced_boundaries_s(problem)))
     cap = problem.cap_watts()
     event = problem.event_active()
-    block = np.zeros(problem.steps, dtype=np.int64)
-    current = 0
-    block_start = 0.0
+    # A step starts a new block where a rule changes at or just before it ...
+    passed = np.searchsorted(cuts, offsets + 1e-9, side="right")
+    forced = np.zeros(problem.steps, dtype=bool)
+    forced[1:] = (passed[1:] > passed[:-1]) | (cap[1:] != cap[:-1]) | (event[1:] != event[:-1])
+    # ... or where the block it would join has reached its tier's length.
+    length = np.zeros(problem.steps)
+    for from_s, block_s in tiers:
+        length[offsets >= from_s] = block_s
+    starts = offsets.tolist()
+    lengths = (length - 1e-9).tolist()
+    cut = forced.tolist()
+    block = [0] * problem.steps
+    current, block_start = 0, 0.0
     for t in range(1, problem.steps):
-        start = float(offsets[t])
-        length = 0.0
-        for from_s, block_s in tiers:
-            if start >= from_s:
-                length = block_s
-        forced = bool(((cuts > offsets[t - 1] + 1e-9) & (cuts <= start + 1e-9)).any())
-        forced = forced or cap[t] != cap[t - 1] or event[t] != event[t - 1]
-        if forced or start - block_start >= length - 1e-9:
+        if cut[t] or starts[t] - block_start >= lengths[t]:
             current += 1
-            block_start = start
+            block_start = starts[t]
         block[t] = current
-    return block
+    return np.array(block, dtype=np.int64)
 
 
 def coarsen(problem: Problem, block: IntArray) -> Problem:

@@ -8,6 +8,7 @@ Times inside the horizon are measured in seconds from `Problem.start`.
 from __future__ import annotations
 
 from collections import Counter
+from functools import lru_cache
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -272,6 +273,7 @@ def validate(problem: Problem) -> None:
         _require(event.max_site_watts >= 0, f"events[{event.id}]: max_site_watts must be >= 0")
 
 
+@lru_cache(maxsize=4_096)  # a site's groups are checked on every re-plan: once each is enough
 def _validate_asic(asic: AsicGroup) -> None:
     where = f"asic_groups[{asic.name}]"
     _require(asic.units >= 0, f"{where}.units: must be >= 0")
