@@ -8,11 +8,11 @@ Times inside the horizon are measured in seconds from `Problem.start`.
 from __future__ import annotations
 
 from collections import Counter
-from functools import lru_cache
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import lru_cache
 from itertools import pairwise
 
 import numpy as np
