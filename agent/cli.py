@@ -107,15 +107,32 @@ def _add_check_config(commands: SubParsers) -> None:
 
 
 def _check_config(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.file)
-    except ConfigError as error:
-        print(f"gridpilot: {error}", file=sys.stderr)
+    settings = _settings(args.file)
+    if settings is None:
         return EX_CONFIG
     print("\n".join(_site_summary(settings)))
     print()
     print("\n".join(_merit_table(settings, args.hashprice)))
     return 0
+
+
+def _add_site_and_prices(command: argparse.ArgumentParser) -> None:
+    """The inputs every recorded-data command shares, defaulting to the bundled ones."""
+    command.add_argument("--config", type=Path, default=REFERENCE_SITE, metavar="FILE")
+    command.add_argument("--prices", type=Path, default=BUNDLED_PRICES, metavar="FILE")
+    command.add_argument(
+        "--settlement-point", default=None, metavar="NAME", help="default: the site's own"
+    )
+    command.add_argument("--btc", type=Path, default=BUNDLED_BTC, metavar="FILE")
+
+
+def _settings(path: Path) -> Settings | None:
+    """The site's settings, or None after saying on stderr what is wrong with them."""
+    try:
+        return load_settings(path)
+    except ConfigError as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return None
 
 
 def _add_plan(commands: SubParsers) -> None:
@@ -126,12 +143,7 @@ def _add_plan(commands: SubParsers) -> None:
         " perfect forecast) and print the plan hour by hour beside the always-on and threshold"
         " baselines.",
     )
-    command.add_argument("--config", type=Path, default=REFERENCE_SITE, metavar="FILE")
-    command.add_argument("--prices", type=Path, default=BUNDLED_PRICES, metavar="FILE")
-    command.add_argument(
-        "--settlement-point", default=None, metavar="NAME", help="default: the site's own"
-    )
-    command.add_argument("--btc", type=Path, default=BUNDLED_BTC, metavar="FILE")
+    _add_site_and_prices(command)
     command.add_argument(
         "--day",
         type=date.fromisoformat,
@@ -143,10 +155,8 @@ def _add_plan(commands: SubParsers) -> None:
 
 
 def _plan(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as error:
-        print(f"gridpilot: {error}", file=sys.stderr)
+    settings = _settings(args.config)
+    if settings is None:
         return EX_CONFIG
     point = args.settlement_point or settings.site.settlement_point
     try:
@@ -168,18 +178,13 @@ def _add_replay(commands: SubParsers) -> None:
         " the threshold rule and the hindsight bound. With no options: the bundled ERCOT 2024"
         " year at the site's settlement point on the reference site.",
     )
-    command.add_argument("--config", type=Path, default=REFERENCE_SITE, metavar="FILE")
-    command.add_argument("--prices", type=Path, default=BUNDLED_PRICES, metavar="FILE")
-    command.add_argument(
-        "--settlement-point", default=None, metavar="NAME", help="default: the site's own"
-    )
+    _add_site_and_prices(command)
     command.add_argument(
         "--forecast",
         default=str(BUNDLED_DAY_AHEAD),
         metavar="FILE|none",
         help="day-ahead prices; 'none' to forecast from history alone",
     )
-    command.add_argument("--btc", type=Path, default=BUNDLED_BTC, metavar="FILE")
     command.add_argument(
         "--fees",
         default=str(BUNDLED_FEES),
@@ -207,10 +212,8 @@ def _add_replay(commands: SubParsers) -> None:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings(args.config)
-    except ConfigError as error:
-        print(f"gridpilot: {error}", file=sys.stderr)
+    settings = _settings(args.config)
+    if settings is None:
         return EX_CONFIG
     point = args.settlement_point or settings.site.settlement_point
     try:

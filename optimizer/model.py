@@ -429,21 +429,16 @@ def _gpu_class(
     exact = gpu.nodes <= problem.options.integer_max_nodes
     # Capped nodes go to the deepest level the step allows: the allowance is spent per
     # node-hour whatever the depth, so a deeper cap frees more power for the same cost.
-    # Where the price is negative, power earns, and a block.shallower cap may do better.
+    # Where the price is negative, power earns, and a shallower cap may do better.
     curtail_terms: list[tuple[IntArray, IntArray, FloatArray | float]] = []
     level_watts = np.array([gpu.node_watts(k) for k in range(len(gpu.cap_levels))])
     block.cap_levels[h] = np.where(may_cap[h], deepest[h], 0)
     if may_cap[h].any():
         saved = gpu.overhead_factor * (gpu.full_node_watts - level_watts[block.cap_levels[h]])
-        cap = cols.add(
-            np.zeros(1),
-            np.where(may_cap[h], upper_now, 0.0),
-            saved * usd_per_watt_step - node_cost,
+        cap = _curtail_columns(
+            ctx, allowed=may_cap[h], upper=upper_now, saved=saved, cost=node_cost, exact=exact
         )
         block.cap_cols[h] = cap
-        if exact:
-            integer.append(cap)
-        site_terms.append((step_index, cap, -saved))
         curtail_terms.append((step_index, cap, 1.0))
         if exact and (may_cap[h] & (price < 0) & (deepest[h] > 1)).any():
             block.shallower[h] = _add_shallower_caps(
@@ -462,19 +457,39 @@ def _gpu_class(
             )
     if may_pause[h].any():
         saved_paused = gpu.overhead_factor * (gpu.full_node_watts - gpu.paused_node_watts)
-        pause = cols.add(
-            np.zeros(1),
-            np.where(may_pause[h], upper_now, 0.0),
-            saved_paused * usd_per_watt_step - node_cost,
+        pause = _curtail_columns(
+            ctx,
+            allowed=may_pause[h],
+            upper=upper_now,
+            saved=saved_paused,
+            cost=node_cost,
+            exact=exact,
         )
         block.pause_cols[h] = pause
-        if exact:
-            integer.append(pause)
-        site_terms.append((step_index, pause, -saved_paused))
         curtail_terms.append((step_index, pause, 1.0))
     if not curtail_terms:
         return
     _gpu_rules(ctx, block, gpu, curtail_terms, notice=notice, exact=exact)
+
+
+def _curtail_columns(
+    ctx: _Context,
+    *,
+    allowed: npt.NDArray[np.bool_],
+    upper: FloatArray,
+    saved: FloatArray | float,
+    cost: FloatArray,
+    exact: bool,
+) -> IntArray:
+    """Nodes curtailed per step (capped or paused), each freeing `saved` watts at the meter for
+    the energy it no longer buys, at `cost` (lost revenue, allowance value) per node and step."""
+    columns = ctx.cols.add(
+        np.zeros(1), np.where(allowed, upper, 0.0), saved * ctx.usd_per_watt_step - cost
+    )
+    if exact:
+        ctx.integer.append(columns)
+    ctx.site_terms.append((ctx.step_index, columns, -saved))
+    return columns
 
 
 def _gpu_rules(
