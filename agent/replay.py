@@ -112,6 +112,9 @@ class _Strategy:
         groups = len(site.gpu_groups)
         self.curtailed = np.zeros(groups, dtype=np.int64)
         self.curtailed_for_s = np.zeros(groups)
+        self.max_event_s = np.array(
+            [site.contract(g.contract).max_event_s or np.inf for g in site.gpu_groups]
+        )
         self.order = shed_order(site.asic_groups)
 
     def state(self) -> PlantState:
@@ -349,10 +352,9 @@ def _day_ahead_window(
 
     def window(start_utc: datetime, count: int, interval_s: float) -> FloatArray:
         values = series.window(start_utc, count, interval_s)
-        ends = np.array(
-            [(start_utc + timedelta(seconds=(i + 1) * interval_s)) for i in range(count)]
-        )
-        return np.where(ends <= known_until, values, np.nan)
+        ends_s = (np.arange(count) + 1) * interval_s
+        published_s = (known_until - start_utc).total_seconds()
+        return np.where(ends_s <= published_s + 1e-6, values, np.nan)
 
     return window
 
@@ -422,7 +424,13 @@ def _run_interval(
         strategy.totals.guard_sheds += 1
     strategy.units_on = units
     curtailed = capped + paused
-    strategy.curtailed_for_s = np.where(curtailed > 0, strategy.curtailed_for_s + interval_s, 0.0)
+    running = np.where(curtailed > 0, strategy.curtailed_for_s + interval_s, 0.0)
+    # An event that runs past its contract's longest is one SLA breach, counted as it crosses.
+    crossed = (running > strategy.max_event_s + 1e-6) & (
+        strategy.curtailed_for_s <= strategy.max_event_s + 1e-6
+    )
+    strategy.totals.sla_breaches += int(crossed.sum())
+    strategy.curtailed_for_s = running
     strategy.curtailed = curtailed
     return plant.advance(at_s, end_s, cap_watts=limit_watts)
 

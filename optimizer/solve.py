@@ -21,7 +21,7 @@ from optimizer.aggregate import (
     split_nodes,
     split_units,
 )
-from optimizer.economics import SECONDS_PER_HOUR, WATT_SECONDS_PER_MWH
+from optimizer.economics import SECONDS_PER_HOUR
 from optimizer.horizon import block_index, coarsen, stretch
 from optimizer.merit import fallback_plan
 from optimizer.model import ClassSolution, build, run
@@ -241,12 +241,3 @@ def _respect_min_off(problem: Problem, asics: tuple[AsicClass, ...], on: IntArra
         on[chosen, t] = current
         slept[:, t + 1] = slept[:, t] + np.maximum(0, previous - current)
         previous = current
-
-
-def energy_mwh_per_step(problem: Problem, plan: Plan) -> FloatArray:
-    """Planned site energy in each step."""
-    return (
-        plan.outcome.site_watts
-        * np.asarray(problem.step_s, dtype=np.float64)
-        / WATT_SECONDS_PER_MWH
-    )

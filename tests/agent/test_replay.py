@@ -26,7 +26,7 @@ from agent.cli import (
     REFERENCE_SITE,
     main,
 )
-from agent.replay import STRATEGIES, ReplayData, ReplayResult, replay
+from agent.replay import STRATEGIES, ReplayData, ReplayResult, _run_interval, _Strategy, replay
 from agent.settings import load_settings
 from agent.site import site_problem
 
@@ -133,3 +133,31 @@ def test_replay_command_writes_json_and_report(
     assert document["wall_s"] > 0
     for name in ("report.md", "price_and_power.png", "monthly_profit.png", "allowance.png"):
         assert (folder / name).stat().st_size > 0
+
+
+def test_an_event_past_its_longest_is_one_breach(data: ReplayData) -> None:
+    """Pausing the interruptible contract for 17 quarter hours (its longest event is 4 h) counts
+    one SLA breach as it crosses 4 h, and none before."""
+    settings = load_settings(REFERENCE_SITE)
+    site = site_problem(
+        settings,
+        start=START,
+        step_s=[900.0],
+        price_usd_per_mwh=[0.0],
+        hashprice_usd_per_th_day=0.05,
+    )
+    strategy = _Strategy(site, data.trace, seed=0)
+    units = np.zeros(len(site.asic_groups), dtype=np.int64)
+    groups = len(site.gpu_groups)
+    paused = np.array([g.nodes if g.contract == "interruptible" else 0 for g in site.gpu_groups])
+    setpoints = (units, np.zeros(groups, np.int64), np.zeros(groups, np.int64), paused)
+    for k in range(17):
+        _run_interval(
+            strategy,
+            setpoints=setpoints,
+            at_s=k * 900.0,
+            interval_s=900.0,
+            cap_watts=site.site_limit_watts,
+            limit_watts=site.site_limit_watts,
+        )
+        assert strategy.totals.sla_breaches == (1 if k == 16 else 0)
