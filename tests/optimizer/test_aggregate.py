@@ -34,7 +34,7 @@ def test_in_order_split_keeps_totals_and_wakes_only_what_the_class_wakes(
         left -= on
         groups.append(replace(CONTAINER, name=f"c{index}", units=size, units_on_now=on))
     totals = np.array([round(s * total) for s in shares], dtype=np.int64)
-    split = split_units(totals, groups, np.arange(totals.size) * 900.0)
+    split = split_units(totals, groups, np.arange(totals.size, dtype=np.float64) * 900.0)
     assert (split.sum(axis=0) == totals).all()
     assert (split >= 0).all()
     assert (split <= np.array(sizes)[:, None]).all()
