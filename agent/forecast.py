@@ -4,8 +4,10 @@ Two sources, in order of trust:
 
 - **Day-ahead prices**, where published before the decision (ERCOT publishes operating day D's
   around 13:30 Central on D-1): the market's own forecast of each hour. The last real-time price
-  tells how far today's market has drifted from it; that drift fades with a one-hour time
-  constant (real-time excursions at ERCOT hubs rarely outlive a few intervals).
+  tells how far today's market has drifted from it. The interval being decided keeps all of that
+  drift (its price is not settled yet, and the last settled one is its best single guess); later
+  intervals see it fade with a one-hour time constant (real-time excursions at ERCOT hubs
+  rarely outlive a few intervals).
 - **History alone**, where no day-ahead price is known: the median of the same time of day over
   the past week (the daily shape), with the same fading drift from the last real-time price.
 
@@ -70,8 +72,9 @@ def forecast_prices(
             base_now = float(known[0])
         future = known[1:]
         base = np.where(np.isfinite(future), future, base)
-    # The drift of the last settled price from its expectation, fading with time ahead.
-    age_s = (ahead + 1) * interval_s
+    # The drift of the last settled price from its expectation: whole for the interval being
+    # decided, fading for the ones after it.
+    age_s = ahead * interval_s
     drift = (last - base_now) * np.exp(-age_s / DRIFT_TIME_CONSTANT_S)
     per_interval = base + drift
     # Mean over the intervals each step spans.

@@ -31,8 +31,8 @@ def test_profile_without_history_is_flat() -> None:
 
 
 def test_day_ahead_price_leads_and_the_drift_fades() -> None:
-    """Where a day-ahead price is known the forecast tends to it, starting from the last settled
-    price's drift, which fades with the documented time constant."""
+    """Where a day-ahead price is known the forecast tends to it: the interval being decided keeps
+    the last settled price's whole drift, later ones see it fade with the time constant."""
     history = np.full(7 * DAY, 20.0)
     history[-1] = 120.0  # the market is running 100 above its day-ahead price
 
@@ -43,7 +43,8 @@ def test_day_ahead_price_leads_and_the_drift_fades() -> None:
     forecast = forecast_prices(
         now=NOW, step_s=steps, history=history, interval_s=900.0, day_ahead=day_ahead
     )
-    expected = 20.0 + 100.0 * np.exp(-900.0 * np.arange(1, 9) / DRIFT_TIME_CONSTANT_S)
+    expected = 20.0 + 100.0 * np.exp(-900.0 * np.arange(8) / DRIFT_TIME_CONSTANT_S)
+    assert forecast[0] == pytest.approx(120.0)
     assert np.allclose(forecast, expected)
 
 
