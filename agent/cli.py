@@ -32,6 +32,8 @@ from agent.settings import ConfigError, Settings, load_settings
 
 # sysexits.h EX_DATAERR: an input data file that cannot be used.
 EX_DATAERR = 65
+# sysexits.h EX_CANTCREAT: an output file or folder that cannot be made.
+EX_CANTCREAT = 73
 
 # The bundled defaults, relative to a checkout (see deploy/data/SOURCES.md).
 _CHECKOUT = Path(__file__).resolve().parent.parent
@@ -215,6 +217,15 @@ def _replay(args: argparse.Namespace) -> int:
     settings = _settings(args.config)
     if settings is None:
         return EX_CONFIG
+    # Where the results go is checked before the replay runs: minutes of work must not be lost
+    # to a folder that cannot be made.
+    try:
+        for folder in (args.json.parent if args.json else None, args.report):
+            if folder is not None:
+                folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"gridpilot: cannot write results there: {error}", file=sys.stderr)
+        return EX_CANTCREAT
     point = args.settlement_point or settings.site.settlement_point
     try:
         prices = read_realtime_prices(args.prices, point)

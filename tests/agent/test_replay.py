@@ -23,6 +23,7 @@ from agent.cli import (
     BUNDLED_FEES,
     BUNDLED_PRICES,
     BUNDLED_TRACE,
+    EX_CANTCREAT,
     REFERENCE_SITE,
     main,
 )
@@ -101,7 +102,7 @@ def test_replay_command_writes_json_and_report(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """`gridpilot replay` prints the table and writes the JSON and the report folder."""
-    out = tmp_path / "replay.json"
+    out = tmp_path / "not" / "yet" / "replay.json"  # folders are made as needed
     folder = tmp_path / "report"
     code = main(
         [
@@ -133,6 +134,19 @@ def test_replay_command_writes_json_and_report(
     assert document["wall_s"] > 0
     for name in ("report.md", "price_and_power.png", "monthly_profit.png", "allowance.png"):
         assert (folder / name).stat().st_size > 0
+
+
+def test_unwritable_results_fail_before_the_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A JSON path under a file (not a folder) exits 73 at once, before any replaying."""
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    code = main(["replay", "--json", str(blocker / "replay.json")])
+    assert code == EX_CANTCREAT
+    captured = capsys.readouterr()
+    assert "cannot write results" in captured.err
+    assert "replay" not in captured.out
 
 
 def test_an_event_past_its_longest_is_one_breach(data: ReplayData) -> None:
