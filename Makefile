@@ -32,10 +32,12 @@ typecheck: $(INSTALLED)
 unit: $(INSTALLED)
 	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term
 
-# Optimizer timing on a synthetic site; medians of several runs (see README).
+# Optimizer timing on a synthetic site, medians of several runs, and a year of the simulated
+# plant alone (see README).
 bench: $(INSTALLED)
 	$(BIN)/gridpilot bench plan --groups 100 --steps 288
 	$(BIN)/gridpilot bench plan --groups 1000 --steps 288
+	$(BIN)/python -m tests.adapters.bench_plant
 
 # Wall time of the full default replay: median of RUNS runs (each prints its own table).
 RUNS ?= 3
