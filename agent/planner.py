@@ -88,15 +88,15 @@ class Planner:
         recent = market.history_usd_per_mwh[
             -round(RECENT_PRICE_DAYS * 86_400.0 / market.interval_s) :
         ]
-        month_end = _month_end(market.now)
+        period_end = month_end(market.now)
         reserved = reservations(
             base,
             recent_prices=np.concatenate((recent, forecast)),
             hashprice_usd_per_th_day=market.hashprice_usd_per_th_day,
             node_hours_left={
-                b.contract: b.node_hours_left for b in budgets if b.period_end == month_end
+                b.contract: b.node_hours_left for b in budgets if b.period_end == period_end
             },
-            hours_left_in_period=(month_end - market.now).total_seconds() / 3_600.0,
+            hours_left_in_period=(period_end - market.now).total_seconds() / 3_600.0,
             site_oversubscribed=_oversubscribed(base),
         )
         return replace(
@@ -116,32 +116,31 @@ class Planner:
     ) -> tuple[AllowanceBudget, ...]:
         """This month's allowance less what the ledger says is used; the next month's whole,
         where the horizon reaches into it."""
-        month_start = _month_start(now)
-        month_end = _month_end(now)
+        this_start, this_end = month_start(now), month_end(now)
         budgets = []
         for contract in self.site.contracts:
             left = max(0.0, contract.allowance_node_hours - used_node_hours.get(contract.name, 0.0))
-            budgets.append(AllowanceBudget(contract.name, month_start, month_end, left))
-            if now + timedelta(seconds=self.horizon_s) > month_end:
+            budgets.append(AllowanceBudget(contract.name, this_start, this_end, left))
+            if now + timedelta(seconds=self.horizon_s) > this_end:
                 budgets.append(
                     AllowanceBudget(
                         contract.name,
-                        month_end,
-                        _month_end(month_end),
+                        this_end,
+                        month_end(this_end),
                         contract.allowance_node_hours,
                     )
                 )
         return tuple(budgets)
 
 
-def _month_start(moment: datetime) -> datetime:
+def month_start(moment: datetime) -> datetime:
     """Billing months are calendar months in UTC."""
     utc = moment.astimezone(UTC)
     return datetime(utc.year, utc.month, 1, tzinfo=UTC)
 
 
-def _month_end(moment: datetime) -> datetime:
-    start = _month_start(moment)
+def month_end(moment: datetime) -> datetime:
+    start = month_start(moment)
     return datetime(start.year + start.month // 12, start.month % 12 + 1, 1, tzinfo=UTC)
 
 

@@ -22,14 +22,21 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 
 from adapters.plant import IntervalUse, SimulatedPlant
 from adapters.recorded import DayAheadSeries, FeeShareSeries, GpuTrace, HashpriceSeries, PriceSeries
 from agent.guard import shed, shed_order
-from agent.planner import MarketView, Planner, PlantState, RecedingPlanner
+from agent.planner import (
+    MarketView,
+    Planner,
+    PlantState,
+    RecedingPlanner,
+    month_end,
+    month_start,
+)
 from optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from optimizer.hindsight import hindsight
 from optimizer.merit import always_on, threshold
@@ -315,13 +322,7 @@ def _run_references(site: Problem, data: ReplayData, period: _Period) -> dict[st
     last_known = prices.usd_per_mwh[max(period.first - 1, 0) : period.first + count - 1]
     if period.first == 0:
         last_known = np.concatenate(([period.true_price[0]], last_known))
-    whole = replace(
-        site,
-        start=period.start,
-        step_s=uniform_steps(count, period.interval_s),
-        price_usd_per_mwh=tuple(period.true_price.tolist()),
-        hashprice_usd_per_th_day=tuple(period.known_hashprice[m.date()] for m in period.moments),
-    )
+    whole = _whole_period(site, period, period.known_hashprice)
     schedules = {
         "always_on": always_on(whole).schedule,
         "threshold": threshold(whole, last_known).schedule,
@@ -359,28 +360,26 @@ def _day_ahead_window(
     return window
 
 
-def _hindsight_schedule(site: Problem, period: _Period) -> Schedule:
-    """The bound over the period: true prices and hashprice, each month's whole allowance."""
-    count = len(period.moments)
-    months = sorted({(m.year, m.month) for m in period.moments})
-    budgets = tuple(
-        AllowanceBudget(
-            c.name,
-            datetime(y, mo, 1, tzinfo=UTC),
-            datetime(y + mo // 12, mo % 12 + 1, 1, tzinfo=UTC),
-            c.allowance_node_hours,
-        )
-        for c in site.contracts
-        for y, mo in months
-    )
-    problem = replace(
+def _whole_period(site: Problem, period: _Period, hashprice: dict[date, float]) -> Problem:
+    """The site over the whole period at the true prices and the given daily hashprice."""
+    return replace(
         site,
         start=period.start,
-        step_s=uniform_steps(count, period.interval_s),
+        step_s=uniform_steps(len(period.moments), period.interval_s),
         price_usd_per_mwh=tuple(period.true_price.tolist()),
-        hashprice_usd_per_th_day=tuple(period.day_hashprice[m.date()] for m in period.moments),
-        budgets=budgets,
+        hashprice_usd_per_th_day=tuple(hashprice[m.date()] for m in period.moments),
     )
+
+
+def _hindsight_schedule(site: Problem, period: _Period) -> Schedule:
+    """The bound over the period: true prices and hashprice, each month's whole allowance."""
+    months = sorted({month_start(m) for m in period.moments})
+    budgets = tuple(
+        AllowanceBudget(c.name, start, month_end(start), c.allowance_node_hours)
+        for c in site.contracts
+        for start in months
+    )
+    problem = replace(_whole_period(site, period, period.day_hashprice), budgets=budgets)
     return hindsight(problem).schedule
 
 
