@@ -211,59 +211,36 @@ def _asic_block(
 ) -> tuple[IntArray, dict[int, IntArray]]:
     """Units awake per class and step, power targets, and waking and minimum off time."""
     problem = ctx.problem
-    (
-        steps,
-        dt,
-        offsets,
-        hash_usd_per_th_s,
-        usd_per_watt_step,
-        cols,
-        rows,
-        step_index,
-        site_terms,
-        integer,
-    ) = (
-        ctx.steps,
-        ctx.dt,
-        ctx.offsets,
-        ctx.hash_usd_per_th_s,
-        ctx.usd_per_watt_step,
-        ctx.cols,
-        ctx.rows,
-        ctx.step_index,
-        ctx.site_terms,
-        ctx.integer,
-    )
     # ASIC classes -----------------------------------------------------------------------------
     n_asic = len(asics)
     units = np.array([c.group.units for c in asics], dtype=np.float64)
-    on_upper = np.repeat(units[:, None], steps, axis=1)
-    on_objective = np.zeros((n_asic, steps))
+    on_upper = np.repeat(units[:, None], ctx.steps, axis=1)
+    on_objective = np.zeros((n_asic, ctx.steps))
     for a, asic_class in enumerate(asics):
         group = asic_class.group
         if group.units_locked_off:
-            locked = offsets < group.locked_off_until_s
+            locked = ctx.offsets < group.locked_off_until_s
             on_upper[a, locked] = group.units - group.units_locked_off
         hash_share_per_unit = 1.0
         if group.power_target is None:
-            on_objective[a] -= group.overhead_factor * group.watts_per_unit * usd_per_watt_step
+            on_objective[a] -= group.overhead_factor * group.watts_per_unit * ctx.usd_per_watt_step
         else:
             target = group.power_target
             slope = (1 - target.hash_fraction_at_min) / (
                 group.watts_per_unit - target.min_watts_per_unit
             )
             hash_share_per_unit = target.hash_fraction_at_min - slope * target.min_watts_per_unit
-        on_objective[a] += group.ths_per_unit * hash_share_per_unit * hash_usd_per_th_s * dt
-    on = cols.add(np.zeros(1), on_upper, on_objective)
+        on_objective[a] += group.ths_per_unit * hash_share_per_unit * ctx.hash_usd_per_th_s * ctx.dt
+    on = ctx.cols.add(np.zeros(1), on_upper, on_objective)
     for a, asic_class in enumerate(asics):
         if asic_class.group.units <= problem.options.integer_max_units:
-            integer.append(on[a])
+            ctx.integer.append(on[a])
 
     target_cols: dict[int, IntArray] = {}
     plain = np.array([c.group.power_target is None for c in asics], dtype=bool)
-    site_terms.append(
+    ctx.site_terms.append(
         (
-            np.broadcast_to(step_index, (int(plain.sum()), steps)),
+            np.broadcast_to(ctx.step_index, (int(plain.sum()), ctx.steps)),
             on[plain],
             np.array([c.group.overhead_factor * c.group.watts_per_unit for c in asics])[
                 plain, None
@@ -278,23 +255,23 @@ def _asic_block(
             group.watts_per_unit - target.min_watts_per_unit
         )
         objective = (
-            group.ths_per_unit * slope * hash_usd_per_th_s * dt
-            - group.overhead_factor * usd_per_watt_step
+            group.ths_per_unit * slope * ctx.hash_usd_per_th_s * ctx.dt
+            - group.overhead_factor * ctx.usd_per_watt_step
         )
-        tgt = cols.add(np.zeros(1), on_upper[a] * group.watts_per_unit, objective)
+        tgt = ctx.cols.add(np.zeros(1), on_upper[a] * group.watts_per_unit, objective)
         target_cols[int(a)] = tgt
-        site_terms.append((step_index, tgt, group.overhead_factor))
+        ctx.site_terms.append((ctx.step_index, tgt, group.overhead_factor))
         # The class's watts lie between its units' minimum and nominal watts.
         low: list[tuple[IntArray, IntArray, FloatArray | float]] = [
-            (step_index, tgt, 1.0),
-            (step_index, on[a], -target.min_watts_per_unit),
+            (ctx.step_index, tgt, 1.0),
+            (ctx.step_index, on[a], -target.min_watts_per_unit),
         ]
         high: list[tuple[IntArray, IntArray, FloatArray | float]] = [
-            (step_index, tgt, 1.0),
-            (step_index, on[a], -group.watts_per_unit),
+            (ctx.step_index, tgt, 1.0),
+            (ctx.step_index, on[a], -group.watts_per_unit),
         ]
-        rows.add(0.0, INF, low, steps)
-        rows.add(-INF, 0.0, high, steps)
+        ctx.rows.add(0.0, INF, low, ctx.steps)
+        ctx.rows.add(-INF, 0.0, high, ctx.steps)
 
     coupled = np.array(
         [c.group.wake_loss_s > 0 or c.group.min_off_s > 0 for c in asics], dtype=bool
@@ -303,16 +280,16 @@ def _asic_block(
         members = [asics[a].group for a in np.flatnonzero(coupled)]
         count = len(members)
         loss = np.array([g.ths_per_unit * g.wake_loss_s for g in members])[:, None]
-        wake = cols.add(
+        wake = ctx.cols.add(
             np.zeros(1),
-            np.repeat(units[coupled][:, None], steps, axis=1),
-            -loss * hash_usd_per_th_s[None, :],
+            np.repeat(units[coupled][:, None], ctx.steps, axis=1),
+            -loss * ctx.hash_usd_per_th_s[None, :],
         )
         # wake[t] >= on[t] - on[t-1], with on[-1] the units awake now
-        local = np.arange(count * steps).reshape(count, steps)
-        lower = np.zeros((count, steps))
+        local = np.arange(count * ctx.steps).reshape(count, ctx.steps)
+        lower = np.zeros((count, ctx.steps))
         lower[:, 0] = [-g.on_now for g in members]
-        rows.add(
+        ctx.rows.add(
             lower.ravel(),
             INF,
             [
@@ -320,21 +297,23 @@ def _asic_block(
                 (local, on[coupled], -1.0),
                 (local[:, 1:], on[coupled][:, :-1], 1.0),
             ],
-            count * steps,
+            count * ctx.steps,
         )
         min_off = np.array([g.min_off_s for g in members])
         for length_s in np.unique(min_off[min_off > 0]):
             chosen = np.flatnonzero(min_off == length_s)
             _add_min_off(
-                rows,
-                offsets=offsets,
+                ctx.rows,
+                offsets=ctx.offsets,
                 min_off_s=float(length_s),
                 units=units[coupled][chosen],
                 on_now=np.array([members[k].on_now for k in chosen], dtype=np.float64),
                 locked=np.array(
                     [
                         np.where(
-                            offsets < members[k].locked_off_until_s, members[k].units_locked_off, 0
+                            ctx.offsets < members[k].locked_off_until_s,
+                            members[k].units_locked_off,
+                            0,
                         )
                         for k in chosen
                     ],
@@ -375,61 +354,38 @@ def _gpu_class(
     *,
     curtailable: tuple[IntArray, npt.NDArray[np.bool_], npt.NDArray[np.bool_]],
 ) -> None:
-    """One GPU class's columns and rows, added to `block`."""
+    """One GPU class's columns and ctx.rows, added to `block`."""
     problem = ctx.problem
-    (
-        steps,
-        hours,
-        offsets,
-        ends,
-        price,
-        usd_per_watt_step,
-        cols,
-        rows,
-        step_index,
-        site_terms,
-        integer,
-    ) = (
-        ctx.steps,
-        ctx.hours,
-        ctx.offsets,
-        ctx.ends,
-        ctx.price,
-        ctx.usd_per_watt_step,
-        ctx.cols,
-        ctx.rows,
-        ctx.step_index,
-        ctx.site_terms,
-        ctx.integer,
-    )
     deepest, may_cap, may_pause = curtailable
     event = problem.event_active()
     contract = problem.contract(gpu.contract)
-    node_usd_per_step = gpu.gpus_per_node * contract.usd_per_gpu_hour * hours
+    node_usd_per_step = gpu.gpus_per_node * contract.usd_per_gpu_hour * ctx.hours
     block.offset_usd += float(np.sum(gpu.nodes * node_usd_per_step))
     full_site_watts = gpu.overhead_factor * gpu.nodes * gpu.full_node_watts
-    block.offset_usd -= float(np.sum(full_site_watts * usd_per_watt_step))
+    block.offset_usd -= float(np.sum(full_site_watts * ctx.usd_per_watt_step))
     block.site_constant += full_site_watts
     # In a grid event any node may be paused, beyond its allowance and without notice; only
     # a longest-event limit could stop that, and outside events the allowance, notice and
     # event length may all forbid curtailing.
-    surely = contract.max_event_s is None or contract.max_event_s >= gpu.curtailed_for_s + ends[-1]
+    surely = (
+        contract.max_event_s is None or contract.max_event_s >= gpu.curtailed_for_s + ctx.ends[-1]
+    )
     paused_site_watts = gpu.overhead_factor * gpu.nodes * gpu.paused_node_watts
     block.lowest += np.where(event & surely, paused_site_watts, full_site_watts)
     reservation = problem.allowance_value_usd_per_node_hour.get(contract.name, 0.0)
     unbilled = 0.0 if contract.billed_when_curtailed else 1.0
-    node_cost = reservation * hours + unbilled * node_usd_per_step
-    upper_now = np.full(steps, float(gpu.nodes))
-    notice = np.zeros(steps, dtype=bool)
+    node_cost = reservation * ctx.hours + unbilled * node_usd_per_step
+    upper_now = np.full(ctx.steps, float(gpu.nodes))
+    notice = np.zeros(ctx.steps, dtype=bool)
     if contract.notice_s > 0:
         # Within the notice period only what is already curtailed may stay so (grid events
         # excepted: an emergency gives no notice).
-        notice = (offsets < contract.notice_s) & ~event
+        notice = (ctx.offsets < contract.notice_s) & ~event
         upper_now[notice] = min(gpu.nodes, gpu.curtailed_nodes_now)
     exact = gpu.nodes <= problem.options.integer_max_nodes
     # Capped nodes go to the deepest level the step allows: the allowance is spent per
     # node-hour whatever the depth, so a deeper cap frees more power for the same cost.
-    # Where the price is negative, power earns, and a shallower cap may do better.
+    # Where the ctx.price is negative, power earns, and a shallower cap may do better.
     curtail_terms: list[tuple[IntArray, IntArray, FloatArray | float]] = []
     level_watts = np.array([gpu.node_watts(k) for k in range(len(gpu.cap_levels))])
     block.cap_levels[h] = np.where(may_cap[h], deepest[h], 0)
@@ -439,18 +395,18 @@ def _gpu_class(
             ctx, allowed=may_cap[h], upper=upper_now, saved=saved, cost=node_cost, exact=exact
         )
         block.cap_cols[h] = cap
-        curtail_terms.append((step_index, cap, 1.0))
-        if exact and (may_cap[h] & (price < 0) & (deepest[h] > 1)).any():
+        curtail_terms.append((ctx.step_index, cap, 1.0))
+        if exact and (may_cap[h] & (ctx.price < 0) & (deepest[h] > 1)).any():
             block.shallower[h] = _add_shallower_caps(
-                rows,
-                cols,
-                integer,
-                site_terms=site_terms,
+                ctx.rows,
+                ctx.cols,
+                ctx.integer,
+                site_terms=ctx.site_terms,
                 curtail_terms=curtail_terms,
-                usd_per_watt_step=usd_per_watt_step,
+                usd_per_watt_step=ctx.usd_per_watt_step,
                 node_cost=node_cost,
                 gpu=gpu,
-                chosen=may_cap[h] & (price < 0),
+                chosen=may_cap[h] & (ctx.price < 0),
                 deepest=deepest[h],
                 upper_now=upper_now,
                 cap=cap,
@@ -466,7 +422,7 @@ def _gpu_class(
             exact=exact,
         )
         block.pause_cols[h] = pause
-        curtail_terms.append((step_index, pause, 1.0))
+        curtail_terms.append((ctx.step_index, pause, 1.0))
     if not curtail_terms:
         return
     _gpu_rules(ctx, block, gpu, curtail_terms, notice=notice, exact=exact)
