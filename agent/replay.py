@@ -115,6 +115,9 @@ class _Strategy:
         self.plant = SimulatedPlant(site.asic_groups, site.gpu_groups, trace, seed=seed)
         self.totals = Totals()
         self.full_units = np.array([g.units for g in site.asic_groups], dtype=np.int64)
+        self.asic_full_watts = sum(
+            g.units * g.watts_per_unit * g.overhead_factor for g in site.asic_groups
+        )
         self.units_on = np.array([g.on_now for g in site.asic_groups], dtype=np.int64)
         groups = len(site.gpu_groups)
         self.curtailed = np.zeros(groups, dtype=np.int64)
@@ -462,8 +465,8 @@ def _account(
         totals.gpu_curtailed_gpu_hours += curtailed_hours * gpu.gpus_per_node
         if contract.tier is Tier.FIRM and curtailed_hours > 0:
             totals.sla_breaches += 1  # firm GPUs touched outside a grid event
-    asic_full = sum(g.units * g.watts_per_unit * g.overhead_factor for g in site.asic_groups)
-    totals.asic_curtailed_mwh += max(0.0, asic_full * interval_s / 3.6e9 - use.asic_energy_mwh)
+    full_mwh = strategy.asic_full_watts * interval_s / 3.6e9
+    totals.asic_curtailed_mwh += max(0.0, full_mwh - use.asic_energy_mwh)
     totals.hash_revenue_usd += hash_usd
     totals.energy_cost_usd += energy_usd
     totals.ai_revenue_usd += ai_usd
