@@ -24,7 +24,7 @@ from adapters.recorded import (
     read_gpu_trace,
     read_realtime_prices,
 )
-from agent import report, site
+from agent import logs, report, service, site
 from agent.bench import bench_plan
 from agent.dayplan import plan_day, render
 from agent.replay import ReplayData, replay
@@ -86,6 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_plan(commands)
     _add_bench(commands)
     _add_replay(commands)
+    _add_run(commands)
     return parser
 
 
@@ -116,6 +117,38 @@ def _check_config(args: argparse.Namespace) -> int:
     print()
     print("\n".join(_merit_table(settings, args.hashprice)))
     return 0
+
+
+def _add_run(commands: SubParsers) -> None:
+    command = commands.add_parser(
+        "run",
+        help="the site agent: read the site over MQTT, plan, command, until stopped",
+        description="Run the site agent until SIGTERM or SIGINT (a second one exits at once)."
+        f" Exits {EX_CONFIG} if the configuration is invalid.",
+    )
+    command.add_argument("--config", type=Path, required=True, metavar="FILE")
+    command.add_argument(
+        "--shadow", action="store_true", help="plan and publish plans, command nothing"
+    )
+    command.add_argument(
+        "--time-scale",
+        type=_positive_float,
+        default=1.0,
+        metavar="X",
+        help="run the agent's clock X times faster than the wall (simulated traffic only)",
+    )
+    command.set_defaults(handler=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    settings = _settings(args.config)
+    if settings is None:
+        return EX_CONFIG
+    if args.shadow:
+        agent = settings.agent.model_copy(update={"shadow": True})
+        settings = settings.model_copy(update={"agent": agent})
+    logs.configure()
+    return service.serve(settings, time_scale=args.time_scale)
 
 
 def _add_site_and_prices(command: argparse.ArgumentParser) -> None:

@@ -21,6 +21,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SecretStr,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -227,6 +228,107 @@ class ContractSettings(_Section):
         return fraction
 
 
+class FieldMapSettings(_Section):
+    """Where one input's value sits in its payload: a dotted JSON path (empty for a bare number),
+    the factor to base units (1000 for a gateway that publishes kW) and the timestamp's path
+    (empty: the time the broker delivered it)."""
+
+    value: str = ""
+    scale: float = Field(default=1.0, gt=0)
+    ts: str = "ts"
+
+
+class TopicSettings(_Section):
+    """Every topic the agent reads and writes. `{site}` is the site's name; `{group}` and
+    `{contract}` are filled per message; `+` is the meter's or group's name on input."""
+
+    meter: str = "gridpilot/{site}/meter/+"
+    price: str = "gridpilot/{site}/price/realtime"
+    forecast: str = "gridpilot/{site}/price/forecast"
+    hashprice: str = "gridpilot/{site}/hashprice"
+    event: str = "gridpilot/{site}/grid/event"
+    override: str = "gridpilot/{site}/override/+"
+    asic_command: str = "gridpilot/{site}/cmd/asic/{group}"
+    gpu_command: str = "gridpilot/{site}/cmd/gpu/{group}"
+    notice: str = "gridpilot/{site}/notice/{contract}"
+    plan: str = "gridpilot/{site}/plan"
+    mode: str = "gridpilot/{site}/mode"
+    status: str = "gridpilot/{site}/status"
+
+    @field_validator("meter", "override")
+    @classmethod
+    def _one_wildcard_last(cls, topic: str) -> str:
+        if not topic.endswith("/+") or "+" in topic[:-1] or "#" in topic:
+            raise ValueError(
+                f"{topic!r} must end in '/+' (the meter's or group's name) and hold no other"
+                " wildcard"
+            )
+        return topic
+
+
+class TlsSettings(_Section):
+    """TLS to the broker: the CA that signed its certificate, and a client certificate where the
+    broker asks for one."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _pair(self) -> Self:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("give both cert_file and key_file for a client certificate, or none")
+        return self
+
+
+class MqttSettings(_Section):
+    """The site's broker and the shape of what arrives on it."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, gt=0, lt=65_536)
+    client_id: str = ""  # empty: gridpilot-<site name>
+    username: str | None = None
+    password: SecretStr | None = None  # never logged; better from GRIDPILOT_MQTT__PASSWORD
+    tls: TlsSettings | None = None
+    keepalive_s: int = Field(default=30, ge=5)
+    # Reconnect waits double from the first to the cap, each drawn between half and all of it
+    # so that many agents restarted together do not reconnect in step.
+    reconnect_first_s: float = Field(default=0.25, gt=0)
+    reconnect_max_s: float = Field(default=4.0, gt=0)
+    max_payload_bytes: int = Field(default=65_536, gt=0)
+    topics: TopicSettings = TopicSettings()
+    meter_fields: FieldMapSettings = FieldMapSettings(value="watts")
+    price_fields: FieldMapSettings = FieldMapSettings(value="usd_per_mwh")
+    hashprice_fields: FieldMapSettings = FieldMapSettings(value="usd_per_th_day")
+
+
+class AgentSettings(_Section):
+    """How the daemon runs: its loops, its safety rules and where it keeps its state."""
+
+    # Meters whose latest readings sum to the site's draw. Empty: every meter that reports.
+    meters: tuple[str, ...] = ("main",)
+    plan_interval_s: float = Field(default=300.0, ge=10)
+    # A guard shed asks for a new plan; requests closer together than this wait for each other.
+    replan_min_gap_s: float = Field(default=10.0, ge=0)
+    replan_after_guard: bool = True
+    solve_time_limit_s: float = Field(default=10.0, gt=0)
+    horizon_s: float = Field(default=86_400.0, ge=3_600)
+    # Miners take seconds to sleep: for this long after a shed the guard credits what it shed
+    # against readings that do not show it yet, so one excursion is not shed twice.
+    guard_settle_s: float = Field(default=5.0, ge=0)
+    meter_stale_after_s: float = Field(default=30.0, gt=0)
+    price_stale_after_s: float = Field(default=1_800.0, gt=0)
+    hashprice_stale_after_s: float = Field(default=3 * 86_400.0, gt=0)
+    # Safe mode (a stale meter or price): planning stops, GPUs stay as they are and the ASICs
+    # are held to this share of the limit less margin, most efficient first.
+    safe_asic_share: float = Field(default=0.5, ge=0, le=1)
+    shadow: bool = False  # decide and publish plans, command nothing
+    ledger_path: Path = Path("/var/lib/gridpilot/ledger.sqlite3")
+    ledger_keep_days: float = Field(default=90.0, gt=0)
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int = Field(default=9108, ge=0, lt=65_536)  # 0: any free port
+
+
 class Settings(BaseSettings):
     """Everything the agent is told about its site. Build it with `load_settings`."""
 
@@ -242,6 +344,8 @@ class Settings(BaseSettings):
     contracts: tuple[ContractSettings, ...] = ()
     asic_groups: tuple[AsicGroupSettings, ...] = ()
     gpu_groups: tuple[GpuGroupSettings, ...] = ()
+    mqtt: MqttSettings = MqttSettings()
+    agent: AgentSettings = AgentSettings()
 
     @classmethod
     def settings_customise_sources(

@@ -1,0 +1,192 @@
+"""The broker connection: one aiomqtt client at a time, reconnected for as long as it runs.
+
+`MqttLink.run()` connects, subscribes, hands every message to the owner's callback and, when the
+connection drops, waits a capped, jittered backoff and does it all again. After every connect
+it calls the owner's `on_connect`, which is where retained state (status, setpoints) is
+republished: a broker restarted without persistence has forgotten it.
+
+Publishing while disconnected does not queue: it returns False, and the owner's `on_connect`
+republishes the current state once the broker is back. Commands are state, not events, so the
+latest one is all a device gateway needs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+
+# paho's own logger is noisy at DEBUG and says nothing the link does not log itself.
+_LOG = logging.getLogger("gridpilot.mqtt")
+
+# How long one broker round trip (connect, subscribe, publish) may take before the connection
+# is given up and made again.
+CALL_TIMEOUT_S = 5.0
+
+
+@dataclass(frozen=True, slots=True)
+class TlsFiles:
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerOptions:
+    """Where the broker is and how to log in. `will_*`: what the broker publishes for us if the
+    connection dies without a clean goodbye."""
+
+    host: str
+    port: int
+    client_id: str
+    will_topic: str
+    will_payload: bytes
+    username: str | None = None
+    password: str | None = None
+    tls: TlsFiles | None = None
+    keepalive_s: int = 30
+    reconnect_first_s: float = 0.25
+    reconnect_max_s: float = 4.0
+
+
+MessageHandler = Callable[[str, bytes], Awaitable[None]]
+ConnectHandler = Callable[[], Awaitable[None]]
+StateHandler = Callable[[bool], None]
+
+
+def backoff_delays(first_s: float, max_s: float, rng: random.Random) -> Callable[[int], float]:
+    """The wait before reconnect attempt `n` (from 0): doubling from `first_s` up to `max_s`,
+    each drawn uniformly from its upper half so that agents restarted together spread out."""
+
+    def delay(attempt: int) -> float:
+        ceiling = min(max_s, first_s * 2.0 ** min(attempt, 30))
+        return rng.uniform(ceiling / 2.0, ceiling)
+
+    return delay
+
+
+class MqttLink:
+    """A self-healing broker connection. Construct, then `await run()` inside a task."""
+
+    def __init__(
+        self,
+        options: BrokerOptions,
+        *,
+        subscriptions: Sequence[str],
+        on_message: MessageHandler,
+        on_connect: ConnectHandler,
+        on_state: StateHandler | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.options = options
+        self._subscriptions = tuple(subscriptions)
+        self._on_message = on_message
+        self._on_connect = on_connect
+        self._on_state = on_state or (lambda _connected: None)
+        self._delay = backoff_delays(
+            options.reconnect_first_s,
+            options.reconnect_max_s,
+            rng or random.Random(),  # noqa: S311  # jitter, not a secret
+        )
+        self._client: aiomqtt.Client | None = None
+        self._served = False  # whether the last session got as far as serving messages
+        self.connects = 0
+        self.last_error = ""
+
+    @property
+    def connected(self) -> bool:
+        return self._client is not None
+
+    async def run(self) -> None:
+        """Connect and serve until cancelled; never returns otherwise."""
+        failures = 0
+        while True:
+            try:
+                await self._session()
+            except aiomqtt.MqttError as exc:
+                self.last_error = str(exc)
+            # A session ends only by an error: the broker went away or refused us.
+            self._set_client(None)
+            wait = self._delay(failures)
+            failures = 0 if self._served else failures + 1
+            _LOG.warning(
+                "broker %s:%s unreachable (%s); retrying in %.2f s",
+                self.options.host,
+                self.options.port,
+                self.last_error or "connection lost",
+                wait,
+            )
+            await asyncio.sleep(wait)
+
+    async def publish(self, topic: str, payload: bytes, *, retain: bool = True) -> bool:
+        """Publish at QoS 1 and wait for the broker's acknowledgement. False when there is no
+        connection or it broke meanwhile: the caller's state is republished on reconnect."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            await client.publish(topic, payload, qos=1, retain=retain, timeout=CALL_TIMEOUT_S)
+        except aiomqtt.MqttError as exc:
+            self.last_error = str(exc)
+            return False
+        return True
+
+    async def goodbye(self, topic: str, payload: bytes) -> None:
+        """Publish a last retained message before a clean shutdown (the will only fires on an
+        unclean one)."""
+        await self.publish(topic, payload)
+
+    async def _session(self) -> None:
+        self._served = False
+        options = self.options
+        client = aiomqtt.Client(
+            options.host,
+            options.port,
+            identifier=options.client_id,
+            username=options.username,
+            password=options.password,
+            will=aiomqtt.Will(options.will_topic, options.will_payload, qos=1, retain=True),
+            keepalive=options.keepalive_s,
+            timeout=CALL_TIMEOUT_S,
+            tls_context=_tls_context(options.tls) if options.tls else None,
+            # A fresh session each time: subscriptions are made again below, and a backlog of
+            # stale readings queued while we were away is worth less than the current ones.
+            clean_session=True,
+        )
+        # aiomqtt warns past ten unacknowledged publishes; a guard shed sends one per group.
+        client.pending_calls_threshold = 100_000
+        async with client:
+            for topic in self._subscriptions:
+                await client.subscribe(topic, qos=1)
+            self.connects += 1
+            self._set_client(client)
+            await self._on_connect()
+            self._served = True
+            async for message in client.messages:
+                payload = message.payload
+                if isinstance(payload, bytes | bytearray):
+                    data = bytes(payload)
+                elif isinstance(payload, str):
+                    data = payload.encode()
+                else:  # an empty payload arrives as None
+                    data = b"" if payload is None else str(payload).encode()
+                await self._on_message(message.topic.value, data)
+
+    def _set_client(self, client: aiomqtt.Client | None) -> None:
+        was = self._client is not None
+        self._client = client
+        if was != (client is not None):
+            self._on_state(client is not None)
+
+
+def _tls_context(files: TlsFiles) -> ssl.SSLContext:
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=str(files.ca_file))
+    if files.cert_file is not None and files.key_file is not None:
+        context.load_cert_chain(str(files.cert_file), str(files.key_file))
+    return context

@@ -1,0 +1,151 @@
+"""What the daemon knows of its site and market right now, and how old each piece is.
+
+Every signal keeps the moment it was received (by the daemon's clock), so its age is known and a
+feed that stops is noticed. Real-time prices are also kept as a history of settled intervals,
+the shape the planner's forecast reads: one price per planning interval, the mean of what was
+published in it, the last known price carried into intervals that had none.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+
+from adapters.payloads import Forecast, Override
+from agent.forecast import DayAheadWindow
+from optimizer.problem import FloatArray, GridEvent
+
+# The planner's forecast looks back 30 days (agent.pacing) and a week of daily shape.
+HISTORY_DAYS = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    value: float
+    ts: datetime  # as the publisher stamped it
+    received: datetime  # by the daemon's clock
+
+
+class PriceHistory:
+    """Settled real-time prices per planning interval, aligned to multiples of `interval_s`
+    since the epoch, kept for `HISTORY_DAYS`."""
+
+    def __init__(self, interval_s: float, days: float = HISTORY_DAYS) -> None:
+        self.interval_s = interval_s
+        self._keep = math.ceil(days * 86_400.0 / interval_s)
+        self._sums: OrderedDict[int, tuple[float, int]] = OrderedDict()
+
+    def add(self, ts: datetime, usd_per_mwh: float) -> None:
+        bucket = math.floor(ts.timestamp() / self.interval_s)
+        total, count = self._sums.get(bucket, (0.0, 0))
+        self._sums[bucket] = (total + usd_per_mwh, count + 1)
+        if len(self._sums) > 1 and bucket < next(reversed(self._sums)):
+            # A late reading for an older interval: keep the buckets in time order.
+            self._sums = OrderedDict(sorted(self._sums.items()))
+        while len(self._sums) > self._keep:
+            self._sums.popitem(last=False)
+
+    def settled(self, now: datetime) -> FloatArray:
+        """One price per interval from the first known up to the one just ended before `now`
+        (the current interval is not settled yet); empty when nothing is known."""
+        current = math.floor(now.timestamp() / self.interval_s)
+        known = [(b, s / n) for b, (s, n) in self._sums.items() if b < current]
+        if not known:
+            return np.zeros(0)
+        first = max(known[0][0], current - self._keep)
+        values = np.full(current - first, np.nan)
+        for bucket, price in known:
+            if bucket >= first:
+                values[bucket - first] = price
+        # Intervals without a reading carry the last known price forward.
+        valid = ~np.isnan(values)
+        if not valid.any():
+            return np.zeros(0)
+        last_valid = np.maximum.accumulate(np.where(valid, np.arange(values.size), 0))
+        return values[last_valid][int(np.argmax(valid)) :]
+
+
+@dataclass(slots=True)
+class SiteState:
+    """The latest of every input, with when it arrived."""
+
+    started: datetime
+    interval_s: float
+    meters: dict[str, Signal] = field(default_factory=dict)
+    price: Signal | None = None
+    hashprice: Signal | None = None
+    forecast: Forecast | None = None
+    forecast_received: datetime | None = None
+    events: dict[str, GridEvent] = field(default_factory=dict)
+    overrides: dict[str, Override] = field(default_factory=dict)
+    prices: PriceHistory = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prices = PriceHistory(self.interval_s)
+
+    def site_watts(self, meters: tuple[str, ...]) -> float | None:
+        """The site's draw: the sum of the latest reading of each configured meter (of every
+        meter heard from, when none is configured); None until each has reported."""
+        names = meters or tuple(self.meters)
+        if not names or any(name not in self.meters for name in names):
+            return None
+        return sum(self.meters[name].value for name in names)
+
+    def age_s(self, signal: Signal | None, now: datetime) -> float:
+        """Seconds since `signal` arrived; for one never received, since the daemon started."""
+        since = self.started if signal is None else signal.received
+        return max(0.0, (now - since).total_seconds())
+
+    def meter_age_s(self, meters: tuple[str, ...], now: datetime) -> float:
+        """The age of the oldest configured meter's latest reading."""
+        names = meters or tuple(self.meters)
+        if not names:
+            return self.age_s(None, now)
+        return max(self.age_s(self.meters.get(name), now) for name in names)
+
+    def active_events(self, now: datetime) -> list[GridEvent]:
+        return [e for e in self.events.values() if e.start <= now < e.end]
+
+    def upcoming_events(self, now: datetime) -> tuple[GridEvent, ...]:
+        return tuple(sorted((e for e in self.events.values() if e.end > now), key=_event_key))
+
+    def drop_past(self, now: datetime) -> tuple[list[GridEvent], list[Override]]:
+        """Forget events that have ended and overrides that have expired; returns them."""
+        ended = [e for e in self.events.values() if e.end <= now]
+        for event in ended:
+            del self.events[event.id]
+        expired = [o for o in self.overrides.values() if o.until <= now]
+        for override in expired:
+            del self.overrides[override.group]
+        return ended, expired
+
+    def forecast_until(self) -> datetime | None:
+        forecast = self.forecast
+        if forecast is None:
+            return None
+        return forecast.start + timedelta(seconds=forecast.step_s * len(forecast.usd_per_mwh))
+
+
+def forecast_window(forecast: Forecast) -> DayAheadWindow:
+    """The planner's `DayAheadWindow` over a published forecast: each interval takes the
+    forecast step it starts in, NaN outside the forecast."""
+    start_s = forecast.start.timestamp()
+    values = np.asarray(forecast.usd_per_mwh, dtype=np.float64)
+
+    def window(start_utc: datetime, count: int, interval_s: float) -> FloatArray:
+        offsets = start_utc.astimezone(UTC).timestamp() + np.arange(count) * interval_s - start_s
+        index = np.floor(offsets / forecast.step_s).astype(np.int64)
+        inside = (index >= 0) & (index < values.size)
+        result = np.full(count, np.nan)
+        result[inside] = values[index[inside]]
+        return result
+
+    return window
+
+
+def _event_key(event: GridEvent) -> tuple[datetime, str]:
+    return event.start, event.id
