@@ -6,7 +6,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-replay clean
+.PHONY: demo test lint typecheck unit bench bench-replay bench-guard soak system-deps clean
+
+# The real servers the integration tests start: Mosquitto (and, for the observability tests,
+# Prometheus), from Debian's packages where they are missing. Needs root or sudo.
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
+system-deps:
+	@missing=""; \
+	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing from Debian's packages:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +42,7 @@ lint: $(INSTALLED)
 typecheck: $(INSTALLED)
 	$(BIN)/mypy
 
-unit: $(INSTALLED)
+unit: $(INSTALLED) system-deps
 	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term
 
 # Optimizer timing on a synthetic site, medians of several runs, and a year of the simulated

@@ -16,6 +16,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeAlias
 
+from adapters.broker import BrokerError
 from adapters.recorded import (
     RecordedDataError,
     read_bitcoin_daily,
@@ -26,12 +27,15 @@ from adapters.recorded import (
 )
 from agent import logs, report, service, site
 from agent.bench import bench_plan
+from agent.bench_guard import bench_guard
 from agent.dayplan import plan_day, render
 from agent.replay import ReplayData, replay
 from agent.settings import ConfigError, Settings, load_settings
 
 # sysexits.h EX_DATAERR: an input data file that cannot be used.
 EX_DATAERR = 65
+# sysexits.h EX_UNAVAILABLE: a service the command needs (Mosquitto) is missing.
+EX_UNAVAILABLE = 69
 # sysexits.h EX_CANTCREAT: an output file or folder that cannot be made.
 EX_CANTCREAT = 73
 
@@ -345,6 +349,19 @@ def _add_bench(commands: SubParsers) -> None:
     )
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.set_defaults(handler=_bench_plan)
+    guard = kinds.add_parser(
+        "guard",
+        help="latency from a meter reading over the limit to the last shed command",
+        description="Runs the agent on a synthetic site of N miner groups against a broker (its"
+        " own Mosquitto on a free loopback port unless --broker is given) and reports p50 and"
+        " p99 of reading-to-last-command latency over K trials, beside the broker's own"
+        " publish-to-receive round trip measured in the same run.",
+    )
+    guard.add_argument("--groups", type=_positive_int, default=1000, metavar="N")
+    guard.add_argument("--trials", type=_positive_int, default=1000, metavar="K")
+    guard.add_argument("--broker", type=_host_port, default=None, metavar="HOST:PORT")
+    guard.add_argument("--json", action="store_true", help="print one JSON object")
+    guard.set_defaults(handler=_bench_guard)
 
 
 def _bench_plan(args: argparse.Namespace) -> int:
@@ -353,6 +370,23 @@ def _bench_plan(args: argparse.Namespace) -> int:
     )
     print(result.as_json() if args.json else result.as_text())
     return 0
+
+
+def _bench_guard(args: argparse.Namespace) -> int:
+    try:
+        result = bench_guard(args.groups, args.trials, broker=args.broker)
+    except BrokerError as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    print(result.as_json() if args.json else result.as_text())
+    return 0
+
+
+def _host_port(text: str) -> tuple[str, int]:
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65_536:
+        raise argparse.ArgumentTypeError(f"expected HOST:PORT, got {text!r}")
+    return host, int(port)
 
 
 def _site_summary(settings: Settings) -> list[str]:

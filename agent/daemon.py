@@ -59,7 +59,7 @@ from adapters.payloads import (
 )
 from agent.clock import Clock
 from agent.guard import shed, shed_order
-from agent.ledger import CommandRecord, Ledger
+from agent.ledger import CommandRecord, Ledger, LedgerError
 from agent.metrics import Metrics, serve_metrics
 from agent.planner import MarketView, Planner, PlantState, RecedingPlanner, month_end
 from agent.settings import FieldMapSettings, Settings
@@ -222,6 +222,7 @@ class Daemon:
         self._guard_check = asyncio.Event()
         self._shed_credit: list[tuple[float, float]] = []  # (monotonic s, watts shed)
         self._ledger_lock = asyncio.Lock()
+        self._writes: asyncio.Queue[tuple[Callable[..., object], tuple[Any, ...]]] = asyncio.Queue()
         self._last_solve = -float("inf")
         self._published_notices: dict[str, bytes] = {}
         self.metrics_port: asyncio.Future[int] | None = None
@@ -247,6 +248,7 @@ class Daemon:
                 tasks.create_task(self._guard_loop(), name="guard")
                 tasks.create_task(self._planner_loop(), name="planner")
                 tasks.create_task(self._housekeeping_loop(), name="housekeeping")
+                tasks.create_task(self._ledger_writer(), name="ledger")
                 tasks.create_task(
                     serve_metrics(
                         self.metrics,
@@ -259,6 +261,7 @@ class Daemon:
                 tasks.create_task(self._until(stop), name="stop")
         except* _Stop:
             pass
+        self._flush_writes()
         await self._account(self.clock.now())
         _log.info("agent.stop", plans=self.plans_made, guard_actions=self.guard_actions)
 
@@ -501,7 +504,6 @@ class Daemon:
             gap = self.config.replan_min_gap_s - (time.monotonic() - self._last_solve)
             if gap > 0:
                 await asyncio.sleep(gap)
-            self._replan.clear()
             reason, self._replan_reason = self._replan_reason, "interval"
             await self.plan_once(reason)
 
@@ -509,6 +511,8 @@ class Daemon:
         """One planning cycle; None when in safe mode or without the inputs a plan needs."""
         now = self.clock.now()
         await self._account(now)
+        # Requests made until here are answered by this plan, which reads the state from here.
+        self._replan.clear()
         if self.mode == "safe" or self.state.hashprice is None:
             return None
         history = self.state.prices.settled(now)
@@ -793,7 +797,8 @@ class Daemon:
             )
             for c in commands
         ]
-        await self._in_ledger(self.ledger.record_commands, now, plan_id, records)
+        # Queued, not awaited: the guard's next shed must not wait for this one's fsync.
+        self._write(self.ledger.record_commands, now, plan_id, records)
         return outcomes
 
     def _remember(self, command: Command) -> None:
@@ -965,9 +970,37 @@ class Daemon:
         return watts * gpu.overhead_factor
 
     async def _in_ledger(self, call: Callable[..., T], *args: Any) -> T:
-        """Ledger calls run in a worker thread, one at a time (SQLite commits fsync)."""
+        """Ledger calls run in a worker thread, one at a time (SQLite commits fsync), after
+        every queued write, so that what was written is what is read."""
+        await self._writes.join()
         async with self._ledger_lock:
             return await asyncio.to_thread(call, *args)
+
+    def _write(self, call: Callable[..., object], *args: Any) -> None:
+        self._writes.put_nowait((call, args))
+
+    async def _ledger_writer(self) -> None:
+        while True:
+            call, args = await self._writes.get()
+            try:
+                async with self._ledger_lock:
+                    await asyncio.to_thread(call, *args)
+            except LedgerError:
+                # The site is kept safe without its record; the failure is loud.
+                _log.exception("ledger.write_failed", call=getattr(call, "__name__", str(call)))
+            finally:
+                self._writes.task_done()
+
+    def _flush_writes(self) -> None:
+        """After the task group has ended: what is still queued goes in now."""
+        while not self._writes.empty():
+            call, args = self._writes.get_nowait()
+            try:
+                call(*args)
+            except LedgerError:
+                _log.exception("ledger.write_failed", call=getattr(call, "__name__", str(call)))
+            finally:
+                self._writes.task_done()
 
 
 def _level_of(group: GpuGroup, watts_per_gpu: float) -> int:

@@ -41,10 +41,11 @@ class PriceHistory:
 
     def add(self, ts: datetime, usd_per_mwh: float) -> None:
         bucket = math.floor(ts.timestamp() / self.interval_s)
+        late = bool(self._sums) and bucket not in self._sums and bucket < next(reversed(self._sums))
         total, count = self._sums.get(bucket, (0.0, 0))
         self._sums[bucket] = (total + usd_per_mwh, count + 1)
-        if len(self._sums) > 1 and bucket < next(reversed(self._sums)):
-            # A late reading for an older interval: keep the buckets in time order.
+        if late:
+            # A reading for an older interval that had none: keep the buckets in time order.
             self._sums = OrderedDict(sorted(self._sums.items()))
         while len(self._sums) > self._keep:
             self._sums.popitem(last=False)

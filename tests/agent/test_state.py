@@ -1,0 +1,105 @@
+"""Site state: settled price history per interval, signal ages, events and overrides."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from adapters.payloads import Forecast, Override, OverrideMode
+from agent.clock import ScaledClock
+from agent.state import PriceHistory, Signal, SiteState, forecast_window
+from optimizer.problem import GridEvent
+
+T0 = datetime(2024, 8, 20, 12, 0, tzinfo=UTC)
+
+
+def test_history_averages_each_interval_and_leaves_out_the_current_one() -> None:
+    """Each interval's price is the mean of what was published in it; the interval still
+    running is not settled and not in the history."""
+    history = PriceHistory(300.0)
+    history.add(T0, 20.0)
+    history.add(T0 + timedelta(seconds=100), 40.0)
+    history.add(T0 + timedelta(seconds=300), 50.0)
+    history.add(T0 + timedelta(seconds=600), 70.0)
+    settled = history.settled(T0 + timedelta(seconds=650))
+    assert settled.tolist() == [30.0, 50.0]
+
+
+def test_history_carries_the_last_price_over_silent_intervals() -> None:
+    """An interval without any price keeps the last known one (the gap policy of the replay)."""
+    history = PriceHistory(300.0)
+    history.add(T0, 20.0)
+    history.add(T0 + timedelta(seconds=900), 60.0)
+    history.add(T0 - timedelta(seconds=300), 10.0)  # late, for an older interval
+    settled = history.settled(T0 + timedelta(seconds=1_500))
+    assert settled.tolist() == [10.0, 20.0, 20.0, 20.0, 60.0, 60.0]
+
+
+def test_history_is_bounded() -> None:
+    """Only the last days' intervals are kept, whatever arrives."""
+    history = PriceHistory(3_600.0, days=1)
+    for hour in range(100):
+        history.add(T0 + timedelta(hours=hour), float(hour))
+    settled = history.settled(T0 + timedelta(hours=100))
+    assert settled.size == 24
+    assert settled[-1] == 99.0
+    assert PriceHistory(300.0).settled(T0).size == 0
+
+
+def test_site_power_needs_every_configured_meter() -> None:
+    """The site's draw is the sum of its meters' latest readings, unknown until all reported;
+    the meter feed is as old as its oldest meter."""
+    state = SiteState(started=T0, interval_s=300.0)
+    assert state.site_watts(("a", "b")) is None
+    state.meters["a"] = Signal(10.0, T0, T0)
+    assert state.site_watts(("a", "b")) is None
+    state.meters["b"] = Signal(5.0, T0, T0 + timedelta(seconds=20))
+    assert state.site_watts(("a", "b")) == 15.0
+    assert state.site_watts(()) == 15.0
+    assert state.meter_age_s(("a", "b"), T0 + timedelta(seconds=30)) == 30.0
+    assert state.meter_age_s((), T0 + timedelta(seconds=30)) == 30.0
+    assert SiteState(started=T0, interval_s=300.0).meter_age_s((), T0 + timedelta(seconds=7)) == 7
+
+
+def test_events_and_overrides_end_on_time() -> None:
+    """Events are active from start to end; ended events and expired overrides are dropped."""
+    state = SiteState(started=T0, interval_s=300.0)
+    event = GridEvent("e1", T0 + timedelta(hours=1), T0 + timedelta(hours=2), 1e6)
+    state.events["e1"] = event
+    override = Override("g", OverrideMode.ASLEEP, T0 + timedelta(minutes=30))
+    state.overrides["g"] = override
+    assert state.active_events(T0) == []
+    assert state.upcoming_events(T0) == (event,)
+    assert state.active_events(T0 + timedelta(minutes=90)) == [event]
+    assert state.drop_past(T0 + timedelta(minutes=45)) == ([], [override])
+    assert state.drop_past(T0 + timedelta(hours=2)) == ([event], [])
+    assert not state.events
+    assert not state.overrides
+
+
+def test_forecast_window_maps_hours_onto_intervals() -> None:
+    """A published hourly forecast gives each 5-minute interval its hour's price, NaN outside."""
+    forecast = Forecast(issued=T0, start=T0, step_s=3_600.0, usd_per_mwh=(10.0, 20.0))
+    window = forecast_window(forecast)
+    values = window(T0 - timedelta(minutes=5), 26, 300.0)
+    assert np.isnan(values[0])
+    assert values[1:13].tolist() == [10.0] * 12
+    assert values[13:25].tolist() == [20.0] * 12
+    assert np.isnan(values[25])
+    state = SiteState(started=T0, interval_s=300.0)
+    assert state.forecast_until() is None
+    state.forecast = forecast
+    assert state.forecast_until() == T0 + timedelta(hours=2)
+
+
+def test_scaled_clock_runs_fast_and_rejects_nonsense() -> None:
+    """A scaled clock advances `speed` times the wall; a speed of zero is refused."""
+    clock = ScaledClock(1_000.0, origin=T0)
+    first = clock.now()
+    asyncio.run(clock.sleep(10.0))  # 10 ms of wall time
+    assert clock.now() - first >= timedelta(seconds=9)
+    with pytest.raises(ValueError, match="speed"):
+        ScaledClock(0.0)
