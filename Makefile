@@ -8,13 +8,14 @@ INSTALLED := $(VENV)/.installed
 
 .PHONY: demo test lint typecheck unit bench bench-replay bench-guard soak system-deps clean
 
-# The real servers the integration tests start: Mosquitto (and, for the observability tests,
-# Prometheus), from Debian's packages where they are missing. Needs root or sudo.
+# What the integration tests run for real: Mosquitto, Prometheus (with promtool) and
+# systemd-analyze, from Debian's packages where they are missing. Needs root or sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing from Debian's packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
@@ -51,6 +52,14 @@ bench: $(INSTALLED)
 	$(BIN)/gridpilot bench plan --groups 100 --steps 288
 	$(BIN)/gridpilot bench plan --groups 1000 --steps 288
 	$(BIN)/python -m tests.adapters.bench_plant
+
+# Guard latency: a meter reading over the limit to the last shed command, 1,000 groups.
+bench-guard: $(INSTALLED) system-deps
+	$(BIN)/gridpilot bench guard --groups 1000 --trials 1000
+
+# The agent's resident memory after an hour of simulated traffic (100 meters at 1 Hz, 10x).
+soak: $(INSTALLED) system-deps
+	$(BIN)/python -m tests.integration.soak --meters 100 --hours 1 --speed 10
 
 # Wall time of the full default replay: median of RUNS runs (each prints its own table).
 RUNS ?= 3

@@ -476,6 +476,7 @@ def test_reject_reasons_are_the_fixed_set() -> None:
         "bad_timestamp",
         "expired",
         "schema",
+        "unknown_name",
     }
     assert len(REJECT_REASONS) == len(set(REJECT_REASONS))
 

@@ -89,12 +89,12 @@ def test_unknown_key_is_rejected_naming_it(tmp_path: Path) -> None:
 
 def test_unknown_section_is_rejected(tmp_path: Path) -> None:
     """A section the agent does not know yet is an error listing the sections it does know."""
-    path = write_variant(tmp_path, ("[site]", '[mqtt]\nhost = "localhost"\n\n[site]'))
+    path = write_variant(tmp_path, ("[site]", '[metrics]\nhost = "localhost"\n\n[site]'))
 
     [(where, message)] = _issues(path)
 
-    assert where == "mqtt"
-    assert message.endswith("use one of: site, contracts, asic_groups, gpu_groups")
+    assert where == "metrics"
+    assert message.endswith("use one of: site, contracts, asic_groups, gpu_groups, mqtt, agent")
 
 
 def test_bad_contract_reference_names_the_field_and_the_fix(tmp_path: Path) -> None:
