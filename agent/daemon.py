@@ -222,6 +222,7 @@ class Daemon:
         self._guard_check = asyncio.Event()
         self._shed_credit: list[tuple[float, float]] = []  # (monotonic s, watts shed)
         self._ledger_lock = asyncio.Lock()
+        self._writer_running = False
         self._writes: asyncio.Queue[tuple[Callable[..., object], tuple[Any, ...]]] = asyncio.Queue()
         self._last_solve = -float("inf")
         self._published_notices: dict[str, bytes] = {}
@@ -972,7 +973,10 @@ class Daemon:
     async def _in_ledger(self, call: Callable[..., T], *args: Any) -> T:
         """Ledger calls run in a worker thread, one at a time (SQLite commits fsync), after
         every queued write, so that what was written is what is read."""
-        await self._writes.join()
+        if self._writer_running:
+            await self._writes.join()
+        else:
+            self._flush_writes()  # before `run` or after it: nobody else will
         async with self._ledger_lock:
             return await asyncio.to_thread(call, *args)
 
@@ -980,6 +984,13 @@ class Daemon:
         self._writes.put_nowait((call, args))
 
     async def _ledger_writer(self) -> None:
+        self._writer_running = True
+        try:
+            await self._write_forever()
+        finally:
+            self._writer_running = False
+
+    async def _write_forever(self) -> None:
         while True:
             call, args = await self._writes.get()
             try:

@@ -1,0 +1,80 @@
+"""The daemon's bookkeeping on its own, with a clock the test sets and a recording actuator."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from prometheus_client import CollectorRegistry
+
+from adapters.actuation import GpuCommand, RecordingActuator
+from adapters.broker import free_port
+from agent.daemon import Daemon
+from agent.ledger import Ledger
+from agent.metrics import Metrics
+from agent.settings import load_settings
+from tests.integration.harness import SITE_TOML
+
+
+class SetClock:
+    def __init__(self, now: datetime) -> None:
+        self.moment = now
+
+    def now(self) -> datetime:
+        return self.moment
+
+    async def sleep(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+        await asyncio.sleep(0)
+
+
+def _daemon(tmp_path: Path, clock: SetClock, ledger: Ledger) -> Daemon:
+    path = tmp_path / "site.toml"
+    path.write_text(SITE_TOML + f"\n[mqtt]\nport = {free_port()}\n")
+    return Daemon(
+        load_settings(path),
+        ledger=ledger,
+        clock=clock,
+        metrics=Metrics(CollectorRegistry()),
+        actuator=RecordingActuator(),
+    )
+
+
+def test_allowance_is_charged_to_each_month_the_curtailment_spans(tmp_path: Path) -> None:
+    """Nodes paused from 23:00 on the last day of a month to 01:00 the next are charged one
+    hour to each month, and the interruption is in the ledger from its start."""
+    clock = SetClock(datetime(2024, 11, 30, 23, 0, tzinfo=UTC))
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        daemon = _daemon(tmp_path, clock, ledger)
+
+        async def scenario() -> None:
+            await daemon._account(clock.now())  # the first accounting sets the mark
+            await daemon._send([GpuCommand("h100", 700.0, 0, 4, "price spike", "plan-1")], plan="p")
+            clock.moment = datetime(2024, 12, 1, 1, 0, tzinfo=UTC)
+            await daemon._account(clock.now())
+            await daemon._send([GpuCommand("h100", 700.0, 0, 0, "spike over", "plan-2")], plan="p")
+
+        asyncio.run(scenario())
+        daemon._flush_writes()  # as `run` does on its way out
+        november = ledger.used_node_hours(datetime(2024, 11, 15, tzinfo=UTC))
+        december = ledger.used_node_hours(datetime(2024, 12, 15, tzinfo=UTC))
+        assert november == {"batch": 4.0}
+        assert december == {"batch": 4.0}
+        assert ledger.open_interruptions() == []
+        assert ledger.current_setpoints()[("gpu", "h100")]["paused_nodes"] == 0
+
+
+def test_curtailment_length_survives_a_restart(tmp_path: Path) -> None:
+    """A daemon started on a ledger with a running interruption counts it from its real start,
+    and takes the last commands as the plant's state."""
+    clock = SetClock(datetime(2024, 8, 20, 12, 0, tzinfo=UTC))
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        first = _daemon(tmp_path, clock, ledger)
+        asyncio.run(first._send([GpuCommand("h100", 700.0, 0, 3, "spike", "plan-1")], plan="p"))
+        first._flush_writes()
+        clock.moment += timedelta(minutes=40)
+        second = _daemon(tmp_path, clock, ledger)
+        asyncio.run(second._restore())
+        assert second._curtailed_for_s("h100", clock.now()) == 2_400.0
+        assert int(second.gpu_paused[0]) == 3
