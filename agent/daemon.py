@@ -57,14 +57,27 @@ from adapters.payloads import (
     decode_override,
     decode_reading,
 )
+from agent import systemd
 from agent.clock import Clock
 from agent.guard import shed, shed_order
 from agent.ledger import CommandRecord, Ledger, LedgerError
-from agent.metrics import Metrics, serve_metrics
+from agent.metrics import (
+    CURTAILMENT_REASONS,
+    LOAD_CLASSES,
+    Metrics,
+    curtailment_reason,
+    serve_metrics,
+)
 from agent.planner import MarketView, Planner, PlantState, RecedingPlanner, month_end
 from agent.settings import FieldMapSettings, Settings
 from agent.site import site_problem
 from agent.state import Signal, SiteState, forecast_window
+from optimizer.economics import (
+    SECONDS_PER_DAY,
+    SECONDS_PER_HOUR,
+    WATT_SECONDS_PER_MWH,
+    breakeven_usd_per_mwh,
+)
 from optimizer.plan import Plan
 from optimizer.problem import AsicGroup, GpuGroup, GridEvent, Problem, SolveOptions
 
@@ -227,6 +240,8 @@ class Daemon:
         self._last_solve = -float("inf")
         self._published_notices: dict[str, bytes] = {}
         self.metrics_port: asyncio.Future[int] | None = None
+        self._money_at: datetime | None = None
+        self._static_metrics()
 
     # --- running -------------------------------------------------------------------------
 
@@ -260,6 +275,7 @@ class Daemon:
                     name="metrics",
                 )
                 tasks.create_task(self._until(stop), name="stop")
+                systemd.notify("READY=1")
         except* _Stop:
             pass
         self._flush_writes()
@@ -268,6 +284,7 @@ class Daemon:
 
     async def _until(self, stop: asyncio.Event) -> None:
         await stop.wait()
+        systemd.notify("STOPPING=1")
         await self.link.goodbye(self.topics.status, b"offline")
         raise _Stop
 
@@ -301,7 +318,8 @@ class Daemon:
     def _on_link_state(self, connected: bool) -> None:
         self.metrics.mqtt_connected.set(1 if connected else 0)
         if connected:
-            self.metrics.mqtt_connects.inc()
+            if self.link.connects > 1:
+                self.metrics.mqtt_reconnects.inc()
         else:
             _log.warning("mqtt.disconnected", error=self.link.last_error)
 
@@ -322,6 +340,7 @@ class Daemon:
                 else:
                     self.state.hashprice = signal
                     self.metrics.hashprice.set(reading.value)
+                    self._breakeven_metrics(reading.value)
                 if self.last_plan is None:
                     self._request_plan("first plan")  # the inputs it lacked may be here now
             elif kind == "forecast":
@@ -563,6 +582,8 @@ class Daemon:
             self.plans_made += 1
             self.metrics.plans.labels(plan.status.value).inc()
             self.metrics.plan_seconds.observe(time.perf_counter() - started)
+        self.metrics.last_plan.set(time.time())
+        self.metrics.forecast_price.set(float(plan.problem.price_usd_per_mwh[decision.step]))
         self.last_plan = plan
         commands = self._plan_commands(plan, decision.step, asic_rows, gpu_rows, reason)
         plan_id = await self._in_ledger(
@@ -670,9 +691,15 @@ class Daemon:
     async def _housekeeping_loop(self) -> None:
         last_account = time.monotonic()
         last_prune = -float("inf")
+        watchdog_s = systemd.watchdog_period_s()
+        last_watchdog = -float("inf")
         while True:
             await self.housekeeping_once()
             tick = time.monotonic()
+            if watchdog_s is not None and tick - last_watchdog >= watchdog_s:
+                # From this loop, so that a loop stuck anywhere stops the pings.
+                systemd.notify("WATCHDOG=1")
+                last_watchdog = tick
             if tick - last_account >= 60.0 / _speed(self.clock):
                 await self._account(self.clock.now())
                 last_account = tick
@@ -684,6 +711,7 @@ class Daemon:
 
     async def housekeeping_once(self) -> None:
         now = self.clock.now()
+        self._money_metrics(now)
         state = self.state
         ages = {
             "meter": state.meter_age_s(self.config.meters, now),
@@ -788,6 +816,7 @@ class Daemon:
                 _log.warning(
                     "command.failed", group=outcome.group, detail=outcome.detail, plan=plan
                 )
+        self._power_metrics()
         await self._track_interruptions(commands, now)
         records = [
             CommandRecord(
@@ -872,7 +901,11 @@ class Daemon:
             start = end
         used = await self._in_ledger(self.ledger.used_node_hours, now)
         for contract in self.site.contracts:
-            self.metrics.allowance_used.labels(contract.name).set(used.get(contract.name, 0.0))
+            spent = used.get(contract.name, 0.0)
+            self.metrics.allowance_used.labels(contract.name).set(spent)
+            self.metrics.allowance_left.labels(contract.name).set(
+                max(0.0, contract.allowance_node_hours - spent)
+            )
 
     async def _publish_mode(self) -> None:
         mode = "safe" if self.mode == "safe" else ("shadow" if self.config.shadow else "normal")
@@ -928,6 +961,106 @@ class Daemon:
             if self._published_notices.get(contract.name) != key:
                 await self.link.publish(self.topics.notice.format(contract=contract.name), payload)
                 self._published_notices[contract.name] = key
+
+    # --- metrics -------------------------------------------------------------------------
+
+    def _static_metrics(self) -> None:
+        m = self.metrics
+        m.interconnect.set(self.settings.site.interconnect_watts)
+        m.site_limit.set(self.cap_watts(self.clock.now()))
+        m.set_mode("shadow" if self.config.shadow else "normal")
+        for signal, after in (
+            ("meter", self.config.meter_stale_after_s),
+            ("price", self.config.price_stale_after_s),
+            ("hashprice", self.config.hashprice_stale_after_s),
+        ):
+            m.signal_stale_after.labels(signal).set(after)
+        for contract in self.site.contracts:
+            m.allowance_total.labels(contract.name).set(contract.allowance_node_hours)
+            m.allowance_used.labels(contract.name).set(0.0)
+            m.allowance_left.labels(contract.name).set(contract.allowance_node_hours)
+        self._power_metrics()
+
+    def _breakeven_metrics(self, hashprice: float) -> None:
+        for group in self.asic:
+            self.metrics.breakeven.labels(group.model).set(
+                breakeven_usd_per_mwh(
+                    hashprice,
+                    group.joules_per_th,
+                    pool_fee=self.site.pool_fee,
+                    overhead_factor=group.overhead_factor,
+                )
+            )
+
+    def _power_metrics(self) -> None:
+        """Commanded draw per group and class, and what is held off, by reason."""
+        m = self.metrics
+        held: dict[tuple[str, str], float] = {}
+        totals = {"asic": 0.0, "gpu": 0.0}
+        for i, group in enumerate(self.asic):
+            unit_watts = group.watts_per_unit * group.overhead_factor
+            watts = float(self.units_on[i]) * unit_watts
+            m.group_power.labels(group.name, "asic").set(watts)
+            totals["asic"] += watts
+            command = self.commanded.get(("asic", group.name))
+            if command is not None and self.units_on[i] < group.units:
+                key = ("asic", curtailment_reason(command.reason))
+                held[key] = (
+                    held.get(key, 0.0) + (group.units - float(self.units_on[i])) * unit_watts
+                )
+        for i, gpu in enumerate(self.gpu):
+            level = int(self.gpu_level[i])
+            capped, paused = int(self.gpu_capped[i]), int(self.gpu_paused[i])
+            full = gpu.nodes * gpu.full_node_watts
+            watts = (
+                (gpu.nodes - capped - paused) * gpu.full_node_watts
+                + capped * gpu.node_watts(level)
+                + paused * gpu.paused_node_watts
+            ) * gpu.overhead_factor
+            m.group_power.labels(gpu.name, "gpu").set(watts)
+            m.gpu_power_cap.labels(gpu.name).set(gpu.cap_levels[level].watts_per_gpu)
+            totals["gpu"] += watts
+            command = self.commanded.get(("gpu", gpu.name))
+            if command is not None and capped + paused:
+                key = ("gpu", curtailment_reason(command.reason))
+                held[key] = held.get(key, 0.0) + full * gpu.overhead_factor - watts
+        for kind, watts in totals.items():
+            m.load_power.labels(kind).set(watts)
+        for kind in LOAD_CLASSES:
+            for reason in CURTAILMENT_REASONS:
+                m.curtailed_power.labels(kind, reason).set(held.get((kind, reason), 0.0))
+
+    def _money_metrics(self, now: datetime) -> None:
+        """Energy, its cost and the revenue since the last call, from the latest meter
+        reading, price and hashprice and the commanded setpoints."""
+        since, self._money_at = self._money_at, now
+        if since is None or now <= since:
+            return
+        seconds = (now - since).total_seconds()
+        m = self.metrics
+        site = self.state.site_watts(self.config.meters)
+        if site is not None:
+            m.energy.inc(site * seconds)
+            if self.state.price is not None:
+                usd = site * seconds / WATT_SECONDS_PER_MWH * self.state.price.value
+                # Counters only rise: at a negative price the site is paid, counted apart.
+                (m.energy_cost if usd >= 0 else m.energy_credit).inc(abs(usd))
+        if self.state.hashprice is not None:
+            ths = sum(float(self.units_on[i]) * g.ths_per_unit for i, g in enumerate(self.asic))
+            m.hash_revenue.inc(
+                ths
+                * self.state.hashprice.value
+                * (1 - self.site.pool_fee)
+                * seconds
+                / SECONDS_PER_DAY
+            )
+        billed_usd = 0.0
+        for i, gpu in enumerate(self.gpu):
+            contract = self.site.contract(gpu.contract)
+            curtailed = int(self.gpu_capped[i] + self.gpu_paused[i])
+            nodes = gpu.nodes if contract.billed_when_curtailed else gpu.nodes - curtailed
+            billed_usd += nodes * gpu.gpus_per_node * contract.usd_per_gpu_hour
+        m.ai_revenue.inc(billed_usd * seconds / SECONDS_PER_HOUR)
 
     # --- helpers -------------------------------------------------------------------------
 
