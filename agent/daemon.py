@@ -902,10 +902,9 @@ class Daemon:
         used = await self._in_ledger(self.ledger.used_node_hours, now)
         for contract in self.site.contracts:
             spent = used.get(contract.name, 0.0)
-            self.metrics.allowance_used.labels(contract.name).set(spent)
-            self.metrics.allowance_left.labels(contract.name).set(
-                max(0.0, contract.allowance_node_hours - spent)
-            )
+            left = max(0.0, contract.allowance_node_hours - spent)
+            self.metrics.allowance_used.labels(contract.name).set(spent * SECONDS_PER_HOUR)
+            self.metrics.allowance_left.labels(contract.name).set(left * SECONDS_PER_HOUR)
 
     async def _publish_mode(self) -> None:
         mode = "safe" if self.mode == "safe" else ("shadow" if self.config.shadow else "normal")
@@ -976,9 +975,10 @@ class Daemon:
         ):
             m.signal_stale_after.labels(signal).set(after)
         for contract in self.site.contracts:
-            m.allowance_total.labels(contract.name).set(contract.allowance_node_hours)
+            total_s = contract.allowance_node_hours * SECONDS_PER_HOUR  # base units
+            m.allowance_total.labels(contract.name).set(total_s)
             m.allowance_used.labels(contract.name).set(0.0)
-            m.allowance_left.labels(contract.name).set(contract.allowance_node_hours)
+            m.allowance_left.labels(contract.name).set(total_s)
         self._power_metrics()
 
     def _breakeven_metrics(self, hashprice: float) -> None:

@@ -112,18 +112,18 @@ class Metrics:
         )
         # Contracts.
         self.allowance_total = gauge(
-            "gridpilot_allowance_node_hours",
-            "Curtailment allowance per billing month",
+            "gridpilot_allowance_node_seconds",
+            "Curtailment allowance per billing month, in node-seconds",
             ("contract",),
         )
         self.allowance_used = gauge(
-            "gridpilot_allowance_used_node_hours",
-            "Curtailment allowance used this billing month",
+            "gridpilot_allowance_used_node_seconds",
+            "Curtailment allowance used this billing month, in node-seconds",
             ("contract",),
         )
         self.allowance_left = gauge(
-            "gridpilot_allowance_left_node_hours",
-            "Curtailment allowance left this billing month",
+            "gridpilot_allowance_left_node_seconds",
+            "Curtailment allowance left this billing month, in node-seconds",
             ("contract",),
         )
         # What the agent did.
