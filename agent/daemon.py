@@ -533,14 +533,16 @@ class Daemon:
         await self._account(now)
         # Requests made until here are answered by this plan, which reads the state from here.
         self._replan.clear()
-        if self.mode == "safe" or self.state.hashprice is None:
+        missing = "safe mode" if self.mode == "safe" else _missing(self.state)
+        if missing:
+            _log.info("plan.skipped", reason=reason, why=missing)
             return None
+        hashprice, price = self.state.hashprice, self.state.price
+        assert hashprice is not None and price is not None  # _missing checked both
         history = self.state.prices.settled(now)
         if history.size == 0:
-            if self.state.price is None:
-                return None
             # Only the current interval is priced so far: its latest price is all there is.
-            history = np.array([self.state.price.value])
+            history = np.array([price.value])
         template, asic_rows, gpu_rows = self._planning_site(now)
         key = (
             tuple(sorted((o.group, o.mode, o.until) for o in self.state.overrides.values())),
@@ -566,7 +568,7 @@ class Daemon:
             now=now,
             history_usd_per_mwh=history,
             interval_s=self.config.plan_interval_s,
-            hashprice_usd_per_th_day=self.state.hashprice.value,
+            hashprice_usd_per_th_day=hashprice.value,
             day_ahead=forecast_window(forecast) if forecast is not None else None,
             events=template.events,
         )
@@ -612,6 +614,7 @@ class Daemon:
             asic_units_on=int(self.units_on.sum()),
             gpu_curtailed_nodes=int((self.gpu_capped + self.gpu_paused).sum()),
             changed=len(commands),
+            curtailed_because=_reasons(plan, decision.step),
         )
         return plan
 
@@ -1145,6 +1148,27 @@ class Daemon:
                 _log.exception("ledger.write_failed", call=getattr(call, "__name__", str(call)))
             finally:
                 self._writes.task_done()
+
+
+def _missing(state: SiteState) -> str:
+    """What a plan needs and the state lacks, or empty."""
+    if state.hashprice is None:
+        return "no hashprice yet"
+    if state.price is None:
+        return "no real-time price yet"
+    return ""
+
+
+def _reasons(plan: Plan, step: int, most: int = 4) -> dict[str, int]:
+    """Why groups are curtailed in `step`: each distinct reason and how many groups it holds
+    (the `most` commonest, so the line stays one line on a site of a thousand groups)."""
+    counts: dict[str, int] = {}
+    texts = [a.reason for a in plan.asic_setpoints(step)]
+    texts += [g.reason for g in plan.gpu_setpoints(step)]
+    for text in texts:
+        if text:
+            counts[text] = counts.get(text, 0) + 1
+    return dict(sorted(counts.items(), key=lambda item: -item[1])[:most])
 
 
 def _level_of(group: GpuGroup, watts_per_gpu: float) -> int:
