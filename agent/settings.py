@@ -11,11 +11,12 @@ Units are in the field names: watts, seconds (`_s`), $/GPU-hour, TH/s per unit.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import itertools
 import tomllib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, Self, get_args, get_origin
+from typing import Any, Literal, Self, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -119,6 +120,36 @@ class AsicGroupSettings(_Section):
     power_target: PowerTargetSettings | None = None
     wake_loss_s: float = Field(default=0.0, ge=0)  # hashing lost by each miner that wakes
     min_off_s: float = Field(default=0.0, ge=0)  # a sleeping miner stays asleep at least this long
+    # Who carries the setpoints out: a gateway over MQTT, or the agent itself through pyasic
+    # to the `miners` (IP addresses or first-last ranges, one per miner, in container order).
+    actuator: Literal["mqtt", "pyasic"] = "mqtt"
+    miners: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _miners_for_pyasic(self) -> Self:
+        if self.actuator == "pyasic":
+            try:
+                addresses = expand_addresses(self.miners)
+            except ValueError as error:
+                raise ValueError(f"miners: {error}") from None
+            if len(addresses) != self.count:
+                raise ValueError(
+                    f"actuator 'pyasic' needs one address per miner: {self.count} miners but"
+                    f" {len(addresses)} addresses in `miners` (ranges like"
+                    " '10.0.1.1-10.0.1.200' count each address)"
+                )
+        elif self.miners:
+            raise ValueError("`miners` is only used with actuator = 'pyasic'; remove it")
+        return self
+
+    def addresses(self) -> tuple[tuple[str, ...], ...]:
+        """The miners' addresses of each group `split` makes, in the same order."""
+        every = expand_addresses(self.miners)
+        result, start = [], 0
+        for _, units in self.split():
+            result.append(every[start : start + units])
+            start += units
+        return tuple(result)
 
     @field_validator("power_target")
     @classmethod
@@ -156,6 +187,27 @@ class GpuGroupSettings(_Section):
     host_watts_per_node: float = Field(ge=0)  # CPUs, memory, NICs, fans of one node
     contract: str  # the name of a [[contracts]] entry
     nodes_per_group: int | None = Field(default=None, gt=0)
+    # Who carries the setpoints out: a gateway over MQTT; NVML on this host (caps the local
+    # GPUs listed in `gpus`); or commands that pause and resume the group's jobs (`{group}` and
+    # `{nodes}` in an argument are filled in; no shell).
+    actuator: Literal["mqtt", "nvml", "command"] = "mqtt"
+    gpus: tuple[int, ...] = ()
+    pause_command: tuple[str, ...] = ()
+    resume_command: tuple[str, ...] = ()
+    command_timeout_s: float = Field(default=30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _actuator_needs(self) -> Self:
+        if self.actuator == "nvml" and not self.gpus:
+            raise ValueError("actuator 'nvml' needs `gpus`, the indices of this host's GPUs")
+        if self.actuator == "command" and not (self.pause_command and self.resume_command):
+            raise ValueError(
+                "actuator 'command' needs `pause_command` and `resume_command`, e.g."
+                " ['scontrol', 'suspend', '{group}'] and ['scontrol', 'resume', '{group}']"
+            )
+        if self.actuator == "nvml" and self.nodes_per_group is not None:
+            raise ValueError("an NVML group is this host's GPUs: remove nodes_per_group")
+        return self
 
     @field_validator("cap_levels")
     @classmethod
@@ -226,6 +278,19 @@ class ContractSettings(_Section):
                 " remove min_power_fraction or set tier = 'flexible'"
             )
         return fraction
+
+
+class DeviceSettings(_Section):
+    """How the agent drives devices itself (groups with actuator 'pyasic', 'nvml')."""
+
+    concurrency: int = Field(default=100, gt=0)  # miners talked to at once
+    timeout_s: float = Field(default=3.0, gt=0)  # per miner and request
+    # A miner said to sleep must read below this share of its nominal power within
+    # `confirm_after_s`, or it is flagged (firmware that reports success without sleeping).
+    confirm_after_s: float = Field(default=2.0, ge=0)
+    asleep_power_share: float = Field(default=0.2, gt=0, lt=1)
+    retries: int = Field(default=1, ge=0)
+    restore_gpu_defaults_on_exit: bool = True
 
 
 class FieldMapSettings(_Section):
@@ -346,6 +411,7 @@ class Settings(BaseSettings):
     gpu_groups: tuple[GpuGroupSettings, ...] = ()
     mqtt: MqttSettings = MqttSettings()
     agent: AgentSettings = AgentSettings()
+    devices: DeviceSettings = DeviceSettings()
 
     @classmethod
     def settings_customise_sources(
@@ -405,6 +471,26 @@ def load_settings(path: Path) -> Settings:
         raise ConfigError(path, _issues(exc)) from exc
     # Already validated: hand back a plain `Settings` so equality and pickling behave.
     return Settings.model_construct(_fields_set=loaded.model_fields_set, **dict(loaded))
+
+
+def expand_addresses(entries: Sequence[str]) -> tuple[str, ...]:
+    """IP addresses from single addresses and inclusive 'first-last' ranges, in order."""
+    result: list[str] = []
+    for entry in entries:
+        first, _, last = entry.partition("-")
+        try:
+            start = ipaddress.ip_address(first.strip())
+            end = ipaddress.ip_address(last.strip()) if last else start
+        except ValueError:
+            raise ValueError(f"{entry!r} is not an IP address or a first-last range") from None
+        if end < start or end.version != start.version:
+            raise ValueError(f"{entry!r} ends before it starts")
+        result.extend(
+            str(ipaddress.ip_address(int(start) + k)) for k in range(int(end) - int(start) + 1)
+        )
+    if len(set(result)) != len(result):
+        raise ValueError("an address is listed twice")
+    return tuple(result)
 
 
 def _split(name: str, total: int, per_group: int | None) -> tuple[tuple[str, int], ...]:
