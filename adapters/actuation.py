@@ -40,11 +40,13 @@ Command = AsicCommand | GpuCommand
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What became of one group's command."""
+    """What became of one group's command. `units_on`: where an actuator could tell, how many
+    of a miner group's units are really awake (a failed sleep leaves some hashing)."""
 
     group: str
     ok: bool
     detail: str = ""
+    units_on: int | None = None
 
 
 class Actuator(Protocol):
@@ -52,6 +54,57 @@ class Actuator(Protocol):
     in that group's `Outcome`, and the planner sees the plant where it really is."""
 
     async def apply(self, commands: Sequence[Command]) -> list[Outcome]: ...
+
+
+class ManagedActuator(Actuator, Protocol):
+    """An actuator with something to open and to put back (NVML, connections)."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class RoutingActuator:
+    """Hands each group's commands to the actuator configured for it (`default` for the
+    rest), all actuators at once, and returns the outcomes in the commands' order."""
+
+    def __init__(self, routes: dict[str, Actuator], default: Actuator) -> None:
+        self._routes = routes
+        self._default = default
+
+    def actuators(self) -> list[Actuator]:
+        unique: dict[int, Actuator] = {id(self._default): self._default}
+        unique.update((id(a), a) for a in self._routes.values())
+        return list(unique.values())
+
+    def route(self, group: str) -> Actuator:
+        return self._routes.get(group, self._default)
+
+    async def start(self) -> None:
+        for actuator in self.actuators():
+            start = getattr(actuator, "start", None)
+            if start is not None:
+                await start()
+
+    async def close(self) -> None:
+        for actuator in self.actuators():
+            close = getattr(actuator, "close", None)
+            if close is not None:
+                await close()
+
+    async def apply(self, commands: Sequence[Command]) -> list[Outcome]:
+        batches: dict[int, tuple[Actuator, list[int]]] = {}
+        for index, command in enumerate(commands):
+            actuator = self.route(command.group)
+            batches.setdefault(id(actuator), (actuator, []))[1].append(index)
+        results = await asyncio.gather(
+            *(a.apply([commands[i] for i in indices]) for a, indices in batches.values())
+        )
+        outcomes: list[Outcome | None] = [None] * len(commands)
+        for (_, indices), batch in zip(batches.values(), results, strict=True):
+            for index, outcome in zip(indices, batch, strict=True):
+                outcomes[index] = outcome
+        return [o for o in outcomes if o is not None]
 
 
 def encode(command: Command) -> bytes:

@@ -25,7 +25,7 @@ from adapters.recorded import (
     read_gpu_trace,
     read_realtime_prices,
 )
-from agent import logs, report, service, site
+from agent import actuators, logs, report, service, site
 from agent.bench import bench_plan
 from agent.bench_guard import bench_guard
 from agent.dayplan import plan_day, render
@@ -120,6 +120,12 @@ def _check_config(args: argparse.Namespace) -> int:
     print("\n".join(_site_summary(settings)))
     print()
     print("\n".join(_merit_table(settings, args.hashprice)))
+    print()
+    topics = settings.mqtt.topics
+    print("actuation: what carries out each entry's setpoints")
+    mqtt = (topics.asic_command, topics.gpu_command)
+    mqtt = tuple(t.replace("{site}", settings.site.name) for t in mqtt)
+    print("\n".join(actuators.describe(settings, (mqtt[0], mqtt[1]))))
     return 0
 
 

@@ -43,6 +43,7 @@ from adapters.actuation import (
     GpuCommand,
     MqttActuator,
     Outcome,
+    RoutingActuator,
     encode,
 )
 from adapters.mqtt import BrokerOptions, MqttLink, TlsFiles
@@ -58,6 +59,7 @@ from adapters.payloads import (
     decode_reading,
 )
 from agent import systemd
+from agent.actuators import build_actuator
 from agent.clock import Clock
 from agent.guard import shed, shed_order
 from agent.ledger import CommandRecord, Ledger, LedgerError
@@ -206,11 +208,12 @@ class Daemon:
             on_connect=self._on_connect,
             on_state=self._on_link_state,
         )
-        self.actuator: Actuator = actuator or MqttActuator(
+        self.mqtt_actuator = MqttActuator(
             self.link.publish,
             asic_topic=self.topics.asic_command,
             gpu_topic=self.topics.gpu_command,
         )
+        self.actuator: Actuator = actuator or build_actuator(settings, self.mqtt_actuator)
         self._fields = {
             "meter": field_map(settings.mqtt.meter_fields),
             "price": field_map(settings.mqtt.price_fields),
@@ -249,6 +252,9 @@ class Daemon:
         """Serve until `stop` is set, then say goodbye: status `offline`, allowance accounted.
         Devices keep their last commanded state."""
         await self._restore()
+        start = getattr(self.actuator, "start", None)
+        if start is not None:
+            await start()
         self.metrics_port = asyncio.get_running_loop().create_future()
         _log.info(
             "agent.start",
@@ -278,6 +284,9 @@ class Daemon:
                 systemd.notify("READY=1")
         except* _Stop:
             pass
+        close = getattr(self.actuator, "close", None)
+        if close is not None:
+            await close()
         self._flush_writes()
         await self._account(self.clock.now())
         _log.info("agent.stop", plans=self.plans_made, guard_actions=self.guard_actions)
@@ -310,9 +319,10 @@ class Daemon:
     async def _on_connect(self) -> None:
         await self.link.publish(self.topics.status, b"online")
         await self._publish_mode()
-        if self.commanded and not self.config.shadow and isinstance(self.actuator, MqttActuator):
+        gateway = [c for c in self.commanded.values() if self._via_mqtt(c.group)]
+        if gateway and not self.config.shadow:
             # A broker restarted without persistence forgot every retained command.
-            await self.actuator.apply(list(self.commanded.values()))
+            await self.mqtt_actuator.apply(gateway)
         _log.info("mqtt.connected", connects=self.link.connects, republished=len(self.commanded))
 
     def _on_link_state(self, connected: bool) -> None:
@@ -816,9 +826,18 @@ class Daemon:
             kind = "asic" if isinstance(command, AsicCommand) else "gpu"
             self.metrics.commands.labels(kind, "ok" if outcome.ok else "failed").inc()
             if not outcome.ok:
+                self.metrics.command_failures.labels(kind, command.group).inc()
                 _log.warning(
                     "command.failed", group=outcome.group, detail=outcome.detail, plan=plan
                 )
+            if (
+                isinstance(command, AsicCommand)
+                and outcome.units_on is not None
+                and outcome.units_on != command.units_on
+            ):
+                # The plant is not where it was told to be: plan from where it is.
+                self.units_on[self.asic_index[command.group]] = outcome.units_on
+                self._request_plan(f"{command.group} did not follow its command")
         self._power_metrics()
         await self._track_interruptions(commands, now)
         records = [
@@ -850,6 +869,12 @@ class Daemon:
             self.metrics.gpu_curtailed_nodes.labels(command.group).set(
                 command.capped_nodes + command.paused_nodes
             )
+
+    def _via_mqtt(self, group: str) -> bool:
+        actuator = self.actuator
+        if isinstance(actuator, RoutingActuator):
+            return actuator.route(group) is self.mqtt_actuator
+        return isinstance(actuator, MqttActuator)
 
     def _known(self, command: Command) -> bool:
         index = self.asic_index if isinstance(command, AsicCommand) else self.gpu_index

@@ -149,6 +149,11 @@ class Metrics:
         self.commands = counter(
             "gridpilot_commands", "Commands sent, by load class and result", ("load", "result")
         )
+        self.command_failures = counter(
+            "gridpilot_command_failures",
+            "Commands a device or gateway did not carry out, by load class and group",
+            ("load", "group"),
+        )
         # Money, as the agent sees it from its meters, prices and setpoints.
         self.energy = counter("gridpilot_energy_joules", "Energy drawn at the site meter")
         self.energy_cost = counter("gridpilot_energy_cost_usd", "Energy bought at real-time price")

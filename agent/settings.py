@@ -483,11 +483,10 @@ def expand_addresses(entries: Sequence[str]) -> tuple[str, ...]:
             end = ipaddress.ip_address(last.strip()) if last else start
         except ValueError:
             raise ValueError(f"{entry!r} is not an IP address or a first-last range") from None
-        if end < start or end.version != start.version:
+        if end.version != start.version or int(end) < int(start):
             raise ValueError(f"{entry!r} ends before it starts")
-        result.extend(
-            str(ipaddress.ip_address(int(start) + k)) for k in range(int(end) - int(start) + 1)
-        )
+        kind = type(start)
+        result.extend(str(kind(int(start) + k)) for k in range(int(end) - int(start) + 1))
     if len(set(result)) != len(result):
         raise ValueError("an address is listed twice")
     return tuple(result)
