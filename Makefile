@@ -24,7 +24,7 @@ system-deps:
 
 $(INSTALLED): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,devices]'
 	touch $@
 
 # The bundled year (ERCOT 2024 at HB_WEST, Bitcoin 2024, the H100 trace) on the reference site.

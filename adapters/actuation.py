@@ -47,6 +47,7 @@ class Outcome:
     ok: bool
     detail: str = ""
     units_on: int | None = None
+    faults: tuple[str, ...] = ()  # one kind per device that failed (adapters.miners.FAULT_KINDS)
 
 
 class Actuator(Protocol):

@@ -11,10 +11,11 @@ from collections.abc import Callable
 
 from adapters.actuation import Actuator, MqttActuator, RoutingActuator
 from adapters.gpus import CommandActuator, JobCommands, Nvml, NvmlActuator, load_nvml
+from adapters.miners import MinerGroup, PyasicActuator
 from agent.settings import Settings
 
-# Builds the miners' actuator from {group: addresses}; see adapters.miners.
-MinerActuatorFactory = Callable[[dict[str, tuple[str, ...]], Settings], Actuator]
+# Builds the miners' actuator from {group: its miners}; see adapters.miners.
+MinerActuatorFactory = Callable[[dict[str, MinerGroup], Settings], Actuator]
 
 
 def build_actuator(
@@ -25,11 +26,11 @@ def build_actuator(
     nvml: Callable[[], Nvml] = load_nvml,
 ) -> RoutingActuator:
     routes: dict[str, Actuator] = {}
-    miner_groups: dict[str, tuple[str, ...]] = {}
+    miner_groups: dict[str, MinerGroup] = {}
     for asic in settings.asic_groups:
         if asic.actuator == "pyasic":
             for (name, _), addresses in zip(asic.split(), asic.addresses(), strict=True):
-                miner_groups[name] = addresses
+                miner_groups[name] = MinerGroup(addresses, asic.watts_per_unit)
     if miner_groups:
         factory = miners or _pyasic_miners
         actuator = factory(miner_groups, settings)
@@ -78,9 +79,7 @@ def describe(settings: Settings, mqtt_topics: tuple[str, str]) -> list[str]:
     return lines
 
 
-def _pyasic_miners(groups: dict[str, tuple[str, ...]], settings: Settings) -> Actuator:
-    from adapters.miners import PyasicActuator  # noqa: PLC0415  # pyasic only where used
-
+def _pyasic_miners(groups: dict[str, MinerGroup], settings: Settings) -> Actuator:
     devices = settings.devices
     actuator: Actuator = PyasicActuator(
         groups,

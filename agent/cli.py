@@ -123,9 +123,9 @@ def _check_config(args: argparse.Namespace) -> int:
     print()
     topics = settings.mqtt.topics
     print("actuation: what carries out each entry's setpoints")
-    mqtt = (topics.asic_command, topics.gpu_command)
-    mqtt = tuple(t.replace("{site}", settings.site.name) for t in mqtt)
-    print("\n".join(actuators.describe(settings, (mqtt[0], mqtt[1]))))
+    name = settings.site.name
+    mqtt = (topics.asic_command.replace("{site}", name), topics.gpu_command.replace("{site}", name))
+    print("\n".join(actuators.describe(settings, mqtt)))
     return 0
 
 

@@ -16,6 +16,7 @@ from adapters.actuation import (
     Outcome,
     RecordingActuator,
 )
+from adapters.miners import MinerGroup
 from agent.actuators import build_actuator, describe
 from agent.cli import main
 from agent.settings import ConfigError, Settings, load_settings
@@ -62,7 +63,7 @@ def _settings(tmp_path: Path, text: str = DEVICES_TOML) -> Settings:
 
 
 class Miners(RecordingActuator):
-    def __init__(self, groups: dict[str, tuple[str, ...]]) -> None:
+    def __init__(self, groups: dict[str, MinerGroup]) -> None:
         super().__init__()
         self.groups = groups
 
@@ -84,15 +85,16 @@ def test_each_group_goes_to_its_actuator(tmp_path: Path) -> None:
     mqtt = MqttActuator(publish, asic_topic="a/{group}", gpu_topic="g/{group}")
     made: list[Miners] = []
 
-    def miners(groups: dict[str, tuple[str, ...]], _settings: Settings) -> Miners:
+    def miners(groups: dict[str, MinerGroup], _settings: Settings) -> Miners:
         made.append(Miners(groups))
         return made[-1]
 
     router = build_actuator(settings, mqtt, miners=miners, nvml=lambda: FakeNvml(2))
     [fleet] = made
     assert sorted(fleet.groups) == ["old-01", "old-02", "old-03", "old-04"]
-    assert fleet.groups["old-02"][0] == "10.0.1.11"
-    assert len(fleet.groups["old-04"]) == 10
+    assert fleet.groups["old-02"].addresses[0] == "10.0.1.11"
+    assert len(fleet.groups["old-04"].addresses) == 10
+    assert fleet.groups["old-04"].watts_per_unit == 3000
     commands: list[Command] = [
         AsicCommand("new-01", 5, 3500.0, "price", "p"),
         AsicCommand("old-03", 0, 3000.0, "price", "p"),
