@@ -49,7 +49,7 @@ class MinerGroup:
 @dataclass(frozen=True, slots=True)
 class _Result:
     address: str
-    awake: bool  # where the miner is now, as far as can be told
+    awake: bool | None  # where the miner is now; None: unknown (it did not answer)
     fault: str = ""  # one of FAULT_KINDS, or empty
     detail: str = ""
 
@@ -125,7 +125,11 @@ class PyasicActuator:
         ]
         results = await asyncio.gather(*work)
         for result in results:
-            self._awake[result.address] = result.awake
+            if result.awake is None:
+                self._awake.pop(result.address, None)  # ask again next time
+            else:
+                self._awake[result.address] = result.awake
+        # A miner of unknown state is counted awake: drawing power is the safe assumption.
         awake = sum(self._awake.get(a, True) for a in group.addresses)
         faults = [r for r in results if r.fault]
         detail = "; ".join(f"{r.address}: {r.detail}" for r in faults[:10])
@@ -158,6 +162,11 @@ class PyasicActuator:
         miner = await self._find(address)
         if miner is None:
             return False, "no_answer"
+        # pyasic keeps a LuxOS session id for the miner object's life, but the firmware ends
+        # a session a minute after its last use: ask for the current one each time.
+        rpc = getattr(miner, "rpc", None)
+        if rpc is not None and hasattr(rpc, "session_token"):
+            rpc.session_token = None
         async with self._limit:
             try:
                 async with asyncio.timeout(self._timeout_s):
@@ -172,14 +181,13 @@ class PyasicActuator:
         ok, fault = await self._call(address, "resume_mining")
         if ok:
             return _Result(address, awake=True)
-        # A miner that cannot be reached to wake it is taken as still asleep.
-        return _Result(address, False, fault, _explain(fault, "wake", self._timeout_s))
+        return _Result(address, None, fault, _explain(fault, "wake", self._timeout_s))
 
     async def _sleep(self, address: str, nominal_watts: float) -> _Result:
         for _ in range(self._retries + 1):
             ok, fault = await self._call(address, "stop_mining")
             if not ok:
-                return _Result(address, True, fault, _explain(fault, "sleep", self._timeout_s))
+                return _Result(address, None, fault, _explain(fault, "sleep", self._timeout_s))
             await asyncio.sleep(self._confirm_after_s)
             watts = await self._power(address)
             if watts is None or watts <= self._asleep_share * nominal_watts:

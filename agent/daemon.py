@@ -825,6 +825,8 @@ class Daemon:
         for command, outcome in zip(commands, outcomes, strict=True):
             kind = "asic" if isinstance(command, AsicCommand) else "gpu"
             self.metrics.commands.labels(kind, "ok" if outcome.ok else "failed").inc()
+            for fault in outcome.faults:
+                self.metrics.device_faults.labels(command.group, fault).inc()
             if not outcome.ok:
                 self.metrics.command_failures.labels(kind, command.group).inc()
                 _log.warning(

@@ -154,6 +154,12 @@ class Metrics:
             "Commands a device or gateway did not carry out, by load class and group",
             ("load", "group"),
         )
+        self.device_faults = counter(
+            "gridpilot_device_faults",
+            "Devices that did not do as commanded, by group and kind (no_answer, refused,"
+            " not_asleep: answered but kept drawing power)",
+            ("group", "fault"),
+        )
         # Money, as the agent sees it from its meters, prices and setpoints.
         self.energy = counter("gridpilot_energy_joules", "Energy drawn at the site meter")
         self.energy_cost = counter("gridpilot_energy_cost_usd", "Energy bought at real-time price")
