@@ -8,6 +8,7 @@ sets `handler`, and `_<command>(args) -> int` runs it and returns the exit code.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import math
 import sys
@@ -16,6 +17,7 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeAlias
 
+from adapters import minersim
 from adapters.broker import BrokerError
 from adapters.recorded import (
     RecordedDataError,
@@ -91,6 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_bench(commands)
     _add_replay(commands)
     _add_run(commands)
+    _add_simulate(commands)
     return parser
 
 
@@ -159,6 +162,42 @@ def _run(args: argparse.Namespace) -> int:
         settings = settings.model_copy(update={"agent": agent})
     logs.configure()
     return service.serve(settings, time_scale=args.time_scale)
+
+
+def _add_simulate(commands: SubParsers) -> None:
+    command = commands.add_parser("simulate", help="simulated devices for demos and tests")
+    kinds = command.add_subparsers(title="devices", metavar="KIND", required=True)
+    miners = kinds.add_parser(
+        "miners",
+        help="a fleet of simulated LuxOS miners on loopback addresses, until interrupted",
+        description="Serve N simulated miners speaking the LuxOS flavour of the cgminer API on"
+        " port 4028 of consecutive loopback addresses, for an agent with actuator = 'pyasic'"
+        " (miners = ['FIRST-LAST']). Each draws power as it would, asleep or awake.",
+    )
+    miners.add_argument("--count", type=_positive_int, default=200, metavar="N")
+    miners.add_argument("--first-ip", default="127.0.1.1", metavar="ADDRESS")
+    miners.add_argument(
+        "--model",
+        choices=("S19j Pro", "S21"),
+        default="S19j Pro",
+        help="the miners' model (default: %(default)s)",
+    )
+    miners.add_argument("--wake-s", type=_positive_float, default=60.0, metavar="S")
+    miners.set_defaults(handler=_simulate_miners)
+
+
+def _simulate_miners(args: argparse.Namespace) -> int:
+    model = {"S19j Pro": minersim.S19J_PRO, "S21": minersim.S21}[args.model]
+    try:
+        asyncio.run(
+            minersim.run_fleet(args.count, args.first_ip, models=(model,), wake_s=args.wake_s)
+        )
+    except KeyboardInterrupt:
+        return 0
+    except (minersim.MinerSimError, ValueError) as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    return 0
 
 
 def _add_site_and_prices(command: argparse.ArgumentParser) -> None:
