@@ -238,6 +238,8 @@ class Daemon:
         self._guard_check = asyncio.Event()
         self._shed_credit: list[tuple[float, float]] = []  # (monotonic s, watts shed)
         self._ledger_lock = asyncio.Lock()
+        # Command records go through one ordered queue: the guard hands its records over and
+        # sheds again without waiting for the fsync; the planner waits for them (`_durable`).
         self._writer_running = False
         self._writes: asyncio.Queue[tuple[Callable[..., object], tuple[Any, ...]]] = asyncio.Queue()
         self._last_solve = -float("inf")
@@ -609,6 +611,7 @@ class Daemon:
         label = f"plan-{plan_id}"
         commands = [replace(c, plan=label) for c in commands]
         await self._send(commands, plan=label, plan_id=plan_id)
+        await self._durable()
         await self._publish_plan(plan, label, now, reason, decision.fresh)
         await self._publish_notices(plan, gpu_rows, label)
         _log.info(
@@ -822,6 +825,20 @@ class Daemon:
             outcomes = [Outcome(c.group, True, "shadow: not sent") for c in commands]
         else:
             outcomes = await self.actuator.apply(commands)
+        # Carried out first, then written down: a shed must not wait for an fsync (a few ms),
+        # and the guard does not wait for the write at all. A crash in between leaves the
+        # ledger a command behind; the restarted agent republishes that, and its guard sheds
+        # again at the first reading over the cap. Plans wait for their records (`_durable`).
+        records = [
+            CommandRecord(
+                "asic" if isinstance(c, AsicCommand) else "gpu",
+                c.group,
+                json.loads(encode(c)),
+                c.reason,
+            )
+            for c in commands
+        ]
+        self._write(self.ledger.record_commands, now, plan_id, records)
         for command, outcome in zip(commands, outcomes, strict=True):
             kind = "asic" if isinstance(command, AsicCommand) else "gpu"
             self.metrics.commands.labels(kind, "ok" if outcome.ok else "failed").inc()
@@ -842,17 +859,6 @@ class Daemon:
                 self._request_plan(f"{command.group} did not follow its command")
         self._power_metrics()
         await self._track_interruptions(commands, now)
-        records = [
-            CommandRecord(
-                "asic" if isinstance(c, AsicCommand) else "gpu",
-                c.group,
-                json.loads(encode(c)),
-                c.reason,
-            )
-            for c in commands
-        ]
-        # Queued, not awaited: the guard's next shed must not wait for this one's fsync.
-        self._write(self.ledger.record_commands, now, plan_id, records)
         return outcomes
 
     def _remember(self, command: Command) -> None:
@@ -1136,12 +1142,16 @@ class Daemon:
     async def _in_ledger(self, call: Callable[..., T], *args: Any) -> T:
         """Ledger calls run in a worker thread, one at a time (SQLite commits fsync), after
         every queued write, so that what was written is what is read."""
+        await self._durable()
+        async with self._ledger_lock:
+            return await asyncio.to_thread(call, *args)
+
+    async def _durable(self) -> None:
+        """Return once every queued write is in the ledger."""
         if self._writer_running:
             await self._writes.join()
         else:
             self._flush_writes()  # before `run` or after it: nobody else will
-        async with self._ledger_lock:
-            return await asyncio.to_thread(call, *args)
 
     def _write(self, call: Callable[..., object], *args: Any) -> None:
         self._writes.put_nowait((call, args))
@@ -1149,30 +1159,27 @@ class Daemon:
     async def _ledger_writer(self) -> None:
         self._writer_running = True
         try:
-            await self._write_forever()
+            while True:
+                call, args = await self._writes.get()
+                try:
+                    async with self._ledger_lock:
+                        await asyncio.to_thread(call, *args)
+                except LedgerError:
+                    # The site is kept safe without its record; the failure is loud.
+                    _log.exception("ledger.write_failed", call=getattr(call, "__name__", "?"))
+                finally:
+                    self._writes.task_done()
         finally:
             self._writer_running = False
 
-    async def _write_forever(self) -> None:
-        while True:
-            call, args = await self._writes.get()
-            try:
-                async with self._ledger_lock:
-                    await asyncio.to_thread(call, *args)
-            except LedgerError:
-                # The site is kept safe without its record; the failure is loud.
-                _log.exception("ledger.write_failed", call=getattr(call, "__name__", str(call)))
-            finally:
-                self._writes.task_done()
-
     def _flush_writes(self) -> None:
-        """After the task group has ended: what is still queued goes in now."""
+        """Outside the task group: what is still queued goes in now."""
         while not self._writes.empty():
             call, args = self._writes.get_nowait()
             try:
                 call(*args)
             except LedgerError:
-                _log.exception("ledger.write_failed", call=getattr(call, "__name__", str(call)))
+                _log.exception("ledger.write_failed", call=getattr(call, "__name__", "?"))
             finally:
                 self._writes.task_done()
 
