@@ -28,10 +28,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
 
 import numpy as np
 import structlog
@@ -46,10 +45,9 @@ from adapters.actuation import (
     RoutingActuator,
     encode,
 )
-from adapters.mqtt import BrokerOptions, MqttLink, TlsFiles
+from adapters.mqtt import MqttLink
 from adapters.payloads import (
     EventCancel,
-    FieldMap,
     Override,
     OverrideClear,
     Rejected,
@@ -62,7 +60,7 @@ from agent import systemd
 from agent.actuators import build_actuator
 from agent.clock import Clock
 from agent.guard import shed, shed_order
-from agent.ledger import CommandRecord, Ledger, LedgerError
+from agent.ledger import CommandRecord, Ledger
 from agent.metrics import (
     CURTAILMENT_REASONS,
     LOAD_CLASSES,
@@ -71,9 +69,12 @@ from agent.metrics import (
     serve_metrics,
 )
 from agent.planner import MarketView, Planner, PlantState, RecedingPlanner, month_end
-from agent.settings import FieldMapSettings, Settings
+from agent.recorder import Recorder
+from agent.setpoints import Setpoints, command_from_payload
+from agent.settings import Settings
 from agent.site import site_problem
 from agent.state import Signal, SiteState, forecast_window
+from agent.topics import Topics, broker_options, field_map
 from optimizer.economics import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
@@ -81,9 +82,8 @@ from optimizer.economics import (
     breakeven_usd_per_mwh,
 )
 from optimizer.plan import Plan
-from optimizer.problem import AsicGroup, GpuGroup, GridEvent, Problem, SolveOptions
+from optimizer.problem import GridEvent, Problem, SolveOptions
 
-T = TypeVar("T")
 _log = structlog.get_logger("gridpilot.daemon")
 
 OVERRIDE_MODES = ("awake", "asleep", "cap")
@@ -91,82 +91,6 @@ OVERRIDE_MODES = ("awake", "asleep", "cap")
 
 class _Stop(Exception):  # noqa: N818  # a signal to the task group, not an error
     """Raised inside the task group to end it cleanly."""
-
-
-@dataclass(frozen=True, slots=True)
-class Topics:
-    """The configured topics with the site's name filled in."""
-
-    meter_prefix: str
-    price: str
-    forecast: str
-    hashprice: str
-    event: str
-    override_prefix: str
-    asic_command: str
-    gpu_command: str
-    notice: str
-    plan: str
-    mode: str
-    status: str
-
-    @classmethod
-    def of(cls, settings: Settings) -> Topics:
-        t = settings.mqtt.topics
-
-        def fill(topic: str) -> str:
-            return topic.replace("{site}", settings.site.name)
-
-        return cls(
-            meter_prefix=fill(t.meter)[:-1],
-            price=fill(t.price),
-            forecast=fill(t.forecast),
-            hashprice=fill(t.hashprice),
-            event=fill(t.event),
-            override_prefix=fill(t.override)[:-1],
-            asic_command=fill(t.asic_command),
-            gpu_command=fill(t.gpu_command),
-            notice=fill(t.notice),
-            plan=fill(t.plan),
-            mode=fill(t.mode),
-            status=fill(t.status),
-        )
-
-    def subscriptions(self) -> list[str]:
-        return [
-            self.meter_prefix + "+",
-            self.price,
-            self.forecast,
-            self.hashprice,
-            self.event,
-            self.override_prefix + "+",
-        ]
-
-
-def field_map(fields: FieldMapSettings) -> FieldMap:
-    return FieldMap(
-        value_path=tuple(fields.value.split(".")) if fields.value else (),
-        scale=fields.scale,
-        ts_path=tuple(fields.ts.split(".")) if fields.ts else None,
-    )
-
-
-def broker_options(settings: Settings, topics: Topics) -> BrokerOptions:
-    mqtt = settings.mqtt
-    tls = mqtt.tls
-    return BrokerOptions(
-        host=mqtt.host,
-        port=mqtt.port,
-        client_id=mqtt.client_id or f"gridpilot-{settings.site.name}",
-        will_topic=topics.status,
-        will_payload=b"offline",
-        username=mqtt.username,
-        password=mqtt.password.get_secret_value() if mqtt.password else None,
-        tls=TlsFiles(tls.ca_file, tls.cert_file, tls.key_file) if tls else None,
-        keepalive_s=mqtt.keepalive_s,
-        reconnect_first_s=mqtt.reconnect_first_s,
-        reconnect_max_s=mqtt.reconnect_max_s,
-    )
 
 
 class Daemon:
@@ -198,8 +122,16 @@ class Daemon:
         )
         self.asic = self.site.asic_groups
         self.gpu = self.site.gpu_groups
-        self.asic_index = {g.name: i for i, g in enumerate(self.asic)}
-        self.gpu_index = {g.name: i for i, g in enumerate(self.gpu)}
+        # What each group was last told. The names below are views of it, for brevity: its
+        # arrays change in place and are never replaced.
+        self.setpoints = Setpoints(self.asic, self.gpu)
+        self.asic_index = self.setpoints.asic_index
+        self.gpu_index = self.setpoints.gpu_index
+        self.units_on = self.setpoints.units_on
+        self.gpu_level = self.setpoints.gpu_level
+        self.gpu_capped = self.setpoints.gpu_capped
+        self.gpu_paused = self.setpoints.gpu_paused
+        self.commanded = self.setpoints.commanded
         self.state = SiteState(started=now, interval_s=self.config.plan_interval_s)
         self.link = MqttLink(
             broker_options(settings, self.topics),
@@ -219,12 +151,6 @@ class Daemon:
             "price": field_map(settings.mqtt.price_fields),
             "hashprice": field_map(settings.mqtt.hashprice_fields),
         }
-        # What the plant was last told, per group; None until told anything.
-        self.units_on = np.array([g.units for g in self.asic], dtype=np.int64)
-        self.gpu_level = np.zeros(len(self.gpu), dtype=np.int64)
-        self.gpu_capped = np.zeros(len(self.gpu), dtype=np.int64)
-        self.gpu_paused = np.zeros(len(self.gpu), dtype=np.int64)
-        self.commanded: dict[tuple[str, str], Command] = {}
         self.interruptions: dict[str, tuple[int, datetime]] = {}  # group -> (ledger id, start)
         self.mode = "normal"
         self.safe_reasons: tuple[str, ...] = ()
@@ -237,11 +163,7 @@ class Daemon:
         self._replan_reason = "first plan"
         self._guard_check = asyncio.Event()
         self._shed_credit: list[tuple[float, float]] = []  # (monotonic s, watts shed)
-        self._ledger_lock = asyncio.Lock()
-        # Command records go through one ordered queue: the guard hands its records over and
-        # sheds again without waiting for the fsync; the planner waits for them (`_durable`).
-        self._writer_running = False
-        self._writes: asyncio.Queue[tuple[Callable[..., object], tuple[Any, ...]]] = asyncio.Queue()
+        self.recorder = Recorder(ledger)
         self._last_solve = -float("inf")
         self._published_notices: dict[str, bytes] = {}
         self.metrics_port: asyncio.Future[int] | None = None
@@ -272,7 +194,7 @@ class Daemon:
                 tasks.create_task(self._guard_loop(), name="guard")
                 tasks.create_task(self._planner_loop(), name="planner")
                 tasks.create_task(self._housekeeping_loop(), name="housekeeping")
-                tasks.create_task(self._ledger_writer(), name="ledger")
+                tasks.create_task(self.recorder.run(), name="ledger")
                 tasks.create_task(
                     serve_metrics(
                         self.metrics,
@@ -289,7 +211,7 @@ class Daemon:
         close = getattr(self.actuator, "close", None)
         if close is not None:
             await close()
-        self._flush_writes()
+        self.recorder.flush()
         await self._account(self.clock.now())
         _log.info("agent.stop", plans=self.plans_made, guard_actions=self.guard_actions)
 
@@ -302,13 +224,13 @@ class Daemon:
     async def _restore(self) -> None:
         """Pick up where the last run stopped: the setpoints last sent and the interruptions
         still running (their length counts towards each contract's longest event)."""
-        current = await self._in_ledger(self.ledger.current_setpoints)
+        current = await self.recorder.call(self.ledger.current_setpoints)
         for (kind, group), payload in current.items():
-            command = _command_from_payload(kind, group, payload)
+            command = command_from_payload(kind, group, payload)
             if command is None or not self._known(command):
                 continue
             self._remember(command)
-        for interruption in await self._in_ledger(self.ledger.open_interruptions):
+        for interruption in await self.recorder.call(self.ledger.open_interruptions):
             if interruption.group in self.gpu_index:
                 self.interruptions[interruption.group] = (interruption.id, interruption.start)
         if current:
@@ -443,7 +365,7 @@ class Daemon:
             until=override.until.isoformat(),
             by=override.by,
         )
-        await self._send([self._override_command(override)], plan="override")
+        await self._send([self.setpoints.override_command(override)], plan="override")
         self._request_plan(f"override of {group}")
 
     # --- the guard -----------------------------------------------------------------------
@@ -510,7 +432,7 @@ class Daemon:
             AsicCommand(
                 self.asic[i].name,
                 int(after[i]),
-                self._asic_watts(int(i)),
+                self.setpoints.asic_watts_per_unit(int(i)),
                 reason,
                 f"guard-{self.guard_actions}",
             )
@@ -584,7 +506,7 @@ class Daemon:
             day_ahead=forecast_window(forecast) if forecast is not None else None,
             events=template.events,
         )
-        used = await self._in_ledger(self.ledger.used_node_hours, now)
+        used = await self.recorder.call(self.ledger.used_node_hours, now)
         receding = self._receding
         started = time.perf_counter()
         decision = await asyncio.to_thread(
@@ -599,8 +521,8 @@ class Daemon:
         self.metrics.last_plan.set(time.time())
         self.metrics.forecast_price.set(float(plan.problem.price_usd_per_mwh[decision.step]))
         self.last_plan = plan
-        commands = self._plan_commands(plan, decision.step, asic_rows, gpu_rows, reason)
-        plan_id = await self._in_ledger(
+        commands = self._plan_commands(plan, decision.step)
+        plan_id = await self.recorder.call(
             self.ledger.record_plan,
             now,
             plan.status.value,
@@ -610,8 +532,8 @@ class Daemon:
         )
         label = f"plan-{plan_id}"
         commands = [replace(c, plan=label) for c in commands]
-        await self._send(commands, plan=label, plan_id=plan_id)
-        await self._durable()
+        commands = await self._send(commands, plan=label, plan_id=plan_id, planned=True)
+        await self.recorder.durable()
         await self._publish_plan(plan, label, now, reason, decision.fresh)
         await self._publish_notices(plan, gpu_rows, label)
         _log.info(
@@ -639,8 +561,8 @@ class Daemon:
         gpu_rows = [i for i, g in enumerate(self.gpu) if g.name not in overrides]
         forced = 0.0
         for override in overrides.values():
-            command = self._override_command(override)
-            forced += self._command_watts(command)
+            command = self.setpoints.override_command(override)
+            forced += self.setpoints.command_watts(command)
         site = self.site
         events = tuple(
             replace(e, max_site_watts=max(0.0, e.max_site_watts - forced))
@@ -657,9 +579,10 @@ class Daemon:
         )
         return template, asic_rows, gpu_rows
 
-    def _plan_commands(
-        self, plan: Plan, step: int, asic_rows: list[int], gpu_rows: list[int], reason: str
-    ) -> list[Command]:
+    def _plan_commands(self, plan: Plan, step: int) -> list[Command]:
+        """The plan's setpoints for `step` that differ from what the groups were last told.
+        Groups under an operator's override are left out."""
+        held = self.state.overrides
         commands: list[Command] = []
         for asic in plan.asic_setpoints(step):
             command = AsicCommand(
@@ -669,7 +592,7 @@ class Daemon:
                 asic.reason or "run: worth more than its power",
                 "",
             )
-            if self._differs(command):
+            if asic.group not in held and self.setpoints.differs(command):
                 commands.append(command)
         for gpu in plan.gpu_setpoints(step):
             gpu_command = GpuCommand(
@@ -680,27 +603,9 @@ class Daemon:
                 gpu.reason or "full power",
                 "",
             )
-            if self._differs(gpu_command):
+            if gpu.group not in held and self.setpoints.differs(gpu_command):
                 commands.append(gpu_command)
         return commands
-
-    def _differs(self, command: Command) -> bool:
-        key = ("asic" if isinstance(command, AsicCommand) else "gpu", command.group)
-        known = self.commanded.get(key)
-        if known is None:
-            return True
-        if isinstance(command, AsicCommand) and isinstance(known, AsicCommand):
-            return (known.units_on, known.watts_per_unit) != (
-                command.units_on,
-                command.watts_per_unit,
-            )
-        if isinstance(command, GpuCommand) and isinstance(known, GpuCommand):
-            return (known.power_cap_watts, known.capped_nodes, known.paused_nodes) != (
-                command.power_cap_watts,
-                command.capped_nodes,
-                command.paused_nodes,
-            )
-        return True
 
     # --- housekeeping and safe mode ------------------------------------------------------
 
@@ -721,7 +626,7 @@ class Daemon:
                 last_account = tick
             if tick - last_prune >= 86_400.0 / _speed(self.clock):
                 cutoff = self.clock.now() - timedelta(days=self.config.ledger_keep_days)
-                await self._in_ledger(self.ledger.prune, cutoff)
+                await self.recorder.call(self.ledger.prune, cutoff)
                 last_prune = tick
             await self.clock.sleep(1.0)
 
@@ -791,7 +696,7 @@ class Daemon:
                     AsicCommand(
                         group.name,
                         keep,
-                        self._asic_watts(i),
+                        self.setpoints.asic_watts_per_unit(i),
                         f"safe mode: {', '.join(stale)} stale",
                         "safe",
                     )
@@ -810,15 +715,25 @@ class Daemon:
     # --- output --------------------------------------------------------------------------
 
     async def _send(
-        self, commands: Sequence[Command], *, plan: str, plan_id: int | None = None
-    ) -> list[Outcome]:
+        self,
+        commands: Sequence[Command],
+        *,
+        plan: str,
+        plan_id: int | None = None,
+        planned: bool = False,
+    ) -> list[Command]:
         """Remember and carry out `commands` (in shadow mode: remember only), account the
-        allowance up to now first, and write them to the ledger."""
-        if not commands:
-            return []
+        allowance up to now first, and write them to the ledger. A plan's commands (`planned`)
+        leave out groups under an operator's override, also one that arrived while the plan
+        was made: checked here, after the last wait, so the override's own command is never
+        followed by an older plan's. Returns the commands sent."""
         now = self.clock.now()
         if any(isinstance(c, GpuCommand) for c in commands):
             await self._account(now)
+        if planned:
+            commands = [c for c in commands if c.group not in self.state.overrides]
+        if not commands:
+            return []
         for command in commands:
             self._remember(command)
         if self.config.shadow:
@@ -828,7 +743,7 @@ class Daemon:
         # Carried out first, then written down: a shed must not wait for an fsync (a few ms),
         # and the guard does not wait for the write at all. A crash in between leaves the
         # ledger a command behind; the restarted agent republishes that, and its guard sheds
-        # again at the first reading over the cap. Plans wait for their records (`_durable`).
+        # again at the first reading over the cap. Plans wait for their records.
         records = [
             CommandRecord(
                 "asic" if isinstance(c, AsicCommand) else "gpu",
@@ -838,7 +753,7 @@ class Daemon:
             )
             for c in commands
         ]
-        self._write(self.ledger.record_commands, now, plan_id, records)
+        self.recorder.write(self.ledger.record_commands, now, plan_id, records)
         for command, outcome in zip(commands, outcomes, strict=True):
             kind = "asic" if isinstance(command, AsicCommand) else "gpu"
             self.metrics.commands.labels(kind, "ok" if outcome.ok else "failed").inc()
@@ -859,24 +774,16 @@ class Daemon:
                 self._request_plan(f"{command.group} did not follow its command")
         self._power_metrics()
         await self._track_interruptions(commands, now)
-        return outcomes
+        return list(commands)
 
     def _remember(self, command: Command) -> None:
+        self.setpoints.remember(command)
         if isinstance(command, AsicCommand):
-            i = self.asic_index[command.group]
-            self.units_on[i] = command.units_on
-            self.commanded["asic", command.group] = command
             self.metrics.asic_units_on.labels(command.group).set(command.units_on)
         else:
-            i = self.gpu_index[command.group]
-            group = self.gpu[i]
-            self.gpu_level[i] = _level_of(group, command.power_cap_watts)
-            self.gpu_capped[i] = command.capped_nodes
-            self.gpu_paused[i] = command.paused_nodes
-            self.commanded["gpu", command.group] = command
-            self.metrics.gpu_curtailed_nodes.labels(command.group).set(
-                command.capped_nodes + command.paused_nodes
-            )
+            nodes = command.capped_nodes + command.paused_nodes
+            self.metrics.gpu_curtailed_nodes.labels(command.group).set(nodes)
+            self.metrics.gpu_power_cap.labels(command.group).set(command.power_cap_watts)
 
     def _via_mqtt(self, group: str) -> bool:
         actuator = self.actuator
@@ -896,7 +803,7 @@ class Daemon:
             running = self.interruptions.get(command.group)
             if nodes and running is None:
                 contract = self.gpu[self.gpu_index[command.group]].contract
-                event_id = await self._in_ledger(
+                event_id = await self.recorder.call(
                     self.ledger.open_interruption,
                     contract,
                     command.group,
@@ -906,7 +813,7 @@ class Daemon:
                 )
                 self.interruptions[command.group] = (event_id, now)
             elif not nodes and running is not None:
-                await self._in_ledger(self.ledger.close_interruption, running[0], now)
+                await self.recorder.call(self.ledger.close_interruption, running[0], now)
                 del self.interruptions[command.group]
 
     def _curtailed_for_s(self, group: str, now: datetime) -> float:
@@ -916,8 +823,8 @@ class Daemon:
     async def _account(self, now: datetime) -> None:
         """Charge each contract's allowance with the node-hours curtailed since the last
         accounting, split at the month's end when the interval crosses it."""
-        last_text = await self._in_ledger(self.ledger.get_meta, "allowance_accounted_until")
-        await self._in_ledger(self.ledger.set_meta, "allowance_accounted_until", now.isoformat())
+        last_text = await self.recorder.call(self.ledger.get_meta, "allowance_accounted_until")
+        await self.recorder.call(self.ledger.set_meta, "allowance_accounted_until", now.isoformat())
         if last_text is None:
             return
         last = datetime.fromisoformat(last_text)
@@ -933,9 +840,9 @@ class Daemon:
             end = min(now, month_end(start))
             hours = (end - start).total_seconds() / 3_600.0
             for name, count in curtailed.items():
-                await self._in_ledger(self.ledger.add_allowance, name, start, count * hours)
+                await self.recorder.call(self.ledger.add_allowance, name, start, count * hours)
             start = end
-        used = await self._in_ledger(self.ledger.used_node_hours, now)
+        used = await self.recorder.call(self.ledger.used_node_hours, now)
         for contract in self.site.contracts:
             spent = used.get(contract.name, 0.0)
             left = max(0.0, contract.allowance_node_hours - spent)
@@ -1015,6 +922,11 @@ class Daemon:
             m.allowance_total.labels(contract.name).set(total_s)
             m.allowance_used.labels(contract.name).set(0.0)
             m.allowance_left.labels(contract.name).set(total_s)
+        for group in self.asic:
+            m.asic_units_on.labels(group.name).set(group.units)
+        for gpu in self.gpu:
+            m.gpu_curtailed_nodes.labels(gpu.name).set(0)
+            m.gpu_power_cap.labels(gpu.name).set(gpu.cap_levels[0].watts_per_gpu)
         self._power_metrics()
 
     def _breakeven_metrics(self, hashprice: float) -> None:
@@ -1031,40 +943,19 @@ class Daemon:
     def _power_metrics(self) -> None:
         """Commanded draw per group and class, and what is held off, by reason."""
         m = self.metrics
+        loads = dict.fromkeys(LOAD_CLASSES, 0.0)
         held: dict[tuple[str, str], float] = {}
-        totals = {"asic": 0.0, "gpu": 0.0}
-        for i, group in enumerate(self.asic):
-            unit_watts = group.watts_per_unit * group.overhead_factor
-            watts = float(self.units_on[i]) * unit_watts
-            m.group_power.labels(group.name, "asic").set(watts)
-            totals["asic"] += watts
-            command = self.commanded.get(("asic", group.name))
-            if command is not None and self.units_on[i] < group.units:
-                key = ("asic", curtailment_reason(command.reason))
-                held[key] = (
-                    held.get(key, 0.0) + (group.units - float(self.units_on[i])) * unit_watts
-                )
-        for i, gpu in enumerate(self.gpu):
-            level = int(self.gpu_level[i])
-            capped, paused = int(self.gpu_capped[i]), int(self.gpu_paused[i])
-            full = gpu.nodes * gpu.full_node_watts
-            watts = (
-                (gpu.nodes - capped - paused) * gpu.full_node_watts
-                + capped * gpu.node_watts(level)
-                + paused * gpu.paused_node_watts
-            ) * gpu.overhead_factor
-            m.group_power.labels(gpu.name, "gpu").set(watts)
-            m.gpu_power_cap.labels(gpu.name).set(gpu.cap_levels[level].watts_per_gpu)
-            totals["gpu"] += watts
-            command = self.commanded.get(("gpu", gpu.name))
-            if command is not None and capped + paused:
-                key = ("gpu", curtailment_reason(command.reason))
-                held[key] = held.get(key, 0.0) + full * gpu.overhead_factor - watts
-        for kind, watts in totals.items():
-            m.load_power.labels(kind).set(watts)
-        for kind in LOAD_CLASSES:
+        for group in self.setpoints.power():
+            m.group_power.labels(group.name, group.load).set(group.watts)
+            loads[group.load] += group.watts
+            if group.held_watts > 0:
+                key = (group.load, curtailment_reason(group.reason))
+                held[key] = held.get(key, 0.0) + group.held_watts
+        for load, watts in loads.items():
+            m.load_power.labels(load).set(watts)
+        for load in LOAD_CLASSES:
             for reason in CURTAILMENT_REASONS:
-                m.curtailed_power.labels(kind, reason).set(held.get((kind, reason), 0.0))
+                m.curtailed_power.labels(load, reason).set(held.get((load, reason), 0.0))
 
     def _money_metrics(self, now: datetime) -> None:
         """Energy, its cost and the revenue since the last call, from the latest meter
@@ -1100,89 +991,6 @@ class Daemon:
 
     # --- helpers -------------------------------------------------------------------------
 
-    def _asic_watts(self, i: int) -> float:
-        known = self.commanded.get(("asic", self.asic[i].name))
-        return (
-            known.watts_per_unit if isinstance(known, AsicCommand) else self.asic[i].watts_per_unit
-        )
-
-    def _override_command(self, override: Override) -> Command:
-        reason = f"override by {override.by or 'operator'} until {override.until.isoformat()}"
-        if override.group in self.asic_index:
-            group = self.asic[self.asic_index[override.group]]
-            units = {"awake": group.units, "asleep": 0}.get(override.mode, override.units_on or 0)
-            return AsicCommand(group.name, units, group.watts_per_unit, reason, "override")
-        gpu = self.gpu[self.gpu_index[override.group]]
-        if override.mode == "asleep":
-            return GpuCommand(
-                gpu.name, gpu.cap_levels[0].watts_per_gpu, 0, gpu.nodes, reason, "override"
-            )
-        if override.mode == "awake":
-            return GpuCommand(gpu.name, gpu.cap_levels[0].watts_per_gpu, 0, 0, reason, "override")
-        level = _level_of(gpu, override.power_cap_watts or 0.0)
-        watts = gpu.cap_levels[level].watts_per_gpu
-        capped = 0 if level == 0 else gpu.nodes
-        return GpuCommand(gpu.name, watts, capped, 0, reason, "override")
-
-    def _command_watts(self, command: Command) -> float:
-        """What a group draws at the meter under `command`, at nominal power."""
-        if isinstance(command, AsicCommand):
-            asic: AsicGroup = self.asic[self.asic_index[command.group]]
-            return command.units_on * command.watts_per_unit * asic.overhead_factor
-        gpu: GpuGroup = self.gpu[self.gpu_index[command.group]]
-        level = _level_of(gpu, command.power_cap_watts)
-        running = gpu.nodes - command.capped_nodes - command.paused_nodes
-        watts = (
-            running * gpu.full_node_watts
-            + command.capped_nodes * gpu.node_watts(level)
-            + command.paused_nodes * gpu.paused_node_watts
-        )
-        return watts * gpu.overhead_factor
-
-    async def _in_ledger(self, call: Callable[..., T], *args: Any) -> T:
-        """Ledger calls run in a worker thread, one at a time (SQLite commits fsync), after
-        every queued write, so that what was written is what is read."""
-        await self._durable()
-        async with self._ledger_lock:
-            return await asyncio.to_thread(call, *args)
-
-    async def _durable(self) -> None:
-        """Return once every queued write is in the ledger."""
-        if self._writer_running:
-            await self._writes.join()
-        else:
-            self._flush_writes()  # before `run` or after it: nobody else will
-
-    def _write(self, call: Callable[..., object], *args: Any) -> None:
-        self._writes.put_nowait((call, args))
-
-    async def _ledger_writer(self) -> None:
-        self._writer_running = True
-        try:
-            while True:
-                call, args = await self._writes.get()
-                try:
-                    async with self._ledger_lock:
-                        await asyncio.to_thread(call, *args)
-                except LedgerError:
-                    # The site is kept safe without its record; the failure is loud.
-                    _log.exception("ledger.write_failed", call=getattr(call, "__name__", "?"))
-                finally:
-                    self._writes.task_done()
-        finally:
-            self._writer_running = False
-
-    def _flush_writes(self) -> None:
-        """Outside the task group: what is still queued goes in now."""
-        while not self._writes.empty():
-            call, args = self._writes.get_nowait()
-            try:
-                call(*args)
-            except LedgerError:
-                _log.exception("ledger.write_failed", call=getattr(call, "__name__", "?"))
-            finally:
-                self._writes.task_done()
-
 
 def _missing(state: SiteState) -> str:
     """What a plan needs and the state lacks, or empty."""
@@ -1203,36 +1011,6 @@ def _reasons(plan: Plan, step: int, most: int = 4) -> dict[str, int]:
         if text:
             counts[text] = counts.get(text, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: -item[1])[:most])
-
-
-def _level_of(group: GpuGroup, watts_per_gpu: float) -> int:
-    """The highest cap level not above `watts_per_gpu` (the deepest, when all are above)."""
-    for level, cap in enumerate(group.cap_levels):
-        if cap.watts_per_gpu <= watts_per_gpu + 1e-9:
-            return level
-    return len(group.cap_levels) - 1
-
-
-def _command_from_payload(kind: str, group: str, payload: Any) -> Command | None:
-    try:
-        if kind == "asic":
-            return AsicCommand(
-                group,
-                int(payload["units_on"]),
-                float(payload["watts_per_unit"]),
-                str(payload.get("reason", "")),
-                str(payload.get("plan", "restored")),
-            )
-        return GpuCommand(
-            group,
-            float(payload["power_cap_watts"]),
-            int(payload["capped_nodes"]),
-            int(payload["paused_nodes"]),
-            str(payload.get("reason", "")),
-            str(payload.get("plan", "restored")),
-        )
-    except (KeyError, TypeError, ValueError):
-        return None
 
 
 def _speed(clock: Clock) -> float:

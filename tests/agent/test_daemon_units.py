@@ -56,7 +56,7 @@ def test_allowance_is_charged_to_each_month_the_curtailment_spans(tmp_path: Path
             await daemon._send([GpuCommand("h100", 700.0, 0, 0, "spike over", "plan-2")], plan="p")
 
         asyncio.run(scenario())
-        daemon._flush_writes()  # as `run` does on its way out
+        daemon.recorder.flush()  # as `run` does on its way out
         november = ledger.used_node_hours(datetime(2024, 11, 15, tzinfo=UTC))
         december = ledger.used_node_hours(datetime(2024, 12, 15, tzinfo=UTC))
         assert november == {"batch": 4.0}
@@ -72,7 +72,7 @@ def test_curtailment_length_survives_a_restart(tmp_path: Path) -> None:
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         first = _daemon(tmp_path, clock, ledger)
         asyncio.run(first._send([GpuCommand("h100", 700.0, 0, 3, "spike", "plan-1")], plan="p"))
-        first._flush_writes()
+        first.recorder.flush()
         clock.moment += timedelta(minutes=40)
         second = _daemon(tmp_path, clock, ledger)
         asyncio.run(second._restore())

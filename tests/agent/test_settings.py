@@ -94,7 +94,9 @@ def test_unknown_section_is_rejected(tmp_path: Path) -> None:
     [(where, message)] = _issues(path)
 
     assert where == "metrics"
-    assert message.endswith("use one of: site, contracts, asic_groups, gpu_groups, mqtt, agent, devices")
+    assert message.endswith(
+        "use one of: site, contracts, asic_groups, gpu_groups, mqtt, agent, devices"
+    )
 
 
 def test_bad_contract_reference_names_the_field_and_the_fix(tmp_path: Path) -> None:

@@ -1,0 +1,204 @@
+"""The plant as commanded: what each group was last told, and what that draws.
+
+The daemon's planner and guard read the plant from here (the optimizer's `PlantState` is built
+from it), the ledger restores it after a restart, and the metrics report it. Draws are at the
+meter and at nominal power: what the commands ask for, not a measurement.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from adapters.actuation import AsicCommand, Command, GpuCommand
+from adapters.payloads import Override
+from optimizer.problem import AsicGroup, GpuGroup
+
+IntArray = npt.NDArray[np.int64]
+
+
+@dataclass(frozen=True, slots=True)
+class GroupPower:
+    """One group's commanded draw and the draw its command holds off."""
+
+    name: str
+    load: str  # "asic" or "gpu"
+    watts: float
+    held_watts: float  # below full power, because of `reason`
+    reason: str
+
+
+@dataclass(slots=True)
+class Setpoints:
+    """Per group: miners awake; GPU cap level, capped and paused nodes; the last command."""
+
+    asic: tuple[AsicGroup, ...]
+    gpu: tuple[GpuGroup, ...]
+    asic_index: dict[str, int] = field(init=False)
+    gpu_index: dict[str, int] = field(init=False)
+    units_on: IntArray = field(init=False)
+    gpu_level: IntArray = field(init=False)
+    gpu_capped: IntArray = field(init=False)
+    gpu_paused: IntArray = field(init=False)
+    commanded: dict[tuple[str, str], Command] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.asic_index = {g.name: i for i, g in enumerate(self.asic)}
+        self.gpu_index = {g.name: i for i, g in enumerate(self.gpu)}
+        # Until told otherwise, everything runs: what a site does without an agent.
+        self.units_on = np.array([g.units for g in self.asic], dtype=np.int64)
+        self.gpu_level = np.zeros(len(self.gpu), dtype=np.int64)
+        self.gpu_capped = np.zeros(len(self.gpu), dtype=np.int64)
+        self.gpu_paused = np.zeros(len(self.gpu), dtype=np.int64)
+        self.commanded = {}
+
+    def knows(self, group: str) -> bool:
+        return group in self.asic_index or group in self.gpu_index
+
+    def remember(self, command: Command) -> None:
+        if isinstance(command, AsicCommand):
+            self.units_on[self.asic_index[command.group]] = command.units_on
+            self.commanded["asic", command.group] = command
+        else:
+            i = self.gpu_index[command.group]
+            self.gpu_level[i] = level_of(self.gpu[i], command.power_cap_watts)
+            self.gpu_capped[i] = command.capped_nodes
+            self.gpu_paused[i] = command.paused_nodes
+            self.commanded["gpu", command.group] = command
+
+    def differs(self, command: Command) -> bool:
+        """Whether `command` asks for something other than the group's last command."""
+        key = ("asic" if isinstance(command, AsicCommand) else "gpu", command.group)
+        known = self.commanded.get(key)
+        if isinstance(command, AsicCommand) and isinstance(known, AsicCommand):
+            return (known.units_on, known.watts_per_unit) != (
+                command.units_on,
+                command.watts_per_unit,
+            )
+        if isinstance(command, GpuCommand) and isinstance(known, GpuCommand):
+            return (known.power_cap_watts, known.capped_nodes, known.paused_nodes) != (
+                command.power_cap_watts,
+                command.capped_nodes,
+                command.paused_nodes,
+            )
+        return True
+
+    def curtailed_nodes(self, i: int) -> int:
+        return int(self.gpu_capped[i] + self.gpu_paused[i])
+
+    def asic_watts_per_unit(self, i: int) -> float:
+        """The per-miner power target last commanded (nominal until one was)."""
+        known = self.commanded.get(("asic", self.asic[i].name))
+        if isinstance(known, AsicCommand):
+            return known.watts_per_unit
+        return self.asic[i].watts_per_unit
+
+    def override_command(self, override: Override) -> Command:
+        """The command that holds a group as an operator's override says."""
+        reason = f"override by {override.by or 'operator'} until {override.until.isoformat()}"
+        if override.group in self.asic_index:
+            group = self.asic[self.asic_index[override.group]]
+            units = {"awake": group.units, "asleep": 0}.get(override.mode, override.units_on or 0)
+            return AsicCommand(group.name, units, group.watts_per_unit, reason, "override")
+        gpu = self.gpu[self.gpu_index[override.group]]
+        full = gpu.cap_levels[0].watts_per_gpu
+        if override.mode == "asleep":
+            return GpuCommand(gpu.name, full, 0, gpu.nodes, reason, "override")
+        if override.mode == "awake":
+            return GpuCommand(gpu.name, full, 0, 0, reason, "override")
+        level = level_of(gpu, override.power_cap_watts or 0.0)
+        capped = 0 if level == 0 else gpu.nodes
+        return GpuCommand(
+            gpu.name, gpu.cap_levels[level].watts_per_gpu, capped, 0, reason, "override"
+        )
+
+    def command_watts(self, command: Command) -> float:
+        """What a group draws at the meter under `command`, at nominal power."""
+        if isinstance(command, AsicCommand):
+            asic = self.asic[self.asic_index[command.group]]
+            return command.units_on * command.watts_per_unit * asic.overhead_factor
+        gpu = self.gpu[self.gpu_index[command.group]]
+        return _gpu_watts(
+            gpu,
+            level_of(gpu, command.power_cap_watts),
+            command.capped_nodes,
+            command.paused_nodes,
+        )
+
+    def power(self) -> list[GroupPower]:
+        """Each group's commanded draw and what its command holds off, with the reason."""
+        result = []
+        for i, group in enumerate(self.asic):
+            unit_watts = group.watts_per_unit * group.overhead_factor
+            on = float(self.units_on[i])
+            command = self.commanded.get(("asic", group.name))
+            result.append(
+                GroupPower(
+                    group.name,
+                    "asic",
+                    on * unit_watts,
+                    (group.units - on) * unit_watts if command is not None else 0.0,
+                    command.reason if command is not None else "",
+                )
+            )
+        for i, gpu in enumerate(self.gpu):
+            watts = _gpu_watts(
+                gpu, int(self.gpu_level[i]), int(self.gpu_capped[i]), int(self.gpu_paused[i])
+            )
+            command = self.commanded.get(("gpu", gpu.name))
+            full = gpu.nodes * gpu.full_node_watts * gpu.overhead_factor
+            result.append(
+                GroupPower(
+                    gpu.name,
+                    "gpu",
+                    watts,
+                    full - watts if command is not None and self.curtailed_nodes(i) else 0.0,
+                    command.reason if command is not None else "",
+                )
+            )
+        return result
+
+
+def _gpu_watts(gpu: GpuGroup, level: int, capped: int, paused: int) -> float:
+    running = gpu.nodes - capped - paused
+    watts = (
+        running * gpu.full_node_watts
+        + capped * gpu.node_watts(level)
+        + paused * gpu.paused_node_watts
+    )
+    return watts * gpu.overhead_factor
+
+
+def level_of(group: GpuGroup, watts_per_gpu: float) -> int:
+    """The highest cap level not above `watts_per_gpu` (the deepest, when all are above)."""
+    for level, cap in enumerate(group.cap_levels):
+        if cap.watts_per_gpu <= watts_per_gpu + 1e-9:
+            return level
+    return len(group.cap_levels) - 1
+
+
+def command_from_payload(kind: str, group: str, payload: Mapping[str, Any]) -> Command | None:
+    """A command as the ledger stored it, or None if it no longer reads as one."""
+    try:
+        if kind == "asic":
+            return AsicCommand(
+                group,
+                int(payload["units_on"]),
+                float(payload["watts_per_unit"]),
+                str(payload.get("reason", "")),
+                str(payload.get("plan", "restored")),
+            )
+        return GpuCommand(
+            group,
+            float(payload["power_cap_watts"]),
+            int(payload["capped_nodes"]),
+            int(payload["paused_nodes"]),
+            str(payload.get("reason", "")),
+            str(payload.get("plan", "restored")),
+        )
+    except (KeyError, TypeError, ValueError):
+        return None
