@@ -13,8 +13,16 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from agent.forecast import DayAheadWindow, forecast_prices
+from agent.forecast import (
+    DRIFT_INTERVALS,
+    DayAheadWindow,
+    base_levels,
+    drift,
+    forecast_prices,
+    step_means,
+)
 from agent.pacing import reservations
+from optimizer.economics import breakeven_usd_per_mwh
 from optimizer.plan import Plan
 from optimizer.problem import (
     AllowanceBudget,
@@ -73,7 +81,23 @@ class Planner:
             day_ahead=market.day_ahead,
         )
         budgets = self._budgets(market.now, used_node_hours)
-        base = replace(
+        recent = market.history_usd_per_mwh[
+            -round(RECENT_PRICE_DAYS * 86_400.0 / market.interval_s) :
+        ]
+        period_end = month_end(market.now)
+        # Reservations read only what the site template holds (groups, contracts, pool fee), not
+        # the plant's state, so the problem is built once, with them.
+        reserved = reservations(
+            self.site,
+            recent_prices=np.concatenate((recent, forecast)),
+            hashprice_usd_per_th_day=market.hashprice_usd_per_th_day,
+            node_hours_left={
+                b.contract: b.node_hours_left for b in budgets if b.period_end == period_end
+            },
+            hours_left_in_period=(period_end - market.now).total_seconds() / 3_600.0,
+            site_oversubscribed=_oversubscribed(self.site),
+        )
+        return replace(
             self.site,
             start=market.now,
             step_s=steps,
@@ -84,23 +108,6 @@ class Planner:
             events=market.events,
             budgets=budgets,
             options=self.options,
-        )
-        recent = market.history_usd_per_mwh[
-            -round(RECENT_PRICE_DAYS * 86_400.0 / market.interval_s) :
-        ]
-        period_end = month_end(market.now)
-        reserved = reservations(
-            base,
-            recent_prices=np.concatenate((recent, forecast)),
-            hashprice_usd_per_th_day=market.hashprice_usd_per_th_day,
-            node_hours_left={
-                b.contract: b.node_hours_left for b in budgets if b.period_end == period_end
-            },
-            hours_left_in_period=(period_end - market.now).total_seconds() / 3_600.0,
-            site_oversubscribed=_oversubscribed(base),
-        )
-        return replace(
-            base,
             allowance_value_usd_per_node_hour={
                 name: r.usd_per_node_hour for name, r in reserved.items()
             },
@@ -184,10 +191,14 @@ class RecedingPlanner:
     world departs from the plan.
 
     A new solve happens when the plan is `max_age_s` old, when the plant is not where the plan
-    put it (the guard shed, a command failed), when new day-ahead prices were published, or when
+    put it (the guard shed, a command failed), when new day-ahead prices were published, when
     the price that just settled differs from what the plan expected by more than
-    `price_tolerance_usd_per_mwh` and `price_tolerance_share`. Otherwise the current plan stands:
-    its decisions were made on what is still the latest information.
+    `price_tolerance_usd_per_mwh` and `price_tolerance_share`, or when the forecast as it stands
+    now puts an interval of the next `breakeven_window_s` on the other side of a miner model's
+    breakeven than the plan did (the forecast moves with every settled price; a plan made on
+    the old one would run miners through what now looks like a spell, or keep them asleep past
+    its end). Otherwise the current plan stands: its decisions were made on what is still, as
+    far as they are concerned, the latest information.
     """
 
     def __init__(
@@ -197,13 +208,19 @@ class RecedingPlanner:
         max_age_s: float = 3_600.0,
         price_tolerance_usd_per_mwh: float = 10.0,
         price_tolerance_share: float = 0.25,
+        breakeven_window_s: float = 3_600.0,
     ) -> None:
         self.planner = planner
         self.max_age_s = max_age_s
         self.price_tolerance_usd_per_mwh = price_tolerance_usd_per_mwh
         self.price_tolerance_share = price_tolerance_share
+        self.breakeven_window_s = breakeven_window_s
         self._plan: Plan | None = None
         self._published: datetime | None = None
+        # The forecast's base levels when the plan was made (the last settled intervals', then
+        # the ones ahead): the forecast moves after it only by the drift of new settled prices.
+        self._levels: FloatArray = np.empty(0)
+        self._settled = 0
 
     def decide(
         self,
@@ -218,6 +235,15 @@ class RecedingPlanner:
             return Decision(self._plan, self._step(market.now), False, "plan stands")
         self._plan = self.planner.plan(state, market, used_node_hours)
         self._published = published_until
+        ahead = int(np.ceil((self.max_age_s + self.breakeven_window_s) / market.interval_s)) + 1
+        self._levels = base_levels(
+            now=market.now,
+            intervals=ahead,
+            history=market.history_usd_per_mwh,
+            interval_s=market.interval_s,
+            day_ahead=market.day_ahead,
+        )
+        self._settled = self._levels.size - ahead
         return Decision(self._plan, 0, True, reason or "first plan")
 
     def _step(self, now: datetime) -> int:
@@ -259,4 +285,71 @@ class RecedingPlanner:
                 expected
             ):
                 return f"price {settled:.0f} $/MWh settled against {expected:.0f} expected"
-        return None
+        return self._breakeven_crossed(plan, market)
+
+    def _breakeven_crossed(self, plan: Plan, market: MarketView) -> str | None:
+        """Whether the forecast now puts a step of the next `breakeven_window_s` on the other
+        side of a miner model's breakeven (at the hashprice known now) than the plan's, or,
+        above the lowest breakeven, departs from the plan's by more than the price tolerance.
+
+        The forecast now is the plan's base levels (kept from when it was made; they move only
+        with a day's new prices, and the plan is at most `max_age_s` old) plus the drift of the
+        prices settled since: the same forecast the planner would make, at a fraction of its
+        cost, since this runs every interval."""
+        problem = plan.problem
+        first = self._step(market.now)
+        offsets = problem.step_offsets_s()
+        elapsed = (market.now - problem.start).total_seconds()
+        window = np.flatnonzero(
+            (np.arange(problem.steps) >= first) & (offsets < elapsed + self.breakeven_window_s)
+        )
+        if not window.size or not problem.asic_groups:
+            return None
+        # The standing plan's steps ahead, forecast afresh: on the base levels the plan was made
+        # with, and the drift of the prices settled since.
+        step_s = tuple(float(problem.step_s[i]) for i in window)
+        intervals = round(sum(step_s) / market.interval_s)
+        first_interval = self._settled + round(float(offsets[window[0]]) / market.interval_s)
+        if first_interval + intervals <= self._levels.size:
+            past = min(DRIFT_INTERVALS, first_interval)
+            settled_drift = drift(
+                market.history_usd_per_mwh, self._levels[first_interval - past : first_interval]
+            )
+            ahead = self._levels[first_interval : first_interval + intervals]
+            fresh = step_means(ahead, settled_drift, step_s, market.interval_s)
+        else:
+            start = problem.start + timedelta(seconds=float(offsets[window[0]]))
+            fresh = forecast_prices(
+                now=max(start, market.now),
+                step_s=step_s,
+                history=market.history_usd_per_mwh,
+                interval_s=market.interval_s,
+                day_ahead=market.day_ahead,
+            )
+        planned = np.asarray(problem.price_usd_per_mwh, dtype=np.float64)[window]
+        breakevens = np.array(
+            [
+                breakeven_usd_per_mwh(
+                    market.hashprice_usd_per_th_day,
+                    g.joules_per_th,
+                    pool_fee=problem.pool_fee,
+                    overhead_factor=g.overhead_factor,
+                )
+                for g in problem.asic_groups
+            ]
+        )
+        crossed = (planned[:, None] > breakevens[None, :]) != (fresh[:, None] > breakevens[None, :])
+        # Above the lowest breakeven, how long a spell lasts and how high it runs decide whether
+        # sleeping pays for the waking loss: a material change there counts as well.
+        miss = np.abs(fresh - planned)
+        moved = (
+            (np.maximum(fresh, planned) > breakevens.min())
+            & (miss > self.price_tolerance_usd_per_mwh)
+            & (miss > self.price_tolerance_share * np.abs(planned))
+        )
+        changed = crossed.any(axis=1) | moved
+        if not changed.any():
+            return None
+        step = int(np.flatnonzero(changed)[0])
+        why = "across a miner breakeven" if crossed[step].any() else "above breakeven"
+        return f"forecast {fresh[step]:.0f} $/MWh against {planned[step]:.0f} planned {why}"

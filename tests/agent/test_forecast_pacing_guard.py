@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
 
-from agent.forecast import DRIFT_TIME_CONSTANT_S, daily_profile, forecast_prices
+from agent.forecast import (
+    CALIBRATION_DAYS,
+    DRIFT_INTERVALS,
+    DRIFT_TIME_CONSTANT_S,
+    HISTORY_DAYS,
+    DayAheadWindow,
+    daily_profile,
+    day_ahead_weight,
+    forecast_prices,
+    past_profiles,
+)
 from agent.guard import shed, shed_order
 from agent.pacing import marginal_hash_value_usd_per_mwh, reservations
 from optimizer.synthetic import synthetic_problem
@@ -32,9 +42,9 @@ def test_profile_without_history_is_flat() -> None:
 
 def test_day_ahead_price_leads_and_the_drift_fades() -> None:
     """Where a day-ahead price is known the forecast tends to it: the interval being decided keeps
-    the last settled price's whole drift, later ones see it fade with the time constant."""
+    the settled prices' whole drift, later ones see it fade with the time constant."""
     history = np.full(7 * DAY, 20.0)
-    history[-1] = 120.0  # the market is running 100 above its day-ahead price
+    history[-DRIFT_INTERVALS:] = 120.0  # the market has been running 100 above its day-ahead
 
     def day_ahead(start: datetime, count: int, interval_s: float) -> np.ndarray:
         return np.full(count, 20.0)
@@ -46,6 +56,69 @@ def test_day_ahead_price_leads_and_the_drift_fades() -> None:
     expected = 20.0 + 100.0 * np.exp(-900.0 * np.arange(8) / DRIFT_TIME_CONSTANT_S)
     assert forecast[0] == pytest.approx(120.0)
     assert np.allclose(forecast, expected)
+
+
+def test_one_settled_excursion_counts_for_less_than_a_sustained_one() -> None:
+    """A single settled interval 100 above the shape moves the forecast by its share of the
+    drift window; the same excursion sustained over the window moves it all the way."""
+    once = np.full(7 * DAY, 20.0)
+    once[-1] = 120.0
+    sustained = np.full(7 * DAY, 20.0)
+    sustained[-DRIFT_INTERVALS:] = 120.0
+    common = {"now": NOW, "step_s": (900.0,), "interval_s": 900.0, "day_ahead": None}
+    assert forecast_prices(history=once, **common)[0] == pytest.approx(  # type: ignore[arg-type]
+        20.0 + 100.0 / DRIFT_INTERVALS
+    )
+    assert forecast_prices(history=sustained, **common)[0] == pytest.approx(  # type: ignore[arg-type]
+        120.0
+    )
+
+
+def test_day_ahead_counts_as_far_as_real_time_followed_it() -> None:
+    """The day-ahead price's departure from the daily shape is trusted as far as real-time
+    prices followed such departures over the past month: fully where they did, not at all where
+    they stayed on the shape, at face value where there is no past to judge."""
+    days = HISTORY_DAYS + CALIBRATION_DAYS
+    shape = np.tile(np.linspace(10.0, 40.0, DAY), days)
+    rng = np.random.default_rng(2)
+    bumps = np.where(rng.random(days * DAY) < 0.1, 200.0, 0.0)
+
+    def published(values: np.ndarray) -> DayAheadWindow:
+        start = NOW - timedelta(days=days)
+
+        def window(first: datetime, count: int, interval_s: float) -> np.ndarray:
+            offset = round((first - start).total_seconds() / interval_s)
+            result = np.full(count, 80.0)  # the hours ahead: 80 where the shape says 10 to 40
+            inside = np.arange(offset, offset + count)
+            known = inside < values.size
+            result[known] = values[inside[known]]
+            return result
+
+        return window
+
+    followed = shape + bumps
+    ignored = shape
+    day_ahead = published(shape + bumps)  # the day-ahead market priced every bump
+    common = {"now": NOW, "interval_s": 900.0, "day_ahead": day_ahead}
+    assert day_ahead_weight(history=followed, **common) == pytest.approx(1.0)  # type: ignore[arg-type]
+    assert day_ahead_weight(history=ignored, **common) == pytest.approx(0.0)  # type: ignore[arg-type]
+    assert day_ahead_weight(history=ignored[-DAY:], **common) == 1.0  # type: ignore[arg-type]
+    ahead = {"now": NOW, "step_s": (900.0,) * 4, "interval_s": 900.0, "day_ahead": day_ahead}
+    trusting = forecast_prices(history=followed, **ahead)  # type: ignore[arg-type]
+    doubting = forecast_prices(history=ignored, **ahead)  # type: ignore[arg-type]
+    assert np.all(trusting[1:] > 70.0)
+    assert np.all(doubting[1:] < 45.0)
+
+
+def test_past_profiles_are_the_profiles_known_before_each_day() -> None:
+    """Each past day's profile is the daily profile of the history before that day."""
+    history = np.random.default_rng(3).lognormal(3.0, 0.7, 12 * DAY)
+    profiles = past_profiles(history, 900.0, 4)
+    assert profiles.size == 4 * DAY
+    for day in range(4):
+        before = history[: (8 + day) * DAY]
+        assert np.allclose(profiles[day * DAY : (day + 1) * DAY], daily_profile(before, 900.0))
+    assert past_profiles(history[: 7 * DAY], 900.0, 4).size == 0
 
 
 def test_unpublished_day_ahead_falls_back_to_history() -> None:

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
 from agent.cli import REFERENCE_SITE
-from agent.planner import MarketView, Planner, PlantState, month_end, month_start
+from agent.planner import (
+    MarketView,
+    Planner,
+    PlantState,
+    RecedingPlanner,
+    month_end,
+    month_start,
+)
 from agent.settings import load_settings
 from agent.site import site_problem
+from optimizer.economics import breakeven_usd_per_mwh
 
 NOW = datetime(2024, 8, 31, 12, tzinfo=UTC)  # the horizon reaches into September
 
@@ -58,3 +66,49 @@ def test_reservation_follows_what_is_left() -> None:
     value = "allowance_value_usd_per_node_hour"
     assert getattr(plenty, value)["flex"] < getattr(scarce, value)["flex"]
     assert getattr(spent, value)["flex"] >= 1e9
+
+
+def test_a_forecast_crossing_a_breakeven_solves_again() -> None:
+    """A settled price within the price tolerance of the plan's expectation leaves the plan
+    standing, unless the forecast it brings puts the interval being decided on the other side
+    of a miner model's breakeven than the plan did."""
+    planner = _planner()
+    worst = max(planner.site.asic_groups, key=lambda g: g.joules_per_th * g.overhead_factor)
+    # The hashprice at which the least efficient model breaks even at 58 $/MWh.
+    hashprice = breakeven_usd_per_mwh(
+        1.0, worst.joules_per_th, pool_fee=planner.site.pool_fee, overhead_factor=1.0
+    )
+    hashprice = 58.0 * worst.overhead_factor / hashprice
+    flat = np.full(30 * 96, 55.0)
+    receding = RecedingPlanner(planner)
+
+    def decide(settled: float | None) -> str:
+        history = flat if settled is None else np.append(flat[1:], settled)
+        now = NOW if settled is None else NOW + timedelta(seconds=900)
+        market = MarketView(
+            now=now,
+            history_usd_per_mwh=history,
+            interval_s=900.0,
+            hashprice_usd_per_th_day=hashprice,
+        )
+        plan = receding._plan
+        state = _state(planner)
+        if plan is not None:
+            schedule = plan.schedule
+            state = PlantState(
+                asic_units_on=tuple(int(u) for u in schedule.asic_units_on[:, 0]),
+                gpu_curtailed_nodes=tuple(
+                    int(c)
+                    for c in schedule.gpu_capped_nodes[:, 0] + schedule.gpu_paused_nodes[:, 0]
+                ),
+                gpu_curtailed_for_s=(0.0,) * len(planner.site.gpu_groups),
+            )
+        return receding.decide(state, market, {}).reason
+
+    assert decide(None) == "first plan"
+    # 7 $/MWh over the expected 55: within the tolerance, but the forecast (55 plus half the
+    # drift of the last two settled prices) now sits above the 58 breakeven.
+    assert "breakeven" in decide(62.0)
+    receding = RecedingPlanner(planner)
+    decide(None)
+    assert decide(56.0) == "plan stands"
