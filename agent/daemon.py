@@ -73,7 +73,7 @@ from agent.recorder import Recorder
 from agent.setpoints import Setpoints, command_from_payload
 from agent.settings import Settings
 from agent.site import site_problem
-from agent.state import Signal, SiteState, forecast_window
+from agent.state import Signal, SiteState
 from agent.topics import Topics, broker_options, field_map
 from optimizer.economics import (
     SECONDS_PER_DAY,
@@ -278,7 +278,7 @@ class Daemon:
                 if self.last_plan is None:
                     self._request_plan("first plan")  # the inputs it lacked may be here now
             elif kind == "forecast":
-                self.state.forecast = decode_forecast(payload, received=now, max_bytes=limit)
+                self.state.day_ahead.add(decode_forecast(payload, received=now, max_bytes=limit))
                 self.state.forecast_received = now
                 self._request_plan("new forecast")
             elif kind == "event":
@@ -497,20 +497,19 @@ class Daemon:
                 self._curtailed_for_s(self.gpu[i].name, now) for i in gpu_rows
             ),
         )
-        forecast = self.state.forecast
         market = MarketView(
             now=now,
             history_usd_per_mwh=history,
             interval_s=self.config.plan_interval_s,
             hashprice_usd_per_th_day=hashprice.value,
-            day_ahead=forecast_window(forecast) if forecast is not None else None,
+            day_ahead=self.state.day_ahead.window if self.state.day_ahead.until else None,
             events=template.events,
         )
         used = await self.recorder.call(self.ledger.used_node_hours, now)
         receding = self._receding
         started = time.perf_counter()
         decision = await asyncio.to_thread(
-            receding.decide, plant, market, used, published_until=self.state.forecast_until()
+            receding.decide, plant, market, used, published_until=self.state.day_ahead.until
         )
         self._last_solve = time.monotonic()
         plan = decision.plan

@@ -11,12 +11,11 @@ from __future__ import annotations
 import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import numpy as np
 
 from adapters.payloads import Forecast, Override
-from agent.forecast import DayAheadWindow
 from optimizer.problem import FloatArray, GridEvent
 
 # The planner's forecast looks back 30 days (agent.pacing) and a week of daily shape.
@@ -79,14 +78,15 @@ class SiteState:
     meters: dict[str, Signal] = field(default_factory=dict)
     price: Signal | None = None
     hashprice: Signal | None = None
-    forecast: Forecast | None = None
     forecast_received: datetime | None = None
     events: dict[str, GridEvent] = field(default_factory=dict)
     overrides: dict[str, Override] = field(default_factory=dict)
     prices: PriceHistory = field(init=False)
+    day_ahead: DayAheadBook = field(init=False)
 
     def __post_init__(self) -> None:
         self.prices = PriceHistory(self.interval_s)
+        self.day_ahead = DayAheadBook()
 
     def site_watts(self, meters: tuple[str, ...]) -> float | None:
         """The site's draw: the sum of the latest reading of each configured meter (of every
@@ -124,28 +124,53 @@ class SiteState:
             del self.overrides[override.group]
         return ended, expired
 
-    def forecast_until(self) -> datetime | None:
-        forecast = self.forecast
-        if forecast is None:
+
+class DayAheadBook:
+    """Every published forecast price kept for `days`, newer publications replacing older ones
+    for the same period: the planner's forecast learns from the past month how far real-time
+    prices followed the day-ahead ones, so one forecast alone is not enough."""
+
+    def __init__(self, days: float = HISTORY_DAYS) -> None:
+        self._keep_s = days * 86_400.0
+        self._steps: dict[float, tuple[float, float]] = {}  # start (epoch s) -> (end, price)
+        self._starts = np.zeros(0)
+        self._ends = np.zeros(0)
+        self._prices = np.zeros(0)
+
+    def add(self, forecast: Forecast) -> None:
+        first = forecast.start.timestamp()
+        last = first + len(forecast.usd_per_mwh) * forecast.step_s
+        # What the new publication covers replaces what older ones said of it.
+        self._steps = {t: v for t, v in self._steps.items() if not (t < last and v[0] > first)}
+        for k, price in enumerate(forecast.usd_per_mwh):
+            start = first + k * forecast.step_s
+            self._steps[start] = (start + forecast.step_s, price)
+        newest = max(end for end, _ in self._steps.values())
+        self._steps = {t: v for t, v in self._steps.items() if v[0] > newest - self._keep_s}
+        order = sorted(self._steps)
+        self._starts = np.array(order, dtype=np.float64)
+        self._ends = np.array([self._steps[t][0] for t in order], dtype=np.float64)
+        self._prices = np.array([self._steps[t][1] for t in order], dtype=np.float64)
+
+    @property
+    def until(self) -> datetime | None:
+        """The end of the latest forecast period known (a new publication moves it)."""
+        if not self._ends.size:
             return None
-        return forecast.start + timedelta(seconds=forecast.step_s * len(forecast.usd_per_mwh))
+        return datetime.fromtimestamp(float(self._ends.max()), tz=UTC)
 
-
-def forecast_window(forecast: Forecast) -> DayAheadWindow:
-    """The planner's `DayAheadWindow` over a published forecast: each interval takes the
-    forecast step it starts in, NaN outside the forecast."""
-    start_s = forecast.start.timestamp()
-    values = np.asarray(forecast.usd_per_mwh, dtype=np.float64)
-
-    def window(start_utc: datetime, count: int, interval_s: float) -> FloatArray:
-        offsets = start_utc.astimezone(UTC).timestamp() + np.arange(count) * interval_s - start_s
-        index = np.floor(offsets / forecast.step_s).astype(np.int64)
-        inside = (index >= 0) & (index < values.size)
+    def window(self, start_utc: datetime, count: int, interval_s: float) -> FloatArray:
+        """The planner's `DayAheadWindow`: each interval takes the forecast step it starts in,
+        NaN where none is known."""
+        times = start_utc.astimezone(UTC).timestamp() + np.arange(count) * interval_s
         result = np.full(count, np.nan)
-        result[inside] = values[index[inside]]
+        if not self._starts.size:
+            return result
+        index = np.searchsorted(self._starts, times, side="right") - 1
+        inside = index >= 0
+        inside[inside] &= times[inside] < self._ends[index[inside]]
+        result[inside] = self._prices[index[inside]]
         return result
-
-    return window
 
 
 def _event_key(event: GridEvent) -> tuple[datetime, str]:

@@ -10,7 +10,7 @@ import pytest
 
 from adapters.payloads import Forecast, Override, OverrideMode
 from agent.clock import ScaledClock
-from agent.state import PriceHistory, Signal, SiteState, forecast_window
+from agent.state import PriceHistory, Signal, SiteState
 from optimizer.problem import GridEvent
 
 T0 = datetime(2024, 8, 20, 12, 0, tzinfo=UTC)
@@ -80,19 +80,29 @@ def test_events_and_overrides_end_on_time() -> None:
     assert not state.overrides
 
 
-def test_forecast_window_maps_hours_onto_intervals() -> None:
-    """A published hourly forecast gives each 5-minute interval its hour's price, NaN outside."""
-    forecast = Forecast(issued=T0, start=T0, step_s=3_600.0, usd_per_mwh=(10.0, 20.0))
-    window = forecast_window(forecast)
-    values = window(T0 - timedelta(minutes=5), 26, 300.0)
+def test_day_ahead_book_maps_hours_onto_intervals_and_keeps_the_past() -> None:
+    """Each 5-minute interval takes its hour's published price, NaN outside what was
+    published; a later publication replaces the hours it covers and keeps the others, so the
+    past month stays available to learn from."""
+    state = SiteState(started=T0, interval_s=300.0)
+    assert state.day_ahead.until is None
+    state.day_ahead.add(Forecast(issued=T0, start=T0, step_s=3_600.0, usd_per_mwh=(10.0, 20.0)))
+    values = state.day_ahead.window(T0 - timedelta(minutes=5), 26, 300.0)
     assert np.isnan(values[0])
     assert values[1:13].tolist() == [10.0] * 12
     assert values[13:25].tolist() == [20.0] * 12
     assert np.isnan(values[25])
-    state = SiteState(started=T0, interval_s=300.0)
-    assert state.forecast_until() is None
-    state.forecast = forecast
-    assert state.forecast_until() == T0 + timedelta(hours=2)
+    assert state.day_ahead.until == T0 + timedelta(hours=2)
+    later = T0 + timedelta(hours=1)
+    state.day_ahead.add(
+        Forecast(issued=later, start=later, step_s=3_600.0, usd_per_mwh=(25.0, 30.0))
+    )
+    values = state.day_ahead.window(T0, 3, 3_600.0)
+    assert values.tolist() == [10.0, 25.0, 30.0]
+    assert state.day_ahead.until == T0 + timedelta(hours=3)
+    far = T0 + timedelta(days=60)
+    state.day_ahead.add(Forecast(issued=far, start=far, step_s=3_600.0, usd_per_mwh=(5.0,)))
+    assert np.isnan(state.day_ahead.window(T0, 1, 3_600.0)[0])
 
 
 def test_scaled_clock_runs_fast_and_rejects_nonsense() -> None:
