@@ -76,16 +76,29 @@ class _Rows:
         """Add `count` rows; each term is (row offset within the block, column, coefficient)."""
         first = self.count
         self.count += count
-        self.lower.append(np.broadcast_to(np.asarray(lower, dtype=np.float64), (count,)).copy())
-        self.upper.append(np.broadcast_to(np.asarray(upper, dtype=np.float64), (count,)).copy())
+        self.lower.append(_filled(lower, count))
+        self.upper.append(_filled(upper, count))
         for local_rows, cols, coefficient in terms:
-            shape = np.broadcast_shapes(np.shape(local_rows), np.shape(cols), np.shape(coefficient))
-            self.rows.append(np.broadcast_to(local_rows, shape).ravel() + first)
-            self.cols.append(np.broadcast_to(cols, shape).ravel())
+            rows_in, cols_in = np.asarray(local_rows), np.asarray(cols)
+            if rows_in.shape == cols_in.shape and np.ndim(coefficient) == 0:
+                # The common case, without broadcasting's overhead (models are built per solve).
+                self.rows.append(rows_in.ravel() + first)
+                self.cols.append(cols_in.ravel())
+                self.values.append(np.full(rows_in.size, coefficient, dtype=np.float64))
+                continue
+            shape = np.broadcast_shapes(rows_in.shape, cols_in.shape, np.shape(coefficient))
+            self.rows.append(np.broadcast_to(rows_in, shape).ravel() + first)
+            self.cols.append(np.broadcast_to(cols_in, shape).ravel())
             self.values.append(
                 np.broadcast_to(np.asarray(coefficient, dtype=np.float64), shape).ravel()
             )
         return np.arange(first, self.count)
+
+
+def _filled(bound: FloatArray | float, count: int) -> FloatArray:
+    if np.ndim(bound) == 0:
+        return np.full(count, bound, dtype=np.float64)
+    return np.broadcast_to(np.asarray(bound, dtype=np.float64), (count,)).copy()
 
 
 @dataclass(frozen=True, slots=True, eq=False)

@@ -183,9 +183,8 @@ class Problem:
         return len(self.step_s)
 
     def step_offsets_s(self) -> FloatArray:
-        """Start of each step, in seconds from `start`."""
-        durations = np.asarray(self.step_s, dtype=np.float64)
-        return np.concatenate(([0.0], np.cumsum(durations)[:-1]))
+        """Start of each step, in seconds from `start` (read-only: shared between calls)."""
+        return _offsets(self.step_s)
 
     def step_start(self, step: int) -> datetime:
         return self.start + timedelta(seconds=float(self.step_offsets_s()[step]))
@@ -218,6 +217,15 @@ class Problem:
             event_end = (event.end - self.start).total_seconds()
             active |= (offsets < event_end) & (ends > event_start)
         return active
+
+
+@lru_cache(maxsize=64)
+def _offsets(step_s: tuple[float, ...]) -> FloatArray:
+    # Asked for many times per plan (model building, reading the plan, re-plan checks), for a
+    # few distinct step layouts: computed once each.
+    offsets = np.concatenate(([0.0], np.cumsum(np.asarray(step_s, dtype=np.float64))[:-1]))
+    offsets.setflags(write=False)
+    return offsets
 
 
 def _require(condition: bool, message: str) -> None:
