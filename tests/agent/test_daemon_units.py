@@ -6,14 +6,17 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client import CollectorRegistry
 
 from adapters.actuation import GpuCommand, RecordingActuator
 from adapters.broker import free_port
+from adapters.payloads import Override, OverrideClear, OverrideMode, Rejected
 from agent.daemon import Daemon
 from agent.ledger import Ledger
 from agent.metrics import Metrics
 from agent.settings import load_settings
+from agent.state import Signal
 from tests.integration.harness import SITE_TOML
 
 
@@ -78,3 +81,46 @@ def test_curtailment_length_survives_a_restart(tmp_path: Path) -> None:
         asyncio.run(second._restore())
         assert second._curtailed_for_s("h100", clock.now()) == 2_400.0
         assert int(second.gpu_paused[0]) == 3
+
+
+def test_guard_spares_overridden_groups_until_nothing_else_is_left(tmp_path: Path) -> None:
+    """A group an operator holds awake is shed by the guard only after every other miner."""
+    clock = SetClock(datetime(2024, 8, 20, 12, 0, tzinfo=UTC))
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        daemon = _daemon(tmp_path, clock, ledger)
+        actuator = daemon.actuator
+        assert isinstance(actuator, RecordingActuator)
+        hold = Override("old-01", OverrideMode.AWAKE, clock.now() + timedelta(hours=1))
+        daemon.state.overrides["old-01"] = hold
+        daemon.state.meters["main"] = Signal(265e3, clock.now(), clock.now())
+        asyncio.run(daemon.guard_once())
+        shed = [c.group for c in actuator.applied]
+        assert "old-01" not in shed
+        assert shed[0] == "old-02"  # the next least efficient
+        # Far over the cap: everything else goes first, then the held group too.
+        daemon._shed_credit.clear()
+        daemon.state.meters["main"] = Signal(10e6, clock.now(), clock.now())
+        asyncio.run(daemon.guard_once())
+        assert int(daemon.units_on[daemon.asic_index["old-01"]]) == 0
+        assert int(daemon.units_on.sum()) == 0
+
+
+def test_an_operator_clears_an_override_with_an_empty_message(tmp_path: Path) -> None:
+    """An empty retained override message lifts the hold and asks for a new plan; one for a
+    group the site does not have is rejected."""
+    clock = SetClock(datetime(2024, 8, 20, 12, 0, tzinfo=UTC))
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        daemon = _daemon(tmp_path, clock, ledger)
+
+        async def scenario() -> None:
+            hold = Override("new-01", OverrideMode.ASLEEP, clock.now() + timedelta(hours=1))
+            await daemon._on_override(hold)
+            assert int(daemon.units_on[daemon.asic_index["new-01"]]) == 0
+            daemon._replan.clear()
+            await daemon._on_override(OverrideClear("new-01"))
+            assert "new-01" not in daemon.state.overrides
+            assert daemon._replan.is_set()
+            with pytest.raises(Rejected, match="not a group"):
+                await daemon._on_override(OverrideClear("nope"))
+
+        asyncio.run(scenario())

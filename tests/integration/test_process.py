@@ -14,7 +14,7 @@ from pathlib import Path
 
 from adapters.broker import LocalBroker
 from agent.ledger import Ledger
-from tests.integration.harness import PREFIX, feed_market, observing, site_settings
+from tests.integration.harness import PREFIX, SITE_TOML, feed_market, observing, site_settings
 
 EX_CONFIG = 78
 
@@ -107,3 +107,20 @@ def test_sigkill_then_restart_keeps_the_ledger_and_republishes(
                 agent.kill()
 
     asyncio.run(second_run())
+
+
+def test_a_ledger_that_cannot_be_opened_exits_73(tmp_path: Path) -> None:
+    """A ledger path that cannot be created is reported and exits with EX_CANTCREAT, before
+    the agent connects to anything."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the ledger's folder should be")
+    config = tmp_path / "site.toml"
+    config.write_text(SITE_TOML + f'\n[agent]\nledger_path = "{blocker / "ledger.sqlite3"}"\n')
+    result = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 73
+    assert b"ledger" in result.stderr
