@@ -62,7 +62,6 @@ from agent.clock import Clock
 from agent.guard import shed, shed_order
 from agent.ledger import CommandRecord, Ledger
 from agent.metrics import (
-    CURTAILMENT_REASONS,
     LOAD_CLASSES,
     Metrics,
     curtailment_reason,
@@ -70,7 +69,7 @@ from agent.metrics import (
 )
 from agent.planner import MarketView, Planner, PlantState, RecedingPlanner, month_end
 from agent.recorder import Recorder
-from agent.setpoints import Setpoints, command_from_payload
+from agent.setpoints import GroupPower, Setpoints, command_from_payload
 from agent.settings import Settings
 from agent.site import site_problem
 from agent.state import Signal, SiteState
@@ -168,6 +167,9 @@ class Daemon:
         self._published_notices: dict[str, bytes] = {}
         self.metrics_port: asyncio.Future[int] | None = None
         self._money_at: datetime | None = None
+        self._group_power: dict[str, GroupPower] = {}
+        self._load_watts = dict.fromkeys(LOAD_CLASSES, 0.0)
+        self._held_watts: dict[tuple[str, str], float] = {}
         self._static_metrics()
 
     # --- running -------------------------------------------------------------------------
@@ -233,6 +235,7 @@ class Daemon:
         for interruption in await self.recorder.call(self.ledger.open_interruptions):
             if interruption.group in self.gpu_index:
                 self.interruptions[interruption.group] = (interruption.id, interruption.start)
+        self._power_metrics()
         if current:
             _log.info(
                 "agent.restored", setpoints=len(current), interruptions=len(self.interruptions)
@@ -771,7 +774,7 @@ class Daemon:
                 # The plant is not where it was told to be: plan from where it is.
                 self.units_on[self.asic_index[command.group]] = outcome.units_on
                 self._request_plan(f"{command.group} did not follow its command")
-        self._power_metrics()
+        self._power_metrics(commands)
         await self._track_interruptions(commands, now)
         return list(commands)
 
@@ -939,22 +942,40 @@ class Daemon:
                 )
             )
 
-    def _power_metrics(self) -> None:
-        """Commanded draw per group and class, and what is held off, by reason."""
+    def _power_metrics(self, commands: Sequence[Command] | None = None) -> None:
+        """Commanded draw per group and class, and what is held off, by reason: for the groups
+        of `commands` (all, when None), the class totals kept by difference, so a shed of a
+        few groups on a site of a thousand costs a few updates, not a thousand."""
         m = self.metrics
-        loads = dict.fromkeys(LOAD_CLASSES, 0.0)
-        held: dict[tuple[str, str], float] = {}
-        for group in self.setpoints.power():
+        if commands is None:
+            changed = self.setpoints.power()
+        else:
+            changed = [
+                self.setpoints.asic_power(self.asic_index[c.group])
+                if isinstance(c, AsicCommand)
+                else self.setpoints.gpu_power(self.gpu_index[c.group])
+                for c in commands
+            ]
+        touched: set[tuple[str, str]] = set()
+        for group in changed:
+            before = self._group_power.get(group.name)
+            if before is not None:
+                self._load_watts[before.load] -= before.watts
+                key = (before.load, curtailment_reason(before.reason))
+                self._held_watts[key] = self._held_watts.get(key, 0.0) - before.held_watts
+                touched.add(key)
+            self._group_power[group.name] = group
+            self._load_watts[group.load] += group.watts
+            key = (group.load, curtailment_reason(group.reason))
+            self._held_watts[key] = self._held_watts.get(key, 0.0) + group.held_watts
+            touched.add(key)
             m.group_power.labels(group.name, group.load).set(group.watts)
-            loads[group.load] += group.watts
-            if group.held_watts > 0:
-                key = (group.load, curtailment_reason(group.reason))
-                held[key] = held.get(key, 0.0) + group.held_watts
-        for load, watts in loads.items():
+        for load, watts in self._load_watts.items():
             m.load_power.labels(load).set(watts)
-        for load in LOAD_CLASSES:
-            for reason in CURTAILMENT_REASONS:
-                m.curtailed_power.labels(load, reason).set(held.get((load, reason), 0.0))
+        for load, reason in touched:
+            m.curtailed_power.labels(load, reason).set(
+                max(0.0, self._held_watts.get((load, reason), 0.0))
+            )
 
     def _money_metrics(self, now: datetime) -> None:
         """Energy, its cost and the revenue since the last call, from the latest meter

@@ -131,36 +131,37 @@ class Setpoints:
 
     def power(self) -> list[GroupPower]:
         """Each group's commanded draw and what its command holds off, with the reason."""
-        result = []
-        for i, group in enumerate(self.asic):
-            unit_watts = group.watts_per_unit * group.overhead_factor
-            on = float(self.units_on[i])
-            command = self.commanded.get(("asic", group.name))
-            result.append(
-                GroupPower(
-                    group.name,
-                    "asic",
-                    on * unit_watts,
-                    (group.units - on) * unit_watts if command is not None else 0.0,
-                    command.reason if command is not None else "",
-                )
-            )
-        for i, gpu in enumerate(self.gpu):
-            watts = _gpu_watts(
-                gpu, int(self.gpu_level[i]), int(self.gpu_capped[i]), int(self.gpu_paused[i])
-            )
-            command = self.commanded.get(("gpu", gpu.name))
-            full = gpu.nodes * gpu.full_node_watts * gpu.overhead_factor
-            result.append(
-                GroupPower(
-                    gpu.name,
-                    "gpu",
-                    watts,
-                    full - watts if command is not None and self.curtailed_nodes(i) else 0.0,
-                    command.reason if command is not None else "",
-                )
-            )
-        return result
+        return [self.asic_power(i) for i in range(len(self.asic))] + [
+            self.gpu_power(i) for i in range(len(self.gpu))
+        ]
+
+    def asic_power(self, i: int) -> GroupPower:
+        group = self.asic[i]
+        unit_watts = group.watts_per_unit * group.overhead_factor
+        on = float(self.units_on[i])
+        command = self.commanded.get(("asic", group.name))
+        return GroupPower(
+            group.name,
+            "asic",
+            on * unit_watts,
+            (group.units - on) * unit_watts if command is not None else 0.0,
+            command.reason if command is not None else "",
+        )
+
+    def gpu_power(self, i: int) -> GroupPower:
+        gpu = self.gpu[i]
+        watts = _gpu_watts(
+            gpu, int(self.gpu_level[i]), int(self.gpu_capped[i]), int(self.gpu_paused[i])
+        )
+        command = self.commanded.get(("gpu", gpu.name))
+        full = gpu.nodes * gpu.full_node_watts * gpu.overhead_factor
+        return GroupPower(
+            gpu.name,
+            "gpu",
+            watts,
+            full - watts if command is not None and self.curtailed_nodes(i) else 0.0,
+            command.reason if command is not None else "",
+        )
 
 
 def _gpu_watts(gpu: GpuGroup, level: int, capped: int, paused: int) -> float:
