@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from adapters.actuation import GpuCommand, RecordingActuator
+from adapters.actuation import AsicCommand, GpuCommand, RecordingActuator
 from adapters.broker import free_port
 from adapters.payloads import Override, OverrideClear, OverrideMode, Rejected
 from agent.daemon import Daemon
@@ -124,3 +124,41 @@ def test_an_operator_clears_an_override_with_an_empty_message(tmp_path: Path) ->
                 await daemon._on_override(OverrideClear("nope"))
 
         asyncio.run(scenario())
+
+
+def test_power_metrics_follow_the_commands_by_class_and_reason(tmp_path: Path) -> None:
+    """What a command holds off is reported under its load class and reason, and given back
+    when the group runs again; the class totals stay the sum of the groups."""
+    clock = SetClock(datetime(2024, 8, 20, 12, 0, tzinfo=UTC))
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        daemon = _daemon(tmp_path, clock, ledger)
+        m = daemon.metrics
+
+        def held(load: str, reason: str) -> float:
+            labels = {"load": load, "reason": reason}
+            return m.registry.get_sample_value("gridpilot_curtailed_power_watts", labels) or 0.0
+
+        def load(kind: str) -> float:
+            return m.registry.get_sample_value("gridpilot_load_power_watts", {"load": kind}) or 0.0
+
+        full_asic = load("asic")
+        assert full_asic == (40 * 3000 + 20 * 3500) * 1.05
+        asyncio.run(
+            daemon._send(
+                [
+                    AsicCommand("old-01", 4, 3000.0, "price 90 $/MWh > breakeven", "p"),
+                    AsicCommand("old-02", 0, 3000.0, "site limit 0.3 MW", "p"),
+                    GpuCommand("h100", 700.0, 0, 10, "price spike", "p"),
+                ],
+                plan="p",
+            )
+        )
+        assert held("asic", "price") == 6 * 3000 * 1.05
+        assert held("asic", "site_limit") == 10 * 3000 * 1.05
+        assert load("asic") == full_asic - 16 * 3000 * 1.05
+        paused = 10 * (8 * 100 + 500) * 1.25
+        assert held("gpu", "price") == 10 * (8 * 700 + 500) * 1.25 - paused
+        assert load("gpu") == paused
+        asyncio.run(daemon._send([AsicCommand("old-01", 10, 3000.0, "", "p")], plan="p"))
+        assert held("asic", "price") == 0
+        assert load("asic") == full_asic - 10 * 3000 * 1.05
