@@ -14,7 +14,10 @@ from typing import Protocol
 
 
 class Clock(Protocol):
-    """What the daemon asks of time."""
+    """What the daemon asks of time. `speed`: this clock's seconds per wall second (loops that
+    wait on the wall, such as a solve's or the broker's, divide by it)."""
+
+    speed: float
 
     def now(self) -> datetime:
         """The current moment, timezone-aware UTC."""
@@ -26,6 +29,8 @@ class Clock(Protocol):
 
 
 class SystemClock:
+    speed = 1.0
+
     def now(self) -> datetime:
         return datetime.now(UTC)
 

@@ -454,7 +454,7 @@ class Daemon:
     async def _planner_loop(self) -> None:
         while True:
             try:
-                async with asyncio.timeout(self.config.plan_interval_s / _speed(self.clock)):
+                async with asyncio.timeout(self.config.plan_interval_s / self.clock.speed):
                     await self._replan.wait()
             except TimeoutError:
                 self._replan_reason = "interval"
@@ -623,10 +623,10 @@ class Daemon:
                 # From this loop, so that a loop stuck anywhere stops the pings.
                 systemd.notify("WATCHDOG=1")
                 last_watchdog = tick
-            if tick - last_account >= 60.0 / _speed(self.clock):
+            if tick - last_account >= 60.0 / self.clock.speed:
                 await self._account(self.clock.now())
                 last_account = tick
-            if tick - last_prune >= 86_400.0 / _speed(self.clock):
+            if tick - last_prune >= 86_400.0 / self.clock.speed:
                 cutoff = self.clock.now() - timedelta(days=self.config.ledger_keep_days)
                 await self.recorder.call(self.ledger.prune, cutoff)
                 last_prune = tick
@@ -1031,7 +1031,3 @@ def _reasons(plan: Plan, step: int, most: int = 4) -> dict[str, int]:
         if text:
             counts[text] = counts.get(text, 0) + 1
     return dict(sorted(counts.items(), key=lambda item: -item[1])[:most])
-
-
-def _speed(clock: Clock) -> float:
-    return float(getattr(clock, "speed", 1.0))

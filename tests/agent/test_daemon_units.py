@@ -21,6 +21,8 @@ from tests.integration.harness import SITE_TOML
 
 
 class SetClock:
+    speed = 1.0
+
     def __init__(self, now: datetime) -> None:
         self.moment = now
 
