@@ -37,6 +37,41 @@ def find_mosquitto() -> Path:
     )
 
 
+def start_mosquitto(
+    binary: Path, config: Path, log: Path, address: tuple[str, int], *, timeout_s: float = 10.0
+) -> subprocess.Popen[bytes]:
+    """Start `binary -c config`, logging to `log`, and return once it accepts connections on
+    `address`; BrokerError (with the log's end) if it exits or does not listen in time."""
+    with log.open("ab") as sink:
+        # The child keeps its own copy of the descriptor.
+        process = subprocess.Popen(  # noqa: S603  # a config of ours, a fixed binary
+            [str(binary), "-c", str(config)], stdout=sink, stderr=sink
+        )
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            said = log.read_text(errors="replace")[-2000:]
+            raise BrokerError(f"mosquitto exited at start:\n{said}")
+        try:
+            with socket.create_connection(address, timeout=0.2):
+                return process
+        except OSError:
+            time.sleep(0.02)
+    stop_mosquitto(process)
+    raise BrokerError(f"mosquitto did not listen on {address[0]}:{address[1]} in {timeout_s} s")
+
+
+def stop_mosquitto(process: subprocess.Popen[bytes]) -> None:
+    """A clean stop (mosquitto writes its database), killed after 5 s."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
 class LocalBroker:
     def __init__(self, port: int | None = None, *, extra_config: str = "") -> None:
         self.host = "127.0.0.1"
@@ -57,34 +92,18 @@ class LocalBroker:
         self._process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout_s: float = 10.0) -> None:
-        with (self._dir / "mosquitto.log").open("ab") as log:
-            # The child keeps its own copy of the descriptor.
-            self._process = subprocess.Popen(  # noqa: S603  # our own config, a fixed binary
-                [str(self._binary), "-c", str(self._config)],
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self._process.poll() is not None:
-                raise BrokerError(f"mosquitto exited at start: {self.log()[-500:]}")
-            try:
-                with socket.create_connection((self.host, self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        self.stop()
-        raise BrokerError(f"mosquitto did not listen on {self.host}:{self.port} in {timeout_s} s")
+        self._process = start_mosquitto(
+            self._binary,
+            self._config,
+            self._dir / "mosquitto.log",
+            (self.host, self.port),
+            timeout_s=timeout_s,
+        )
 
     def stop(self) -> None:
         process, self._process = self._process, None
-        if process is not None and process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_mosquitto(process)
 
     def log(self) -> str:
         path = self._dir / "mosquitto.log"

@@ -19,7 +19,6 @@ import shutil
 import socket
 import ssl
 import subprocess
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -28,7 +27,13 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from adapters.broker import BrokerError, find_mosquitto, free_port
+from adapters.broker import (
+    BrokerError,
+    find_mosquitto,
+    free_port,
+    start_mosquitto,
+    stop_mosquitto,
+)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 SITE = "gridpilot/west-texas/"
@@ -136,32 +141,18 @@ class Broker:
         return self.directory / "certs"
 
     def start(self, timeout_s: float = 10.0) -> None:
-        with (self.directory / "mosquitto.log").open("ab") as log:
-            self.process = subprocess.Popen(  # noqa: S603  # our config, a fixed binary
-                [self.binary, "-c", str(self.directory / "mosquitto.conf")],
-                stdout=log,
-                stderr=log,
-            )
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise BrokerError(f"mosquitto exited at start:\n{self.log()[-2000:]}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.02)
-        raise BrokerError(f"mosquitto did not listen in {timeout_s} s:\n{self.log()[-2000:]}")
+        self.process = start_mosquitto(
+            Path(self.binary),
+            self.directory / "mosquitto.conf",
+            self.directory / "mosquitto.log",
+            ("127.0.0.1", self.port),
+            timeout_s=timeout_s,
+        )
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.terminate()  # a clean stop: mosquitto writes its database
-            try:
-                process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            stop_mosquitto(process)
 
     def log(self) -> str:
         return (self.directory / "mosquitto.log").read_text(errors="replace")
