@@ -34,6 +34,7 @@ from adapters.broker import (
     start_mosquitto,
     stop_mosquitto,
 )
+from adapters.mqtt import BrokerOptions, MqttLink, TlsFiles
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 SITE = "gridpilot/west-texas/"
@@ -536,3 +537,57 @@ def test_retained_commands_survive_a_broker_restart(broker: Broker) -> None:
     assert (broker.directory / "data" / "mosquitto.db").is_file()
     broker.start()
     assert asyncio.run(receive()) == [command]
+
+
+def test_the_agents_own_link_connects_with_tls_a_password_and_its_certificate(
+    broker: Broker,
+) -> None:
+    """The agent's broker link, configured as `[mqtt]` and `[mqtt.tls]` say, logs in over TLS
+    with its client certificate, receives its inputs and publishes its status."""
+
+    async def scenario() -> None:
+        received: list[tuple[str, bytes]] = []
+        connected = asyncio.Event()
+
+        async def on_message(topic: str, payload: bytes) -> None:
+            received.append((topic, payload))
+
+        async def on_connect() -> None:
+            await link.publish(SITE + "status", b"online")
+            connected.set()
+
+        link = MqttLink(
+            BrokerOptions(
+                host="127.0.0.1",
+                port=broker.port,
+                client_id="gridpilot",
+                will_topic=SITE + "status",
+                will_payload=b"offline",
+                username="gridpilot",
+                password=PASSWORDS["gridpilot"],
+                tls=TlsFiles(
+                    broker.certs / "ca.crt", broker.certs / "agent.crt", broker.certs / "agent.key"
+                ),
+            ),
+            subscriptions=[SITE + "price/realtime"],
+            on_message=on_message,
+            on_connect=on_connect,
+        )
+        price = (SITE + "price/realtime", _fresh("33.0"))
+        async with _watching(broker, "operator", SITE + "status") as operator:
+            task = asyncio.create_task(link.run())
+            try:
+                async with asyncio.timeout(10):
+                    await connected.wait()
+                assert (await _until(operator, SITE + "status", b"online"))[-1][1] == b"online"
+                async with broker.client("market") as market:
+                    await market.publish(*price, qos=1)
+                async with asyncio.timeout(5):
+                    while price not in received:
+                        await asyncio.sleep(0.02)
+            finally:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    asyncio.run(scenario())
