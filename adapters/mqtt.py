@@ -140,11 +140,6 @@ class MqttLink:
             return False
         return True
 
-    async def goodbye(self, topic: str, payload: bytes) -> None:
-        """Publish a last retained message before a clean shutdown (the will only fires on an
-        unclean one)."""
-        await self.publish(topic, payload)
-
     async def _session(self) -> None:
         self._served = False
         options = self.options

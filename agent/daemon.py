@@ -164,7 +164,7 @@ class Daemon:
         self._shed_credit: list[tuple[float, float]] = []  # (monotonic s, watts shed)
         self.recorder = Recorder(ledger)
         self._last_solve = -float("inf")
-        self._published_notices: dict[str, bytes] = {}
+        self._published_notices: dict[str, tuple[str | None, int]] = {}
         self.metrics_port: asyncio.Future[int] | None = None
         self._money_at: datetime | None = None
         self._group_power: dict[str, GroupPower] = {}
@@ -220,7 +220,8 @@ class Daemon:
     async def _until(self, stop: asyncio.Event) -> None:
         await stop.wait()
         systemd.notify("STOPPING=1")
-        await self.link.goodbye(self.topics.status, b"offline")
+        # The will fires only on an unclean end: say it ourselves.
+        await self.link.publish(self.topics.status, b"offline")
         raise _Stop
 
     async def _restore(self) -> None:
@@ -880,31 +881,28 @@ class Daemon:
         await self.link.publish(self.topics.plan, json.dumps(summary).encode())
 
     async def _publish_notices(self, plan: Plan, gpu_rows: list[int], label: str) -> None:
-        """Tell each contract with a notice period when the plan next pauses its nodes."""
-        offsets = plan.problem.step_offsets_s()
+        """Tell each contract with a notice period when the plan next pauses its nodes, each
+        time that changes (retained: a customer's scheduler that subscribes late still sees it)."""
         for contract in self.site.contracts:
             if contract.notice_s <= 0:
                 continue
             rows = [k for k, i in enumerate(gpu_rows) if self.gpu[i].contract == contract.name]
             paused = plan.schedule.gpu_paused_nodes[rows].sum(axis=0) if rows else np.zeros(1)
             upcoming = np.flatnonzero(paused > 0)
-            start = (
-                (plan.problem.start + timedelta(seconds=float(offsets[upcoming[0]]))).isoformat()
-                if upcoming.size
-                else None
-            )
-            payload = json.dumps(
-                {
-                    "plan": label,
-                    "start": start,
-                    "paused_nodes": int(paused[upcoming[0]]) if upcoming.size else 0,
-                    "notice_s": contract.notice_s,
-                }
-            ).encode()
-            key = json.dumps([start, int(paused[upcoming[0]]) if upcoming.size else 0]).encode()
-            if self._published_notices.get(contract.name) != key:
-                await self.link.publish(self.topics.notice.format(contract=contract.name), payload)
-                self._published_notices[contract.name] = key
+            first = int(upcoming[0]) if upcoming.size else None
+            start = plan.problem.step_start(first).isoformat() if first is not None else None
+            nodes = int(paused[first]) if first is not None else 0
+            if self._published_notices.get(contract.name) == (start, nodes):
+                continue
+            payload = {
+                "plan": label,
+                "start": start,
+                "paused_nodes": nodes,
+                "notice_s": contract.notice_s,
+            }
+            topic = self.topics.notice.format(contract=contract.name)
+            if await self.link.publish(topic, json.dumps(payload).encode()):
+                self._published_notices[contract.name] = (start, nodes)
 
     # --- metrics -------------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 Values come from the TOML file given to `load_settings`, overridden by `GRIDPILOT_`-prefixed
 environment variables with `__` between levels (`GRIDPILOT_SITE__INTERCONNECT_WATTS=7e7`). Every
-model forbids unknown keys, so a typo is an error rather than a silently ignored setting. Later
-sections (`mqtt`, `planner`, `ledger`, `metrics`) become further fields of `Settings`.
+model forbids unknown keys, so a typo is an error rather than a silently ignored setting. The
+site and its loads come first; `[mqtt]`, `[agent]` and `[devices]` say how the daemon runs.
 
 Units are in the field names: watts, seconds (`_s`), $/GPU-hour, TH/s per unit.
 """

@@ -123,16 +123,13 @@ class Observer:
                 latest[topic] = json.loads(payload)
         return latest
 
-    async def wait_for(
-        self, condition: Callable[[], bool], timeout_s: float = 10.0, what: str = ""
-    ) -> None:
+    async def wait_for(self, condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
         async with asyncio.timeout(timeout_s):
             while not condition():
                 self._arrived.clear()
                 with contextlib.suppress(TimeoutError):
                     async with asyncio.timeout(0.05):
                         await self._arrived.wait()
-        del what
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
         await self.client.publish(topic, payload, qos=1, retain=retain)

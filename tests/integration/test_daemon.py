@@ -299,3 +299,35 @@ def test_restart_continues_from_the_ledger(tmp_path: Path, broker: LocalBroker) 
             }
 
     asyncio.run(scenario())
+
+
+def test_a_planned_pause_is_announced_to_its_contract(tmp_path: Path, broker: LocalBroker) -> None:
+    """When the plan pauses an interruptible contract's nodes ahead (a forecast price spike),
+    the contract's notice topic says from when and how many, at least its notice ahead."""
+
+    async def scenario() -> None:
+        settings = site_settings(tmp_path, broker)
+        async with observing(broker) as observer, running(settings) as daemon:
+            now = datetime.now(UTC)
+            hour = now.replace(minute=0, second=0, microsecond=0)
+            forecast = {
+                "issued": now.isoformat(),
+                "start": hour.isoformat(),
+                "step_s": 3600,
+                "usd_per_mwh": [30.0] * 2 + [9000.0] * 3 + [30.0] * 20,
+            }
+            await observer.publish(f"{PREFIX}/price/forecast", json.dumps(forecast))
+            await feed_market(observer)
+            await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 200e3}))
+            topic = f"{PREFIX}/notice/batch"
+            await observer.wait_for(lambda: any(n["start"] for n in observer.json_on(topic)), 20)
+            notice = next(n for n in observer.json_on(topic) if n["start"])
+            start = datetime.fromisoformat(notice["start"])
+            assert notice["paused_nodes"] > 0
+            assert notice["notice_s"] == 900
+            assert start >= now + timedelta(seconds=900) - timedelta(minutes=5)
+            # Within the spike (its first block may start a quarter-hour early).
+            assert hour + timedelta(hours=2, minutes=-15) <= start < hour + timedelta(hours=5)
+            assert daemon.plans_made >= 1
+
+    asyncio.run(scenario())
