@@ -13,7 +13,9 @@ latest one is all a device gateway needs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import math
 import random
 import socket
 import ssl
@@ -29,6 +31,13 @@ _LOG = logging.getLogger("gridpilot.mqtt")
 # How long one broker round trip (connect, subscribe, publish) may take before the connection
 # is given up and made again.
 CALL_TIMEOUT_S = 5.0
+
+# aiomqtt bounds its waits with asyncio.wait_for, which on Python 3.11 drops a cancellation that
+# lands in the same loop turn as the broker's answer; the cancelled task then carries on, and
+# an agent told to stop never stops (seen under load, on a QoS 1 publish). So aiomqtt is told
+# to wait without a bound, and every wait is bounded here with asyncio.timeout, which is
+# cancellation-safe.
+_UNBOUNDED = math.inf
 
 NO_DELAY = (socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
@@ -114,6 +123,8 @@ class MqttLink:
                 await self._session()
             except aiomqtt.MqttError as exc:
                 self.last_error = str(exc)
+            except TimeoutError:
+                self.last_error = f"no answer from the broker within {CALL_TIMEOUT_S:g} s"
             # A session ends only by an error: the broker went away or refused us.
             self._set_client(None)
             wait = self._delay(failures)
@@ -134,9 +145,12 @@ class MqttLink:
         if client is None:
             return False
         try:
-            await client.publish(topic, payload, qos=1, retain=retain, timeout=CALL_TIMEOUT_S)
+            await publish_acked(client, topic, payload, retain=retain)
         except aiomqtt.MqttError as exc:
             self.last_error = str(exc)
+            return False
+        except TimeoutError:
+            self.last_error = f"publish not acknowledged within {CALL_TIMEOUT_S:g} s"
             return False
         return True
 
@@ -151,7 +165,7 @@ class MqttLink:
             password=options.password,
             will=aiomqtt.Will(options.will_topic, options.will_payload, qos=1, retain=True),
             keepalive=options.keepalive_s,
-            timeout=CALL_TIMEOUT_S,
+            timeout=_UNBOUNDED,
             tls_context=_tls_context(options.tls) if options.tls else None,
             # A fresh session each time: subscriptions are made again below, and a backlog of
             # stale readings queued while we were away is worth less than the current ones.
@@ -162,28 +176,54 @@ class MqttLink:
         )
         # aiomqtt warns past ten unacknowledged publishes; a guard shed sends one per group.
         client.pending_calls_threshold = 100_000
-        async with client:
+        async with asyncio.timeout(CALL_TIMEOUT_S):
+            await client.__aenter__()
+        try:
+            await self._serve(client)
+        finally:
+            # A clean goodbye where the broker still listens; an exception already on its way
+            # (the broker gone, a cancellation) goes on unchanged.
+            with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
+                async with asyncio.timeout(CALL_TIMEOUT_S):
+                    await client.__aexit__(None, None, None)
+
+    async def _serve(self, client: aiomqtt.Client) -> None:
+        async with asyncio.timeout(CALL_TIMEOUT_S):
             for topic in self._subscriptions:
-                await client.subscribe(topic, qos=1)
-            self.connects += 1
-            self._set_client(client)
-            await self._on_connect()
-            self._served = True
-            async for message in client.messages:
-                payload = message.payload
-                if isinstance(payload, bytes | bytearray):
-                    data = bytes(payload)
-                elif isinstance(payload, str):
-                    data = payload.encode()
-                else:  # an empty payload arrives as None
-                    data = b"" if payload is None else str(payload).encode()
-                await self._on_message(message.topic.value, data)
+                await client.subscribe(topic, qos=1, timeout=_UNBOUNDED)
+        self.connects += 1
+        self._set_client(client)
+        await self._on_connect()
+        self._served = True
+        async for message in client.messages:
+            payload = message.payload
+            if isinstance(payload, bytes | bytearray):
+                data = bytes(payload)
+            elif isinstance(payload, str):
+                data = payload.encode()
+            else:  # an empty payload arrives as None
+                data = b"" if payload is None else str(payload).encode()
+            await self._on_message(message.topic.value, data)
 
     def _set_client(self, client: aiomqtt.Client | None) -> None:
         was = self._client is not None
         self._client = client
         if was != (client is not None):
             self._on_state(client is not None)
+
+
+async def publish_acked(
+    client: aiomqtt.Client,
+    topic: str,
+    payload: bytes | str,
+    *,
+    retain: bool = False,
+    timeout_s: float = CALL_TIMEOUT_S,
+) -> None:
+    """Publish at QoS 1 and wait for the broker's acknowledgement, at most `timeout_s`
+    (TimeoutError), in a way that a cancellation always ends (see `_UNBOUNDED`)."""
+    async with asyncio.timeout(timeout_s):
+        await client.publish(topic, payload, qos=1, retain=retain, timeout=_UNBOUNDED)
 
 
 def _tls_context(files: TlsFiles) -> ssl.SSLContext:

@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from adapters.actuation import Actuator
 from adapters.broker import LocalBroker
+from adapters.mqtt import publish_acked
 from agent.clock import Clock, SystemClock
 from agent.daemon import Daemon
 from agent.ledger import Ledger
@@ -132,7 +133,8 @@ class Observer:
                         await self._arrived.wait()
 
     async def publish(self, topic: str, payload: bytes | str, *, retain: bool = False) -> None:
-        await self.client.publish(topic, payload, qos=1, retain=retain)
+        # Cancellation-safe, unlike aiomqtt's own wait on Python 3.11 (see adapters.mqtt).
+        await publish_acked(self.client, topic, payload, retain=retain, timeout_s=10.0)
 
 
 @contextlib.asynccontextmanager
