@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-replay bench-guard soak system-deps clean
+.PHONY: demo test lint typecheck unit bench bench-replay bench-guard soak capture-lab system-deps clean
 
 # What the integration tests run for real: Mosquitto, Prometheus (with promtool) and
 # systemd-analyze, from Debian's packages where they are missing. Needs root or sudo.
@@ -67,6 +67,11 @@ bench-replay: $(INSTALLED)
 	mkdir -p out
 	for run in $$(seq $(RUNS)); do $(BIN)/gridpilot replay --json out/bench-replay-$$run.json || exit 1; done
 	$(BIN)/python -c "import json, statistics, sys; walls = [json.load(open(f'out/bench-replay-{r}.json'))['wall_s'] for r in range(1, $(RUNS) + 1)]; print('replay wall s, median of', len(walls), ':', statistics.median(walls), walls)"
+
+# The miners' sleep-and-wake decisions alone, on the bundled year, in about a minute: the agent's
+# forecast beside the threshold rule and oracles that know how long each spell lasts.
+capture-lab: $(INSTALLED)
+	$(BIN)/python -m tests.agent.capture_lab
 
 clean:
 	rm -rf $(VENV) out .coverage .mypy_cache .ruff_cache .pytest_cache .hypothesis

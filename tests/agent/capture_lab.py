@@ -1,0 +1,280 @@
+"""Capture lab: the miners' sleep-and-wake decisions alone, in seconds (not a test).
+
+Run: `.venv/bin/python -m tests.agent.capture_lab [--settlement-point HB_NORTH] [--no-day-ahead]`
+(or `make capture-lab`).
+
+The full replay takes minutes and mixes every decision the agent makes. The part of capture
+that price forecasts decide is the miners' sleep and wake around expensive spells, and that part
+is cheap to study on its own: here each miner model of the reference site is one unit, on or
+asleep in each 15-minute interval, earning (breakeven - price) per MWh while on and losing
+`wake_loss_s` of hashing each time it wakes. Decisions use the previous day's hashprice and the
+prices settled before the interval; scoring uses the true ones, as in the replay. Policies:
+
+- `threshold`: asleep exactly when the last settled price was above breakeven.
+- `agent forecast`: the agent's own forecast (`agent.forecast.forecast_prices`) of the next
+  `HORIZON` intervals, with the exact best sleep-and-wake sequence over it, decided again every
+  interval (what the planner does for one model, without the rest of the site).
+- three oracles that know each expensive spell's length from its first settled interval, but
+  not its start: `skip short spells` (sleeps only through spells that pay for the waking),
+  `wake on time` (wakes as the spell ends, not an interval later), and both.
+- `hindsight`: the exact best sequence over the true prices.
+
+Capture is `(policy - always on) / (hindsight - always on)`, summed over the models by their
+megawatts. It is not the replay's capture (no site limit, no GPUs, no guard), but it moves with
+it: a forecast that does better here is worth a full replay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+import numpy as np
+
+from adapters.recorded import (
+    read_bitcoin_daily,
+    read_day_ahead_prices,
+    read_fee_share,
+    read_gpu_trace,
+    read_realtime_prices,
+)
+from agent import cli
+from agent.forecast import forecast_prices
+from agent.replay import ReplayData, _day_ahead_window, _period
+from agent.settings import load_settings
+from optimizer.economics import breakeven_usd_per_mwh
+from optimizer.problem import FloatArray
+
+HORIZON = 32  # intervals the forecast looks ahead: 8 hours, longer than nearly every spell
+HISTORY_DAYS = 40  # settled prices the agent keeps, as in the replay
+
+BoolArray = np.ndarray[tuple[int], np.dtype[np.bool_]]
+
+
+@dataclass(frozen=True, slots=True)
+class Model:
+    name: str
+    megawatts: float
+    joules_per_th: float
+    wake_loss_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Year:
+    """The replayed year at one settlement point, as the lab needs it."""
+
+    price: FloatArray  # true real-time price of each interval
+    forecast: FloatArray  # (intervals, HORIZON): the agent's forecast made at each interval
+    known_hashprice: FloatArray  # the previous day's, per interval
+    true_hashprice: FloatArray
+    interval_h: float
+    pool_fee: float
+    overhead: float
+
+
+def load(point: str | None, day_ahead: bool) -> tuple[Year, tuple[Model, ...]]:
+    settings = load_settings(cli.REFERENCE_SITE)
+    point = point or settings.site.settlement_point
+    prices = read_realtime_prices(cli.BUNDLED_PRICES, point)
+    data = ReplayData(
+        prices=prices,
+        hashprices=read_bitcoin_daily(cli.BUNDLED_BTC),
+        trace=read_gpu_trace(cli.BUNDLED_TRACE),
+        day_ahead=read_day_ahead_prices(cli.BUNDLED_DAY_AHEAD, point) if day_ahead else None,
+        fee_share=read_fee_share(cli.BUNDLED_FEES),
+    )
+    start = prices.start_utc[0]
+    end = prices.start_utc[-1] + timedelta(seconds=prices.interval_s)
+    period = _period(data, start, end)
+    history = round(HISTORY_DAYS * 86_400.0 / prices.interval_s)
+    forecast = np.empty((len(period.moments), HORIZON))
+    steps = (prices.interval_s,) * HORIZON
+    for k, now in enumerate(period.moments):
+        index = period.first + k
+        forecast[k] = forecast_prices(
+            now=now,
+            step_s=steps,
+            history=prices.usd_per_mwh[max(0, index - history) : index],
+            interval_s=prices.interval_s,
+            day_ahead=_day_ahead_window(data.day_ahead, now),
+        )
+    models = tuple(
+        Model(
+            g.model,
+            g.count * g.watts_per_unit / 1e6,
+            g.watts_per_unit / g.ths_per_unit,
+            g.wake_loss_s,
+        )
+        for g in settings.asic_groups
+    )
+    year = Year(
+        price=np.asarray(period.true_price, dtype=np.float64),
+        forecast=forecast,
+        known_hashprice=np.array([period.known_hashprice[m.date()] for m in period.moments]),
+        true_hashprice=np.array([period.day_hashprice[m.date()] for m in period.moments]),
+        interval_h=prices.interval_s / 3_600.0,
+        pool_fee=settings.site.pool_fee,
+        overhead=settings.site.asic_overhead_factor,
+    )
+    return year, models
+
+
+def breakevens(year: Year, model: Model, hashprice: FloatArray) -> FloatArray:
+    return np.array(
+        [
+            breakeven_usd_per_mwh(
+                h, model.joules_per_th, pool_fee=year.pool_fee, overhead_factor=year.overhead
+            )
+            for h in hashprice
+        ]
+    )
+
+
+def earnings(
+    on: BoolArray, price: FloatArray, breakeven: FloatArray, year: Year, wake_h: float
+) -> float:
+    """Per MW, what running `on` earns over running always on."""
+    before = np.concatenate(([True], on[:-1]))
+    woke = on & ~before
+    margin = (breakeven - price) * year.interval_h
+    return float(
+        np.sum(np.where(on, margin, 0.0) - np.where(woke, breakeven * wake_h, 0.0)) - np.sum(margin)
+    )
+
+
+def follow(keep: BoolArray, wake: BoolArray) -> BoolArray:
+    """The on/off sequence from each interval's rule: stay on (if on) or wake (if asleep)."""
+    on = np.empty(keep.size, dtype=bool)
+    state = True
+    for t in range(keep.size):
+        state = bool(keep[t]) if state else bool(wake[t])
+        on[t] = state
+    return on
+
+
+def best_first_moves(
+    prices: FloatArray, breakeven: FloatArray, year: Year, wake_h: float
+) -> tuple[BoolArray, BoolArray]:
+    """For each row of `prices` (intervals ahead, as seen at that row's moment), whether the
+    best sequence over them starts on, from on and from asleep: an exact two-state DP."""
+    rows, ahead = prices.shape
+    value_on = np.zeros(rows)
+    value_off = np.zeros(rows)
+    for k in range(ahead - 1, 0, -1):
+        gain = (breakeven - prices[:, k]) * year.interval_h
+        value_on, value_off = (
+            np.maximum(gain + value_on, value_off),
+            np.maximum(gain - breakeven * wake_h + value_on, value_off),
+        )
+    gain = (breakeven - prices[:, 0]) * year.interval_h
+    keep = gain + value_on >= value_off
+    wake = gain - breakeven * wake_h + value_on > value_off
+    return keep, wake
+
+
+def hindsight(price: FloatArray, breakeven: FloatArray, year: Year, wake_h: float) -> BoolArray:
+    count = price.size
+    keep = np.empty(count, dtype=bool)
+    wake = np.empty(count, dtype=bool)
+    value_on = value_off = 0.0
+    for t in range(count - 1, -1, -1):
+        gain = (breakeven[t] - price[t]) * year.interval_h
+        keep[t] = gain + value_on >= value_off
+        wake[t] = gain - breakeven[t] * wake_h + value_on > value_off
+        value_on, value_off = (
+            max(gain + value_on, value_off),
+            max(gain - breakeven[t] * wake_h + value_on, value_off),
+        )
+    return follow(keep, wake)
+
+
+def spell_oracle(
+    price: FloatArray,
+    breakeven: FloatArray,
+    year: Year,
+    wake_h: float,
+    *,
+    skip: bool,
+    on_time: bool,
+) -> BoolArray:
+    """Asleep from a spell's second interval (its first has settled: the start is not
+    foreseen) to its end (`on_time`) or an interval past it (the threshold rule's lag); with
+    `skip`, only through spells that pay for the waking."""
+    on = np.ones(price.size, dtype=bool)
+    high = price > breakeven
+    t = 0
+    while t < price.size:
+        if not high[t]:
+            t += 1
+            continue
+        end = t
+        while end < price.size and high[end]:
+            end += 1
+        asleep_from, asleep_to = t + 1, min(end if on_time else end + 1, price.size)
+        span = slice(asleep_from, asleep_to)
+        saved = float(np.sum(price[span] - breakeven[span]) * year.interval_h)
+        worth = asleep_to > asleep_from and (not skip or saved > breakeven[t] * wake_h)
+        if worth:
+            on[span] = False
+        t = end
+    return on
+
+
+Policy = Callable[[Year, Model, FloatArray, float], BoolArray]
+
+
+def policies() -> dict[str, Policy]:
+    def threshold(year: Year, _: Model, breakeven: FloatArray, __: float) -> BoolArray:
+        last = np.concatenate(([year.price[0]], year.price[:-1]))
+        return np.asarray(last <= breakeven)
+
+    def agent(year: Year, _: Model, breakeven: FloatArray, wake_h: float) -> BoolArray:
+        keep, wake = best_first_moves(year.forecast, breakeven, year, wake_h)
+        return follow(keep, wake)
+
+    def oracle(skip: bool, on_time: bool) -> Policy:
+        def decide(year: Year, _: Model, breakeven: FloatArray, wake_h: float) -> BoolArray:
+            return spell_oracle(year.price, breakeven, year, wake_h, skip=skip, on_time=on_time)
+
+        return decide
+
+    return {
+        "threshold": threshold,
+        "agent forecast": agent,
+        "oracle: skip short spells": oracle(True, False),
+        "oracle: wake on time": oracle(False, True),
+        "oracle: both": oracle(True, True),
+    }
+
+
+def capture(year: Year, models: tuple[Model, ...]) -> dict[str, float]:
+    totals = dict.fromkeys([*policies(), "hindsight"], 0.0)
+    for model in models:
+        wake_h = model.wake_loss_s / 3_600.0
+        known = breakevens(year, model, year.known_hashprice)
+        true = breakevens(year, model, year.true_hashprice)
+        best = hindsight(year.price, true, year, wake_h)
+        totals["hindsight"] += model.megawatts * earnings(best, year.price, true, year, wake_h)
+        for name, policy in policies().items():
+            on = policy(year, model, known, wake_h)
+            totals[name] += model.megawatts * earnings(on, year.price, true, year, wake_h)
+    bound = totals.pop("hindsight")
+    return {name: value / bound for name, value in totals.items()}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.agent.capture_lab")
+    parser.add_argument("--settlement-point", default=None)
+    parser.add_argument("--no-day-ahead", action="store_true")
+    args = parser.parse_args(argv)
+    year, models = load(args.settlement_point, not args.no_day_ahead)
+    for name, share in capture(year, models).items():
+        print(f"  {name:28s} {share:6.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
