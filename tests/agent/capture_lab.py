@@ -17,6 +17,13 @@ prices settled before the interval; scoring uses the true ones, as in the replay
 - three oracles that know each expensive spell's length from its first settled interval, but
   not its start: `skip short spells` (sleeps only through spells that pay for the waking),
   `wake on time` (wakes as the spell ends, not an interval later), and both.
+- `table fitted on the year itself`: the best action for each combination of what is known at
+  the time (the last two settled prices and the day-ahead prices of this interval and the next
+  hour, each in a few bands around breakeven), chosen by its total hindsight advantage over the
+  very year it is scored on. It is not a forecast anyone could run (it has seen the year), but
+  an optimistic bound on what that information can tell. `table fitted on the other half` is
+  the same table fitted on one half of the year and used on the other, both ways round: what
+  such a table is worth on data it has not seen.
 - `hindsight`: the exact best sequence over the true prices.
 
 Capture is `(policy - always on) / (hindsight - always on)`, summed over the models by their
@@ -31,6 +38,7 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from functools import partial
 
 import numpy as np
 
@@ -68,6 +76,8 @@ class Year:
 
     price: FloatArray  # true real-time price of each interval
     forecast: FloatArray  # (intervals, HORIZON): the agent's forecast made at each interval
+    day_ahead: FloatArray  # (intervals, 2): this interval's day-ahead price and the next hour's
+    # mean, as published at the time (NaN where none was)
     known_hashprice: FloatArray  # the previous day's, per interval
     true_hashprice: FloatArray
     interval_h: float
@@ -91,16 +101,21 @@ def load(point: str | None, day_ahead: bool) -> tuple[Year, tuple[Model, ...]]:
     period = _period(data, start, end)
     history = round(HISTORY_DAYS * 86_400.0 / prices.interval_s)
     forecast = np.empty((len(period.moments), HORIZON))
+    known_day_ahead = np.full((len(period.moments), 2), np.nan)
     steps = (prices.interval_s,) * HORIZON
     for k, now in enumerate(period.moments):
         index = period.first + k
+        window = _day_ahead_window(data.day_ahead, now)
         forecast[k] = forecast_prices(
             now=now,
             step_s=steps,
             history=prices.usd_per_mwh[max(0, index - history) : index],
             interval_s=prices.interval_s,
-            day_ahead=_day_ahead_window(data.day_ahead, now),
+            day_ahead=window,
         )
+        if window is not None:
+            ahead = window(now, 5, prices.interval_s)
+            known_day_ahead[k] = ahead[0], _mean_known(ahead[1:])
     models = tuple(
         Model(
             g.model,
@@ -113,6 +128,7 @@ def load(point: str | None, day_ahead: bool) -> tuple[Year, tuple[Model, ...]]:
     year = Year(
         price=np.asarray(period.true_price, dtype=np.float64),
         forecast=forecast,
+        day_ahead=known_day_ahead,
         known_hashprice=np.array([period.known_hashprice[m.date()] for m in period.moments]),
         true_hashprice=np.array([period.day_hashprice[m.date()] for m in period.moments]),
         interval_h=prices.interval_s / 3_600.0,
@@ -120,6 +136,11 @@ def load(point: str | None, day_ahead: bool) -> tuple[Year, tuple[Model, ...]]:
         overhead=settings.site.asic_overhead_factor,
     )
     return year, models
+
+
+def _mean_known(values: FloatArray) -> float:
+    known = values[np.isfinite(values)]
+    return float(known.mean()) if known.size else float("nan")
 
 
 def breakevens(year: Year, model: Model, hashprice: FloatArray) -> FloatArray:
@@ -175,20 +196,77 @@ def best_first_moves(
     return keep, wake
 
 
-def hindsight(price: FloatArray, breakeven: FloatArray, year: Year, wake_h: float) -> BoolArray:
+def advantages(
+    price: FloatArray, breakeven: FloatArray, year: Year, wake_h: float
+) -> tuple[FloatArray, FloatArray]:
+    """Per interval, with perfect knowledge of the rest: how much more staying on earns than
+    sleeping (for a unit that is on), and waking than staying asleep (for one asleep)."""
     count = price.size
-    keep = np.empty(count, dtype=bool)
-    wake = np.empty(count, dtype=bool)
+    stay = np.empty(count)
+    wake = np.empty(count)
     value_on = value_off = 0.0
     for t in range(count - 1, -1, -1):
         gain = (breakeven[t] - price[t]) * year.interval_h
-        keep[t] = gain + value_on >= value_off
-        wake[t] = gain - breakeven[t] * wake_h + value_on > value_off
+        stay[t] = gain + value_on - value_off
+        wake[t] = gain - breakeven[t] * wake_h + value_on - value_off
         value_on, value_off = (
             max(gain + value_on, value_off),
             max(gain - breakeven[t] * wake_h + value_on, value_off),
         )
-    return follow(keep, wake)
+    return stay, wake
+
+
+def hindsight(price: FloatArray, breakeven: FloatArray, year: Year, wake_h: float) -> BoolArray:
+    stay, wake = advantages(price, breakeven, year, wake_h)
+    return follow(stay >= 0, wake > 0)
+
+
+def fitted_table(
+    year: Year, known: FloatArray, true: FloatArray, wake_h: float, *, cross: bool = False
+) -> BoolArray:
+    """The best action per cell of what is known at the time, fitted on the year itself, or
+    with `cross` on its other half (a cell the other half never saw follows the threshold
+    rule)."""
+    last = np.concatenate(([year.price[0]], year.price[:-1]))
+    before = np.concatenate(([year.price[0]], last[:-1]))
+
+    def band(
+        values: FloatArray, edges: tuple[float, ...]
+    ) -> np.ndarray[tuple[int], np.dtype[np.int64]]:
+        # NaN (no day-ahead price) gets its own band, 0.
+        share = np.where(np.isfinite(values), values / known, -1.0)
+        return np.where(share < 0, 0, 1 + np.digitize(share, edges)).astype(np.int64)
+
+    prices = (0.8, 1.0, 1.5, 3.0)
+    day_ahead = (0.8, 1.0, 1.5)
+    cell = band(last, prices)
+    for values, edges in (
+        (before, prices),
+        (year.day_ahead[:, 0], day_ahead),
+        (year.day_ahead[:, 1], day_ahead),
+    ):
+        cell = cell * 10 + band(values, edges)
+    _, index = np.unique(cell, return_inverse=True)
+    stay, wake = advantages(year.price, true, year, wake_h)
+    if not cross:
+        stay_cell = np.bincount(index, weights=stay) >= 0
+        wake_cell = np.bincount(index, weights=wake) > 0
+        return follow(stay_cell[index], wake_cell[index])
+    keep = last <= known
+    wakes = keep.copy()
+    half = year.price.size // 2
+    for fit, use in (
+        (slice(half, None), slice(None, half)),
+        (slice(None, half), slice(half, None)),
+    ):
+        cells = index.max() + 1
+        seen = np.bincount(index[fit], minlength=cells) > 0
+        stay_cell = np.bincount(index[fit], weights=stay[fit], minlength=cells) >= 0
+        wake_cell = np.bincount(index[fit], weights=wake[fit], minlength=cells) > 0
+        known_cell = seen[index[use]]
+        keep[use] = np.where(known_cell, stay_cell[index[use]], keep[use])
+        wakes[use] = np.where(known_cell, wake_cell[index[use]], wakes[use])
+    return follow(keep, wakes)
 
 
 def spell_oracle(
@@ -223,21 +301,22 @@ def spell_oracle(
     return on
 
 
-Policy = Callable[[Year, Model, FloatArray, float], BoolArray]
+# (year, known breakeven, true breakeven, wake loss in hours) -> on or not, per interval
+Policy = Callable[[Year, FloatArray, FloatArray, float], BoolArray]
 
 
 def policies() -> dict[str, Policy]:
-    def threshold(year: Year, _: Model, breakeven: FloatArray, __: float) -> BoolArray:
+    def threshold(year: Year, known: FloatArray, _: FloatArray, __: float) -> BoolArray:
         last = np.concatenate(([year.price[0]], year.price[:-1]))
-        return np.asarray(last <= breakeven)
+        return np.asarray(last <= known)
 
-    def agent(year: Year, _: Model, breakeven: FloatArray, wake_h: float) -> BoolArray:
-        keep, wake = best_first_moves(year.forecast, breakeven, year, wake_h)
+    def agent(year: Year, known: FloatArray, _: FloatArray, wake_h: float) -> BoolArray:
+        keep, wake = best_first_moves(year.forecast, known, year, wake_h)
         return follow(keep, wake)
 
     def oracle(skip: bool, on_time: bool) -> Policy:
-        def decide(year: Year, _: Model, breakeven: FloatArray, wake_h: float) -> BoolArray:
-            return spell_oracle(year.price, breakeven, year, wake_h, skip=skip, on_time=on_time)
+        def decide(year: Year, known: FloatArray, _: FloatArray, wake_h: float) -> BoolArray:
+            return spell_oracle(year.price, known, year, wake_h, skip=skip, on_time=on_time)
 
         return decide
 
@@ -247,6 +326,8 @@ def policies() -> dict[str, Policy]:
         "oracle: skip short spells": oracle(True, False),
         "oracle: wake on time": oracle(False, True),
         "oracle: both": oracle(True, True),
+        "table fitted on the year itself": fitted_table,
+        "table fitted on the other half": partial(fitted_table, cross=True),
     }
 
 
@@ -259,7 +340,7 @@ def capture(year: Year, models: tuple[Model, ...]) -> dict[str, float]:
         best = hindsight(year.price, true, year, wake_h)
         totals["hindsight"] += model.megawatts * earnings(best, year.price, true, year, wake_h)
         for name, policy in policies().items():
-            on = policy(year, model, known, wake_h)
+            on = policy(year, known, true, wake_h)
             totals[name] += model.megawatts * earnings(on, year.price, true, year, wake_h)
     bound = totals.pop("hindsight")
     return {name: value / bound for name, value in totals.items()}
@@ -272,7 +353,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     year, models = load(args.settlement_point, not args.no_day_ahead)
     for name, share in capture(year, models).items():
-        print(f"  {name:28s} {share:6.3f}")
+        print(f"  {name:34s} {share:6.3f}")
     return 0
 
 

@@ -13,6 +13,7 @@ from tests.agent.capture_lab import (
     Year,
     best_first_moves,
     earnings,
+    fitted_table,
     follow,
     hindsight,
     spell_oracle,
@@ -26,7 +27,8 @@ def _year(price: list[float], horizon: int) -> Year:
     padded = np.concatenate((values, np.full(horizon, values[-1])))
     perfect = np.stack([padded[t : t + horizon] for t in range(values.size)])
     flat = np.full(values.size, 0.05)
-    return Year(values, perfect, flat, flat, 0.25, 0.0, 1.0)
+    no_day_ahead = np.full((values.size, 2), np.nan)
+    return Year(values, perfect, no_day_ahead, flat, flat, 0.25, 0.0, 1.0)
 
 
 def test_hindsight_is_the_best_of_every_sequence() -> None:
@@ -67,3 +69,14 @@ def test_the_spell_oracles_sleep_from_the_second_interval() -> None:
     assert list(np.flatnonzero(~lagging)) == [2, 3, 4, 7]  # the threshold rule's sleeps
     on_time = spell_oracle(price, breakeven, year, WAKE_H, skip=True, on_time=True)
     assert list(np.flatnonzero(~on_time)) == [2, 3]
+
+
+def test_a_table_fitted_on_one_half_serves_the_other_when_the_halves_agree() -> None:
+    # The same day twenty times: a spell every day, so either half teaches the other all of it.
+    day = [30.0, 30.0, 500.0, 600.0, 550.0, 40.0, 30.0, 30.0]
+    year = _year(day * 20, 4)
+    known = np.full(year.price.size, 100.0)
+    itself = fitted_table(year, known, known, WAKE_H)
+    crossed = fitted_table(year, known, known, WAKE_H, cross=True)
+    assert crossed.tolist() == itself.tolist()
+    assert not itself.all()  # it does sleep through the spells
