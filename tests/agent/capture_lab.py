@@ -43,6 +43,7 @@ from functools import partial
 import numpy as np
 
 from adapters.recorded import (
+    RecordedDataError,
     read_bitcoin_daily,
     read_day_ahead_prices,
     read_fee_share,
@@ -351,7 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settlement-point", default=None)
     parser.add_argument("--no-day-ahead", action="store_true")
     args = parser.parse_args(argv)
-    year, models = load(args.settlement_point, not args.no_day_ahead)
+    try:
+        year, models = load(args.settlement_point, not args.no_day_ahead)
+    except (RecordedDataError, KeyError) as error:
+        print(f"capture_lab: {error}", file=sys.stderr)
+        return 65  # EX_DATAERR, as `gridpilot replay`
     for name, share in capture(year, models).items():
         print(f"  {name:34s} {share:6.3f}")
     return 0
