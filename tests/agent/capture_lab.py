@@ -356,7 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         year, models = load(args.settlement_point, not args.no_day_ahead)
     except (RecordedDataError, KeyError) as error:
         print(f"capture_lab: {error}", file=sys.stderr)
-        return 65  # EX_DATAERR, as `gridpilot replay`
+        return cli.EX_DATAERR
     for name, share in capture(year, models).items():
         print(f"  {name:34s} {share:6.3f}")
     return 0
