@@ -61,6 +61,7 @@ HORIZON = 32  # intervals the forecast looks ahead: 8 hours, longer than nearly 
 HISTORY_DAYS = 40  # settled prices the agent keeps, as in the replay
 
 BoolArray = np.ndarray[tuple[int], np.dtype[np.bool_]]
+Values = float | FloatArray  # the DP step serves one path (floats) and many at once (arrays)
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +85,12 @@ class Year:
     interval_h: float
     pool_fee: float
     overhead: float
+
+    @property
+    def last_settled(self) -> FloatArray:
+        """Per interval, the price of the one before it (the first interval's own at the start):
+        what the threshold rule reacts to."""
+        return np.concatenate(([self.price[0]], self.price[:-1]))
 
 
 def load(point: str | None, day_ahead: bool) -> tuple[Year, tuple[Model, ...]]:
@@ -177,24 +184,29 @@ def follow(keep: BoolArray, wake: BoolArray) -> BoolArray:
     return on
 
 
+def _step_back(
+    gain: Values, wake_cost: Values, value_on: Values, value_off: Values
+) -> tuple[Values, Values, Values, Values]:
+    """One interval of the two-state DP, backwards: given an interval's margin `gain`, the cost
+    of waking into it, and the best values from the next interval on (entering it on, or
+    asleep), the advantage of staying on over sleeping and of waking over staying asleep, and
+    the best values from this interval on."""
+    stay = gain + value_on - value_off
+    wake = gain - wake_cost + value_on - value_off
+    return stay, wake, value_off + np.maximum(stay, 0.0), value_off + np.maximum(wake, 0.0)
+
+
 def best_first_moves(
     prices: FloatArray, breakeven: FloatArray, year: Year, wake_h: float
 ) -> tuple[BoolArray, BoolArray]:
     """For each row of `prices` (intervals ahead, as seen at that row's moment), whether the
     best sequence over them starts on, from on and from asleep: an exact two-state DP."""
-    rows, ahead = prices.shape
-    value_on = np.zeros(rows)
-    value_off = np.zeros(rows)
-    for k in range(ahead - 1, 0, -1):
+    value_on: Values = np.zeros(prices.shape[0])
+    value_off: Values = np.zeros(prices.shape[0])
+    for k in range(prices.shape[1] - 1, -1, -1):
         gain = (breakeven - prices[:, k]) * year.interval_h
-        value_on, value_off = (
-            np.maximum(gain + value_on, value_off),
-            np.maximum(gain - breakeven * wake_h + value_on, value_off),
-        )
-    gain = (breakeven - prices[:, 0]) * year.interval_h
-    keep = gain + value_on >= value_off
-    wake = gain - breakeven * wake_h + value_on > value_off
-    return keep, wake
+        stay, wake, value_on, value_off = _step_back(gain, breakeven * wake_h, value_on, value_off)
+    return np.asarray(stay >= 0), np.asarray(wake > 0)
 
 
 def advantages(
@@ -202,17 +214,14 @@ def advantages(
 ) -> tuple[FloatArray, FloatArray]:
     """Per interval, with perfect knowledge of the rest: how much more staying on earns than
     sleeping (for a unit that is on), and waking than staying asleep (for one asleep)."""
-    count = price.size
-    stay = np.empty(count)
-    wake = np.empty(count)
-    value_on = value_off = 0.0
-    for t in range(count - 1, -1, -1):
-        gain = (breakeven[t] - price[t]) * year.interval_h
-        stay[t] = gain + value_on - value_off
-        wake[t] = gain - breakeven[t] * wake_h + value_on - value_off
-        value_on, value_off = (
-            max(gain + value_on, value_off),
-            max(gain - breakeven[t] * wake_h + value_on, value_off),
+    stay = np.empty(price.size)
+    wake = np.empty(price.size)
+    value_on: Values = 0.0
+    value_off: Values = 0.0
+    gains = (breakeven - price) * year.interval_h
+    for t in range(price.size - 1, -1, -1):
+        stay[t], wake[t], value_on, value_off = _step_back(
+            gains[t], breakeven[t] * wake_h, value_on, value_off
         )
     return stay, wake
 
@@ -228,8 +237,8 @@ def fitted_table(
     """The best action per cell of what is known at the time, fitted on the year itself, or
     with `cross` on its other half (a cell the other half never saw follows the threshold
     rule)."""
-    last = np.concatenate(([year.price[0]], year.price[:-1]))
-    before = np.concatenate(([year.price[0]], last[:-1]))
+    last = year.last_settled
+    before = np.concatenate(([last[0]], last[:-1]))
 
     def band(
         values: FloatArray, edges: tuple[float, ...]
@@ -308,8 +317,7 @@ Policy = Callable[[Year, FloatArray, FloatArray, float], BoolArray]
 
 def policies() -> dict[str, Policy]:
     def threshold(year: Year, known: FloatArray, _: FloatArray, __: float) -> BoolArray:
-        last = np.concatenate(([year.price[0]], year.price[:-1]))
-        return np.asarray(last <= known)
+        return np.asarray(year.last_settled <= known)
 
     def agent(year: Year, known: FloatArray, _: FloatArray, wake_h: float) -> BoolArray:
         keep, wake = best_first_moves(year.forecast, known, year, wake_h)
