@@ -176,6 +176,8 @@ class MqttLink:
         )
         # aiomqtt warns past ten unacknowledged publishes; a guard shed sends one per group.
         client.pending_calls_threshold = 100_000
+        # Entered and left by hand, not with `async with`, so that the connect and the goodbye
+        # each get their own bound (see `_UNBOUNDED`).
         async with asyncio.timeout(CALL_TIMEOUT_S):
             await client.__aenter__()
         try:
