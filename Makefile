@@ -68,8 +68,9 @@ bench-replay: $(INSTALLED)
 	for run in $$(seq $(RUNS)); do $(BIN)/gridpilot replay --json out/bench-replay-$$run.json || exit 1; done
 	$(BIN)/python -c "import json, statistics, sys; walls = [json.load(open(f'out/bench-replay-{r}.json'))['wall_s'] for r in range(1, $(RUNS) + 1)]; print('replay wall s, median of', len(walls), ':', statistics.median(walls), walls)"
 
-# The miners' sleep-and-wake decisions alone, on the bundled year, in about a minute: the agent's
-# forecast beside the threshold rule and oracles that know how long each spell lasts.
+# The miners' sleep-and-wake decisions alone, on the bundled year, in about half a minute: the
+# agent's forecast beside the threshold rule and oracles that know how each spell goes on, where
+# each loses, how spells go on, and whether the day-ahead price foresees their start.
 capture-lab: $(INSTALLED)
 	$(BIN)/python -m tests.agent.capture_lab
 

@@ -17,6 +17,9 @@ prices settled before the interval; scoring uses the true ones, as in the replay
 - three oracles that know each expensive spell's length from its first settled interval, but
   not its start: `skip short spells` (sleeps only through spells that pay for the waking),
   `wake on time` (wakes as the spell ends, not an interval later), and both.
+- `hindsight but for each spell's start`: the exact best sequence over the true prices, except
+  that a unit may fall asleep only after an interval above breakeven has settled. It is the
+  ceiling for any policy that cannot foresee when a spell begins.
 - `table fitted on the year itself`: the best action for each combination of what is known at
   the time (the last two settled prices and the day-ahead prices of this interval and the next
   hour, each in a few bands around breakeven), chosen by its total hindsight advantage over the
@@ -28,12 +31,15 @@ prices settled before the interval; scoring uses the true ones, as in the replay
 
 Capture is `(policy - always on) / (hindsight - always on)`, summed over the models by their
 megawatts. It is not the replay's capture (no site limit, no GPUs, no guard), but it moves with
-it: a forecast that does better here is worth a full replay.
+it: a forecast that does better here is worth a full replay. Each policy's shortfall is split
+into where it is lost (`LOSSES`). Two more tables follow: how spells went on (`spell_odds`), and
+whether the day-ahead price foresees a spell's start (`preemptive_sleep`).
 """
 
 from __future__ import annotations
 
 import argparse
+import itertools
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -185,15 +191,17 @@ def follow(keep: BoolArray, wake: BoolArray) -> BoolArray:
 
 
 def _step_back(
-    gain: Values, wake_cost: Values, value_on: Values, value_off: Values
+    gain: Values, wake_cost: Values, value_on: Values, value_off: Values, may_sleep: bool = True
 ) -> tuple[Values, Values, Values, Values]:
     """One interval of the two-state DP, backwards: given an interval's margin `gain`, the cost
     of waking into it, and the best values from the next interval on (entering it on, or
     asleep), the advantage of staying on over sleeping and of waking over staying asleep, and
-    the best values from this interval on."""
+    the best values from this interval on. Where a unit that is on may not fall asleep
+    (`may_sleep` false), being on is worth staying on, whatever that earns."""
     stay = gain + value_on - value_off
     wake = gain - wake_cost + value_on - value_off
-    return stay, wake, value_off + np.maximum(stay, 0.0), value_off + np.maximum(wake, 0.0)
+    entering_on = value_off + (np.maximum(stay, 0.0) if may_sleep else stay)
+    return stay, wake, entering_on, value_off + np.maximum(wake, 0.0)
 
 
 def best_first_moves(
@@ -210,24 +218,38 @@ def best_first_moves(
 
 
 def advantages(
-    price: FloatArray, breakeven: FloatArray, year: Year, wake_h: float
+    price: FloatArray,
+    breakeven: FloatArray,
+    year: Year,
+    wake_h: float,
+    may_sleep: BoolArray | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Per interval, with perfect knowledge of the rest: how much more staying on earns than
-    sleeping (for a unit that is on), and waking than staying asleep (for one asleep)."""
+    sleeping (for a unit that is on), and waking than staying asleep (for one asleep). With
+    `may_sleep`, a unit that is on can fall asleep only in the intervals it marks."""
     stay = np.empty(price.size)
     wake = np.empty(price.size)
     value_on: Values = 0.0
     value_off: Values = 0.0
     gains = (breakeven - price) * year.interval_h
     for t in range(price.size - 1, -1, -1):
+        allowed = True if may_sleep is None else bool(may_sleep[t])
         stay[t], wake[t], value_on, value_off = _step_back(
-            gains[t], breakeven[t] * wake_h, value_on, value_off
+            gains[t], breakeven[t] * wake_h, value_on, value_off, allowed
         )
+        if not allowed:
+            stay[t] = max(stay[t], 0.0)  # the unit stays on: no choice
     return stay, wake
 
 
-def hindsight(price: FloatArray, breakeven: FloatArray, year: Year, wake_h: float) -> BoolArray:
-    stay, wake = advantages(price, breakeven, year, wake_h)
+def hindsight(
+    price: FloatArray,
+    breakeven: FloatArray,
+    year: Year,
+    wake_h: float,
+    may_sleep: BoolArray | None = None,
+) -> BoolArray:
+    stay, wake = advantages(price, breakeven, year, wake_h, may_sleep)
     return follow(stay >= 0, wake > 0)
 
 
@@ -329,30 +351,141 @@ def policies() -> dict[str, Policy]:
 
         return decide
 
+    def unforeseen_starts(
+        year: Year, known: FloatArray, true: FloatArray, wake_h: float
+    ) -> BoolArray:
+        return hindsight(year.price, true, year, wake_h, may_sleep=year.last_settled > known)
+
     return {
         "threshold": threshold,
         "agent forecast": agent,
         "oracle: skip short spells": oracle(True, False),
         "oracle: wake on time": oracle(False, True),
         "oracle: both": oracle(True, True),
+        "hindsight but for each spell's start": unforeseen_starts,
         "table fitted on the year itself": fitted_table,
         "table fitted on the other half": partial(fitted_table, cross=True),
     }
 
 
-def capture(year: Year, models: tuple[Model, ...]) -> dict[str, float]:
+LOSSES = ("awake, spell's first interval", "awake, later in a spell", "asleep, cheap", "waking")
+
+
+def losses(
+    on: BoolArray, price: FloatArray, breakeven: FloatArray, year: Year, wake_h: float
+) -> FloatArray:
+    """Per MW, what `on` gives up against sleeping through every expensive interval for free,
+    in the four parts of `LOSSES` (an interval is a spell's first when the one before it was at
+    or below breakeven). `earnings` is a constant less their sum, so a policy's shortfall
+    against hindsight splits exactly into their differences."""
+    expensive = price > breakeven
+    first = expensive & ~np.concatenate(([False], expensive[:-1]))
+    excess = (price - breakeven) * year.interval_h
+    woke = on & ~np.concatenate(([True], on[:-1]))
+    return np.array(
+        [
+            np.sum(excess[on & first]),
+            np.sum(excess[on & expensive & ~first]),
+            -np.sum(excess[~on & ~expensive]),
+            np.sum(breakeven[woke] * wake_h),
+        ]
+    )
+
+
+def capture(
+    year: Year, models: tuple[Model, ...]
+) -> tuple[dict[str, float], dict[str, FloatArray]]:
+    """Per policy, its capture and its shortfall against hindsight split by `LOSSES` (as shares
+    of hindsight's gain over always on: they add up to 1 - capture)."""
     totals = dict.fromkeys([*policies(), "hindsight"], 0.0)
+    parts = {name: np.zeros(len(LOSSES)) for name in policies()}
     for model in models:
         wake_h = model.wake_loss_s / 3_600.0
         known = breakevens(year, model, year.known_hashprice)
         true = breakevens(year, model, year.true_hashprice)
         best = hindsight(year.price, true, year, wake_h)
         totals["hindsight"] += model.megawatts * earnings(best, year.price, true, year, wake_h)
+        best_losses = losses(best, year.price, true, year, wake_h)
         for name, policy in policies().items():
             on = policy(year, known, true, wake_h)
             totals[name] += model.megawatts * earnings(on, year.price, true, year, wake_h)
+            parts[name] += model.megawatts * (
+                losses(on, year.price, true, year, wake_h) - best_losses
+            )
     bound = totals.pop("hindsight")
-    return {name: value / bound for name, value in totals.items()}
+    return (
+        {name: value / bound for name, value in totals.items()},
+        {name: value / bound for name, value in parts.items()},
+    )
+
+
+# Bands of the day-ahead price as a share of breakeven, for `preemptive_sleep`.
+DAY_AHEAD_BANDS = (0.5, 0.8, 1.0, 1.5, 3.0)
+
+
+def preemptive_sleep(year: Year, models: tuple[Model, ...]) -> list[tuple[str, int, float, float]]:
+    """Can the day-ahead price foresee a spell's start? Over the intervals that follow a settled
+    price at or below breakeven (where only a forecast could call for sleep), per band of this
+    interval's day-ahead price as a share of breakeven: how many there are, the share whose
+    price came out above breakeven, and what sleeping through every one of them would have
+    earned over staying on, in $ per MW of miners, before any waking loss (so an optimistic
+    figure: a band where it is negative cannot pay for a forecast's sleep)."""
+    rows: dict[int, list[float]] = {}
+    total_mw = sum(model.megawatts for model in models)
+    for model in models:
+        known = breakevens(year, model, year.known_hashprice)
+        true = breakevens(year, model, year.true_hashprice)
+        calm = year.last_settled <= known
+        share = year.day_ahead[:, 0] / known
+        band = np.where(np.isfinite(share), 1 + np.digitize(share, DAY_AHEAD_BANDS), 0)
+        weight = model.megawatts / total_mw
+        for b in np.unique(band[calm]):
+            chosen = calm & (band == b)
+            row = rows.setdefault(int(b), [0.0, 0.0, 0.0])
+            row[0] += weight * float(chosen.sum())
+            row[1] += weight * float(np.sum(year.price[chosen] > true[chosen]))
+            row[2] += weight * float(np.sum(year.price[chosen] - true[chosen]) * year.interval_h)
+    edges = ("0", *(f"{edge:g}" for edge in DAY_AHEAD_BANDS), "")
+    labels = ["no day-ahead price"] + [
+        f"day-ahead {low}-{high} x breakeven" if high else f"day-ahead >= {low} x breakeven"
+        for low, high in itertools.pairwise(edges)
+    ]
+    return [
+        (labels[b], round(count), above / count, value)
+        for b, (count, above, value) in sorted(rows.items())
+        if count > 0
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class SpellOdds:
+    """How spells went on, for one model (breakeven as known at the time)."""
+
+    breakeven: float  # mean, $/MWh
+    went_on: float  # share of spells whose second interval was expensive too
+    excess: float  # mean price above breakeven in that second interval, $/MWh
+    waking: float  # what one waking costs, $ per MW
+    resumed: (
+        float  # share of spells followed, after their first cheap interval, by an expensive one
+    )
+
+
+def spell_odds(year: Year, model: Model) -> SpellOdds:
+    known = breakevens(year, model, year.known_hashprice)
+    expensive = year.price > known
+    after_one = np.zeros_like(expensive)  # the interval before was a spell's first
+    after_one[2:] = expensive[1:-1] & ~expensive[:-2]
+    after_end = np.zeros_like(
+        expensive
+    )  # the interval before was the first cheap one after a spell
+    after_end[2:] = ~expensive[1:-1] & expensive[:-2]
+    return SpellOdds(
+        breakeven=float(known.mean()),
+        went_on=float(expensive[after_one].mean()),
+        excess=float(np.mean(year.price[after_one] - known[after_one])),
+        waking=float(known.mean() * model.wake_loss_s / 3_600.0),
+        resumed=float(expensive[after_end].mean()),
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -365,8 +498,22 @@ def main(argv: list[str] | None = None) -> int:
     except (RecordedDataError, KeyError) as error:
         print(f"capture_lab: {error}", file=sys.stderr)
         return cli.EX_DATAERR
-    for name, share in capture(year, models).items():
-        print(f"  {name:34s} {share:6.3f}")
+    shares, shortfalls = capture(year, models)
+    print(f"{'miners alone':40s} capture | shortfall: " + " | ".join(LOSSES))
+    for name, share in shares.items():
+        split = " ".join(f"{part:6.3f}" for part in shortfalls[name])
+        print(f"  {name:38s} {share:6.3f} | {split}")
+    print("spells, per model: breakeven $/MWh, share going on after their first interval, mean")
+    print("excess $/MWh in the second, waking $/MW, share resuming after their first cheap one:")
+    for model in models:
+        odds = spell_odds(year, model)
+        print(
+            f"  {model.name:38s} {odds.breakeven:6.1f} {odds.went_on:6.3f} {odds.excess:7.1f}"
+            f" {odds.waking:6.1f} {odds.resumed:6.3f}"
+        )
+    print("after a settled price at or below breakeven (intervals, share above it, $/MW asleep):")
+    for label, count, above, value in preemptive_sleep(year, models):
+        print(f"  {label:38s} {count:6d} {above:6.3f} {value:10.0f}")
     return 0
 
 

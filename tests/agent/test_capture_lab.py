@@ -1,6 +1,7 @@
 """The capture lab's own arithmetic, on short made-up price series: its hindsight is the best of
-every on/off sequence, its per-interval DP follows it when the forecast is the truth, and its
-spell oracles sleep where they say."""
+every on/off sequence (also when it may fall asleep only after an expensive interval), its
+per-interval DP follows it when the forecast is the truth, its spell oracles sleep where they
+say, and its day-ahead check and spell odds count what they say."""
 
 from __future__ import annotations
 
@@ -9,13 +10,18 @@ import itertools
 import numpy as np
 import pytest
 
+from optimizer.economics import breakeven_usd_per_mwh
 from tests.agent.capture_lab import (
+    Model,
     Year,
     best_first_moves,
     earnings,
     fitted_table,
     follow,
     hindsight,
+    losses,
+    preemptive_sleep,
+    spell_odds,
     spell_oracle,
 )
 
@@ -45,6 +51,35 @@ def test_hindsight_is_the_best_of_every_sequence() -> None:
             hindsight(year.price, breakeven, year, WAKE_H), year.price, breakeven, year, WAKE_H
         )
         assert found == pytest.approx(best)
+
+
+def _never_sleeps_early(on: tuple[bool, ...], may_sleep: np.ndarray) -> bool:
+    """Whether every fall into sleep in `on` (from on, or from the start) is where allowed."""
+    before = (True, *on[:-1])
+    return all(
+        now or not was or bool(may_sleep[t])
+        for t, (was, now) in enumerate(zip(before, on, strict=True))
+    )
+
+
+def test_hindsight_without_foreseen_starts_is_the_best_sequence_that_never_sleeps_early() -> None:
+    rng = np.random.default_rng(5)
+    for _ in range(20):
+        price = list(rng.choice([20.0, 60.0, 150.0, 400.0], size=9))
+        year = _year(price, 4)
+        breakeven = np.full(9, 100.0)
+        may_sleep = year.last_settled > breakeven
+
+        best = max(
+            earnings(np.array(on), year.price, breakeven, year, WAKE_H)
+            for on in itertools.product([True, False], repeat=9)
+            if _never_sleeps_early(on, may_sleep)
+        )
+        chosen = hindsight(year.price, breakeven, year, WAKE_H, may_sleep)
+        assert _never_sleeps_early(tuple(bool(on) for on in chosen), may_sleep)
+        assert earnings(chosen, year.price, breakeven, year, WAKE_H) == pytest.approx(best)
+        free = hindsight(year.price, breakeven, year, WAKE_H)
+        assert earnings(free, year.price, breakeven, year, WAKE_H) >= best - 1e-9
 
 
 def test_the_dp_on_a_perfect_forecast_earns_what_hindsight_does() -> None:
@@ -80,3 +115,60 @@ def test_a_table_fitted_on_one_half_serves_the_other_when_the_halves_agree() -> 
     crossed = fitted_table(year, known, known, WAKE_H, cross=True)
     assert crossed.tolist() == itself.tolist()
     assert not itself.all()  # it does sleep through the spells
+
+
+def test_the_day_ahead_check_counts_the_calm_intervals_by_band() -> None:
+    # Breakeven is 100 $/MWh throughout (hashprice and model chosen for it below).
+    price = np.array([30.0, 30.0, 500.0, 600.0, 40.0, 30.0, 130.0, 30.0])
+    year = _year(list(price), 4)
+    day_ahead = np.array([np.nan, 120.0, 120.0, 120.0, 20.0, 90.0, 400.0, 20.0])
+    year = Year(
+        year.price,
+        year.forecast,
+        np.column_stack((day_ahead, day_ahead)),
+        year.known_hashprice,
+        year.true_hashprice,
+        0.25,
+        0.0,
+        1.0,
+    )
+    joules = breakeven_usd_per_mwh(0.05, 1.0, pool_fee=0.0, overhead_factor=1.0) / 100.0
+    rows = {
+        label: (count, above, value)
+        for label, count, above, value in preemptive_sleep(year, (Model("m", 2.0, joules, 600.0),))
+    }
+    # Calm (last settled <= 100): intervals 0, 1, 2, 5 and 6 (the first counts its own price).
+    assert rows["day-ahead 1-1.5 x breakeven"] == pytest.approx((2, 0.5, (400 - 70) * 0.25))
+    assert rows["day-ahead >= 3 x breakeven"] == pytest.approx((1, 1.0, 30 * 0.25))
+    assert rows["no day-ahead price"][0] == 1
+    assert sum(count for count, _, _ in rows.values()) == 5
+
+
+def test_the_spell_odds_count_spells_going_on_and_resuming() -> None:
+    # Breakeven 100: spells at 1-2 (goes on), 6, 9 and 11 (each one interval); after their
+    # first cheap interval, the spells at 1-2 and 6 stay cheap and the one at 9 resumes.
+    price = [30.0, 500.0, 600.0, 40.0, 30.0, 30.0, 130.0, 30.0, 30.0, 500.0, 30.0, 500.0, 30.0]
+    year = _year(price, 4)
+    joules = breakeven_usd_per_mwh(0.05, 1.0) / 100.0
+    odds = spell_odds(year, Model("m", 1.0, joules, 600.0))
+    assert odds.breakeven == pytest.approx(100.0)
+    assert odds.went_on == pytest.approx(1 / 4)
+    assert odds.excess == pytest.approx((500 - 70 * 3) / 4)
+    assert odds.waking == pytest.approx(100.0 / 6)
+    assert odds.resumed == pytest.approx(1 / 3)
+
+
+def test_the_losses_split_every_difference_in_earnings_exactly() -> None:
+    rng = np.random.default_rng(7)
+    price = rng.choice([-10.0, 20.0, 60.0, 150.0, 400.0], size=40)
+    year = _year(list(price), 4)
+    breakeven = rng.uniform(80.0, 120.0, size=40)
+    first, second = rng.random(40) < 0.6, rng.random(40) < 0.6
+    split = losses(second, price, breakeven, year, WAKE_H) - losses(
+        first, price, breakeven, year, WAKE_H
+    )
+    assert np.all(losses(first, price, breakeven, year, WAKE_H)[[0, 1, 3]] >= 0)
+    assert split.sum() == pytest.approx(
+        earnings(first, price, breakeven, year, WAKE_H)
+        - earnings(second, price, breakeven, year, WAKE_H)
+    )
