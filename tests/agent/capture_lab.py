@@ -465,26 +465,29 @@ class SpellOdds:
     went_on: float  # share of spells whose second interval was expensive too
     excess: float  # mean price above breakeven in that second interval, $/MWh
     waking: float  # what one waking costs, $ per MW
-    resumed: (
-        float  # share of spells followed, after their first cheap interval, by an expensive one
-    )
+    # share of spells followed, after their first cheap interval, by an expensive one
+    resumed: float
 
 
 def spell_odds(year: Year, model: Model) -> SpellOdds:
+    """`SpellOdds` over the year (NaN where it had no spell)."""
     known = breakevens(year, model, year.known_hashprice)
     expensive = year.price > known
-    after_one = np.zeros_like(expensive)  # the interval before was a spell's first
+    # Intervals whose previous one was a spell's first, and the first cheap one after a spell.
+    after_one = np.zeros_like(expensive)
     after_one[2:] = expensive[1:-1] & ~expensive[:-2]
-    after_end = np.zeros_like(
-        expensive
-    )  # the interval before was the first cheap one after a spell
+    after_end = np.zeros_like(expensive)
     after_end[2:] = ~expensive[1:-1] & expensive[:-2]
+
+    def mean(values: FloatArray) -> float:
+        return float(values.mean()) if values.size else float("nan")
+
     return SpellOdds(
         breakeven=float(known.mean()),
-        went_on=float(expensive[after_one].mean()),
-        excess=float(np.mean(year.price[after_one] - known[after_one])),
+        went_on=mean(expensive[after_one].astype(np.float64)),
+        excess=mean(year.price[after_one] - known[after_one]),
         waking=float(known.mean() * model.wake_loss_s / 3_600.0),
-        resumed=float(expensive[after_end].mean()),
+        resumed=mean(expensive[after_end].astype(np.float64)),
     )
 
 
