@@ -8,7 +8,8 @@ reported as a `Gap` on the series it returns:
 
 - Real-time prices: a gap of up to `max_gap_s` (default one hour) is bridged by carrying the
   last price before it forward (policy `CARRIED_FORWARD`); a longer gap is an error, as are
-  duplicated or out-of-order intervals. The interval is the smallest step in the file.
+  duplicated or out-of-order intervals. A row whose cell for the settlement point is empty is
+  a missing interval like a missing row. The interval is the most common step in the file.
 - Day-ahead prices: hours without a price stay NaN (policy `NO_FORECAST`): there is no forecast
   for them and the agent forecasts from history alone.
 - Bitcoin fee share: a day with an empty cell has no value (`FeeShareSeries.on` gives None).
@@ -83,8 +84,13 @@ class PriceSeries:
         offset = (moment - self.start_utc[0]).total_seconds()
         index = math.floor(offset / self.interval_s)
         if not 0 <= index < len(self.start_utc):
-            raise KeyError(f"{moment.isoformat()} is outside the recorded prices")
+            raise KeyError(f"{moment.isoformat()} is outside the recorded prices ({self.span()})")
         return index
+
+    def span(self) -> str:
+        """The time the prices cover, for messages."""
+        end = self.start_utc[-1] + timedelta(seconds=self.interval_s)
+        return f"{self.start_utc[0].isoformat()} to {end.isoformat()}"
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -158,7 +164,10 @@ class HashpriceSeries:
     def on(self, day: date) -> float:
         index = (day - self.days[0]).days
         if not 0 <= index < len(self.days):
-            raise KeyError(f"no hashprice recorded for {day.isoformat()}")
+            raise KeyError(
+                f"no hashprice recorded for {day.isoformat()} (the Bitcoin data covers"
+                f" {self.days[0].isoformat()} to {self.days[-1].isoformat()})"
+            )
         return float(self.usd_per_th_day[index])
 
 
@@ -294,6 +303,7 @@ def read_realtime_prices(
         )
     starts: list[datetime] = []
     prices: list[float] = []
+    lines: list[int] = []  # the file's line of each priced interval, for messages
     for line, row in enumerate([first, *rows], start=2):
         text = row["interval_start_utc"]
         try:
@@ -304,24 +314,30 @@ def read_realtime_prices(
             ) from None
         if moment.tzinfo is None:
             raise RecordedDataError(path, f"line {line}, interval_start_utc: no UTC offset")
+        cell = row[settlement_point]
+        if cell is not None and not cell.strip():
+            continue  # no price for this interval: a gap, bridged or refused below
         starts.append(moment.astimezone(UTC))
-        prices.append(_number(path, line, settlement_point, row[settlement_point]))
+        prices.append(_number(path, line, settlement_point, cell))
+        lines.append(line)
     if len(starts) < 2:
-        raise RecordedDataError(path, "fewer than two intervals")
+        raise RecordedDataError(path, f"fewer than two intervals priced at {settlement_point}")
     steps = np.diff(np.array([s.timestamp() for s in starts]))
     if (steps <= 0).any():
         bad = int(np.flatnonzero(steps <= 0)[0])
         raise _order_error(
-            path, bad + 3, f"interval {starts[bad + 1].isoformat()}", bool(steps[bad] == 0)
+            path, lines[bad + 1], f"interval {starts[bad + 1].isoformat()}", bool(steps[bad] == 0)
         )
-    interval_s = float(np.min(steps))
+    # The most common step is the interval: one stray timestamp must not redefine the grid.
+    distinct, counts = np.unique(steps, return_counts=True)
+    interval_s = float(distinct[np.argmax(counts)])
     span = np.rint(steps / interval_s).astype(np.int64)
-    off_grid = np.abs(steps - span * interval_s) > 1e-6
+    off_grid = (span == 0) | (np.abs(steps - span * interval_s) > 1e-6)
     if off_grid.any():
         bad = int(np.flatnonzero(off_grid)[0])
         raise RecordedDataError(
             path,
-            f"line {bad + 3}: interval {starts[bad + 1].isoformat()} is not on the"
+            f"line {lines[bad + 1]}: interval {starts[bad + 1].isoformat()} is not on the"
             f" {interval_s / 60:g}-minute grid of the rest of the file",
         )
     step = timedelta(seconds=interval_s)
@@ -333,7 +349,7 @@ def read_realtime_prices(
                 path,
                 f"gap after {starts[bad].isoformat()}: next interval starts"
                 f" {steps[bad] / 60:.0f} min later instead of {interval_s / 60:.0f}"
-                f" ({missing} missing, more than max_gap_s={max_gap_s:g} s bridges)",
+                f" ({missing} missing; gaps of up to {max_gap_s / 60:g} min are bridged)",
             )
         gaps.append(Gap(starts[bad] + step, starts[bad + 1], missing, CARRIED_FORWARD))
     count = int(span.sum()) + 1

@@ -31,9 +31,12 @@ from agent import actuators, logs, report, service, site
 from agent.bench import bench_plan
 from agent.bench_guard import bench_guard
 from agent.dayplan import plan_day, render
-from agent.replay import ReplayData, replay
+from agent.replay import ReplayData, ReplayWindowError, check_window, data_gaps, replay
 from agent.settings import ConfigError, Settings, load_settings
 
+# sysexits.h EX_USAGE: a command line asking for what cannot be done (argparse's own errors
+# exit 2).
+EX_USAGE = 64
 # sysexits.h EX_DATAERR: an input data file that cannot be used.
 EX_DATAERR = 65
 # sysexits.h EX_UNAVAILABLE: a service the command needs (Mosquitto) is missing.
@@ -248,7 +251,7 @@ def _plan(args: argparse.Namespace) -> int:
         hashprices = read_bitcoin_daily(args.btc)
         result = plan_day(settings, prices, hashprices, args.day)
     except (RecordedDataError, KeyError) as error:
-        print(f"gridpilot: {error}", file=sys.stderr)
+        print(f"gridpilot: {_reason(error)}", file=sys.stderr)
         return EX_DATAERR
     print("\n".join(render(result, settings)))
     return 0
@@ -277,18 +280,27 @@ def _add_replay(commands: SubParsers) -> None:
     )
     command.add_argument("--gpu-trace", type=Path, default=BUNDLED_TRACE, metavar="FILE")
     command.add_argument(
+        "--max-gap",
+        type=_minutes,
+        default=60.0,
+        metavar="MINUTES",
+        help="longest gap in the real-time prices bridged with the last price (default: 60);"
+        " a longer one stops the replay",
+    )
+    command.add_argument(
         "--start",
         type=_utc_moment,
         default=None,
         metavar="ISO",
-        help="default: the first recorded interval",
+        help="ISO 8601, UTC unless it has an offset, on the prices' interval grid (default:"
+        " the first recorded interval)",
     )
     command.add_argument(
         "--end",
         type=_utc_moment,
         default=None,
         metavar="ISO",
-        help="default: the end of the recorded prices",
+        help="as --start, exclusive (default: the end of the recorded prices)",
     )
     command.add_argument("--report", type=Path, default=None, metavar="DIR")
     command.add_argument("--json", type=Path, default=None, metavar="FILE")
@@ -305,12 +317,14 @@ def _replay(args: argparse.Namespace) -> int:
         for folder in (args.json.parent if args.json else None, args.report):
             if folder is not None:
                 folder.mkdir(parents=True, exist_ok=True)
+        if args.json is not None and args.json.is_dir():
+            raise IsADirectoryError(f"--json {args.json} is a folder, not a file")
     except OSError as error:
         print(f"gridpilot: cannot write results there: {error}", file=sys.stderr)
         return EX_CANTCREAT
     point = args.settlement_point or settings.site.settlement_point
     try:
-        prices = read_realtime_prices(args.prices, point)
+        prices = read_realtime_prices(args.prices, point, max_gap_s=args.max_gap * 60.0)
         data = ReplayData(
             prices=prices,
             hashprices=read_bitcoin_daily(args.btc),
@@ -322,8 +336,9 @@ def _replay(args: argparse.Namespace) -> int:
         )
         start = args.start or prices.start_utc[0]
         end = args.end or prices.start_utc[-1] + timedelta(seconds=prices.interval_s)
-        for gap in prices.gaps:
-            print(f"gridpilot: price gap bridged: {gap}", file=sys.stderr)
+        check_window(prices, start, end)
+        for series, gap in data_gaps(data, start, end):
+            print(f"gridpilot: gap in {report.describe_gap(series, gap)}", file=sys.stderr)
         template = site.site_problem(
             settings,
             start=start,
@@ -332,16 +347,36 @@ def _replay(args: argparse.Namespace) -> int:
             hashprice_usd_per_th_day=0.05,
         )
         result = replay(template, data, start=start, end=end, progress=_progress_bar())
-    except (RecordedDataError, KeyError) as error:
+    except ReplayWindowError as error:
         print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_USAGE
+    except (RecordedDataError, KeyError) as error:
+        print(f"gridpilot: {_reason(error)}", file=sys.stderr)
         return EX_DATAERR
     print("\n".join(report.table(result)))
+    # Each output is tried even if the other fails: the table above already holds the figures.
+    status = 0
     if args.json is not None:
-        args.json.write_text(json.dumps(report.summary(result), indent=2) + "\n")
-        print(f"JSON: {args.json}")
+        try:
+            args.json.write_text(json.dumps(report.summary(result), indent=2) + "\n")
+            print(f"JSON: {args.json}")
+        except OSError as error:
+            print(f"gridpilot: cannot write the JSON: {error}", file=sys.stderr)
+            status = EX_CANTCREAT
     if args.report is not None:
-        print(f"report: {report.write_report(result, args.report)}")
-    return 0
+        try:
+            print(f"report: {report.write_report(result, args.report)}")
+        except OSError as error:
+            print(f"gridpilot: cannot write the report: {error}", file=sys.stderr)
+            status = EX_CANTCREAT
+    return status
+
+
+def _reason(error: Exception) -> str:
+    """An error's message for stderr (a KeyError's str() would quote it)."""
+    if isinstance(error, KeyError) and error.args:
+        return str(error.args[0])
+    return str(error)
 
 
 def _progress_bar() -> Callable[[int, int], None]:
@@ -547,6 +582,16 @@ def _positive_float(text: str) -> float:
     value = float(text)
     if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _minutes(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of minutes: {text}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"must be zero or more minutes, got {text}")
     return value
 
 

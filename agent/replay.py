@@ -27,7 +27,14 @@ from datetime import date, datetime, timedelta
 import numpy as np
 
 from adapters.plant import IntervalUse, SimulatedPlant
-from adapters.recorded import DayAheadSeries, FeeShareSeries, GpuTrace, HashpriceSeries, PriceSeries
+from adapters.recorded import (
+    DayAheadSeries,
+    FeeShareSeries,
+    Gap,
+    GpuTrace,
+    HashpriceSeries,
+    PriceSeries,
+)
 from agent.guard import shed, shed_order
 from agent.planner import (
     MarketView,
@@ -51,6 +58,14 @@ Setpoints = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 # Transaction fees' share of miner revenue where the recorded fee data has no day: the mean of
 # the bundled blockchain.com series (2023-04-30 to 2024-04-28), per deploy/data/SOURCES.md.
 DEFAULT_FEE_SHARE = 0.078
+
+# Settled real-time prices the agent keeps for its forecast, as the daemon does.
+HISTORY_DAYS = 40
+
+
+class ReplayWindowError(ValueError):
+    """A start and end the recorded prices cannot replay: reversed, off their interval grid,
+    or outside them."""
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -99,6 +114,8 @@ class ReplayResult:
     # capped and paused nodes per group.
     agent_decisions: np.ndarray
     agent_solves: int  # how often the agent solved afresh (it re-plans when the world departs)
+    # Gaps in the recorded data that the replay saw (window and history), by the series' name.
+    data_gaps: tuple[tuple[str, Gap], ...] = ()
 
     def capture(self, strategy: str) -> float:
         """Share of the hindsight bound's improvement over always-on that `strategy` achieves."""
@@ -173,13 +190,50 @@ class _Run:
     solves: int = 0
 
 
+def data_gaps(data: ReplayData, start: datetime, end: datetime) -> tuple[tuple[str, Gap], ...]:
+    """The gaps the readers bridged or left in the data a replay of [start, end) uses: its
+    window and the agent's history before it, each named by its series."""
+    seen_from = start - timedelta(days=HISTORY_DAYS)
+    point = data.prices.settlement_point
+    series: list[tuple[str, tuple[Gap, ...]]] = [(f"real-time prices at {point}", data.prices.gaps)]
+    if data.day_ahead is not None:
+        series.append((f"day-ahead prices at {point}", data.day_ahead.gaps))
+    return tuple(
+        (name, gap)
+        for name, gaps in series
+        for gap in gaps
+        if gap.end_utc > seen_from and gap.start_utc < end
+    )
+
+
+def check_window(prices: PriceSeries, start: datetime, end: datetime) -> None:
+    """Raise `ReplayWindowError` unless [start, end) is a run of whole intervals of `prices`."""
+    interval_s = prices.interval_s
+    if end <= start:
+        raise ReplayWindowError(
+            f"the end {end.isoformat()} is not after the start {start.isoformat()}"
+        )
+    for name, moment in (("start", start), ("end", end)):
+        intervals = (moment - prices.start_utc[0]).total_seconds() / interval_s
+        if abs(intervals - round(intervals)) > 1e-9:
+            raise ReplayWindowError(
+                f"the {name} {moment.isoformat()} is not on the {interval_s / 60:g}-minute grid"
+                f" of the recorded prices, which start at {prices.start_utc[0].isoformat()}"
+            )
+    last = prices.start_utc[-1] + timedelta(seconds=interval_s)
+    if start < prices.start_utc[0] or end > last:
+        raise ReplayWindowError(
+            f"the recorded prices cover {prices.span()}, not {start.isoformat()} to"
+            f" {end.isoformat()}"
+        )
+
+
 def _period(data: ReplayData, start: datetime, end: datetime) -> _Period:
+    check_window(data.prices, start, end)
     prices = data.prices
     interval_s = prices.interval_s
-    first = prices.index_of(start)
     count = round((end - start).total_seconds() / interval_s)
-    if count <= 0 or first + count > len(prices.start_utc):
-        raise KeyError(f"the recorded prices do not cover {start.isoformat()} to {end.isoformat()}")
+    first = prices.index_of(start)
     moments = tuple(start + timedelta(seconds=k * interval_s) for k in range(count))
     days = sorted({m.date() for m in moments})
     return _Period(
@@ -229,6 +283,7 @@ def replay(
         asic_curtailed_watts={name: runs[name].asic_curtailed_watts for name in STRATEGIES},
         agent_decisions=runs["agent"].decisions,
         agent_solves=runs["agent"].solves,
+        data_gaps=data_gaps(data, start, end),
     )
 
 
@@ -288,7 +343,7 @@ def _run_agent(
 ) -> _Run:
     receding = RecedingPlanner(planner)
     prices = data.prices
-    history_intervals = round(40 * 86_400.0 / period.interval_s)
+    history_intervals = round(HISTORY_DAYS * 86_400.0 / period.interval_s)
     solves = 0
 
     def decide(k: int, strategy: _Strategy) -> Setpoints:

@@ -8,7 +8,18 @@ from typing import Any
 
 import numpy as np
 
+from adapters.recorded import Gap
 from agent.replay import STRATEGIES, ReplayResult
+
+
+def describe_gap(series: str, gap: Gap) -> str:
+    """One line for an operator: which series, when, how long, and what was done about it."""
+    minutes = (gap.end_utc - gap.start_utc).total_seconds() / 60.0
+    length = f"{minutes:g} min" if minutes < 120 else f"{minutes / 60:g} h"
+    return (
+        f"{series}: none from {gap.start_utc:%Y-%m-%d %H:%M} to {gap.end_utc:%Y-%m-%d %H:%M} UTC"
+        f" ({length}); {gap.policy}"
+    )
 
 
 def summary(result: ReplayResult) -> dict[str, Any]:
@@ -33,6 +44,16 @@ def summary(result: ReplayResult) -> dict[str, Any]:
             "limit_violation_minutes": round(totals.limit_violation_minutes, 3),
             "capture": round(result.capture(name), 4),
         }
+    document["data_gaps"] = [
+        {
+            "series": series,
+            "start_utc": gap.start_utc.isoformat(),
+            "end_utc": gap.end_utc.isoformat(),
+            "missing_intervals": gap.missing_intervals,
+            "policy": gap.policy,
+        }
+        for series, gap in result.data_gaps
+    ]
     document["wall_s"] = round(result.wall_s, 2)
     return document
 
@@ -130,7 +151,15 @@ def write_report(result: ReplayResult, folder: Path) -> Path:
                 "```",
                 "",
                 "Capture: the share of the hindsight bound's improvement over always-on that a",
-                "strategy achieves, (profit - always_on) / (hindsight - always_on).",
+                "strategy achieves, (profit - always_on) / (hindsight - always_on). Months are",
+                "UTC calendar months, the AI contracts' billing months.",
+                "",
+                "## Gaps in the recorded data",
+                "",
+                *(
+                    [f"- {describe_gap(series, gap)}" for series, gap in result.data_gaps]
+                    or ["None in the replayed window or the history before it."]
+                ),
                 "",
                 "```json",
                 json.dumps(summary(result), indent=2),

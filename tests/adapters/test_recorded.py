@@ -165,12 +165,44 @@ def test_gap_up_to_the_limit_is_bridged_and_a_longer_one_raises(tmp_path: Path) 
     with pytest.raises(
         RecordedDataError,
         match=r"long.csv: gap after 2024-01-01T00:15:00\+00:00: next interval starts 90 min"
-        r" later instead of 15 \(5 missing, more than max_gap_s=3600 s bridges\)",
+        r" later instead of 15 \(5 missing; gaps of up to 60 min are bridged\)",
     ):
         read_realtime_prices(too_long, "HB_WEST")
     assert len(read_realtime_prices(too_long, "HB_WEST", max_gap_s=4_500).usd_per_mwh) == 8
     with pytest.raises(RecordedDataError, match="gap after"):
         read_realtime_prices(fits, "HB_WEST", max_gap_s=0)
+
+
+def test_an_empty_price_cell_is_a_missing_interval(tmp_path: Path) -> None:
+    """A row without a price at the settlement point is bridged and reported like a missing row,
+    and an interval with no price at all cannot be read."""
+    text = _quarter_hours((0, 1.0), (15, 2.0), (45, 4.0)).replace(
+        "00:15:00+00:00,x,2.0\n", "00:15:00+00:00,x,2.0\n2024-01-01 00:30:00+00:00,x,\n"
+    )
+    series = read_realtime_prices(_write(tmp_path, text), "HB_WEST")
+    assert series.usd_per_mwh.tolist() == [1.0, 2.0, 2.0, 4.0]
+    assert [(gap.start_utc.minute, gap.missing_intervals) for gap in series.gaps] == [(30, 1)]
+    empty = _write(tmp_path, HEADER + "2024-01-01 00:00:00+00:00,x,\n" * 1, "empty.csv")
+    with pytest.raises(RecordedDataError, match="fewer than two intervals priced at HB_WEST"):
+        read_realtime_prices(empty, "HB_WEST")
+
+
+def test_one_stray_timestamp_is_named_on_its_own_line(tmp_path: Path) -> None:
+    """The grid is the file's most common step, so a timestamp two minutes off is the one
+    blamed, on its own line, against the 15-minute grid."""
+    minutes = [0, 15, 30, 45, 60, 77, 90, 105, 120]
+    path = _write(tmp_path, _quarter_hours(*((m, 1.0) for m in minutes)))
+    with pytest.raises(
+        RecordedDataError,
+        match=r"line 7: interval 2024-01-01T01:17:00\+00:00 is not on the 15-minute grid",
+    ):
+        read_realtime_prices(path, "HB_WEST")
+
+
+def test_a_moment_outside_the_prices_names_what_they_cover(tmp_path: Path) -> None:
+    series = read_realtime_prices(_write(tmp_path, _quarter_hours((0, 1.0), (15, 2.0))), "HB_WEST")
+    with pytest.raises(KeyError, match=r"2024-01-01T00:00:00\+00:00 to 2024-01-01T00:30:00\+00:00"):
+        series.index_of(datetime(2024, 2, 1, tzinfo=UTC))
 
 
 def test_bundled_fee_share_matches_its_provenance_notes() -> None:

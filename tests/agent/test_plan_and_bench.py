@@ -40,7 +40,9 @@ def test_plan_on_a_dst_day_has_23_hours(capsys: pytest.CaptureFixture[str]) -> N
 def test_plan_outside_the_data_exits_65(capsys: pytest.CaptureFixture[str]) -> None:
     """A day the recorded prices do not cover is a data error, exit 65, with the reason."""
     assert main(["plan", "--day", "2023-06-01"]) == EX_DATAERR
-    assert "outside the recorded prices" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "outside the recorded prices (2024-01-01T06:00:00+00:00 to" in err
+    assert "'" not in err  # the message, not a KeyError's quoted repr
 
 
 def test_plan_with_a_broken_config_exits_78(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,8 @@ from agent.cli import (
     BUNDLED_PRICES,
     BUNDLED_TRACE,
     EX_CANTCREAT,
+    EX_DATAERR,
+    EX_USAGE,
     REFERENCE_SITE,
     main,
 )
@@ -147,6 +150,99 @@ def test_unwritable_results_fail_before_the_replay(
     captured = capsys.readouterr()
     assert "cannot write results" in captured.err
     assert "replay" not in captured.out
+
+
+def test_a_json_path_that_is_a_folder_fails_before_the_replay(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["replay", "--json", str(tmp_path)]) == EX_CANTCREAT
+    captured = capsys.readouterr()
+    assert f"--json {tmp_path} is a folder" in captured.err
+    assert "replay" not in captured.out
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        (
+            ["--start", "2024-08-10", "--end", "2024-08-01"],
+            "the end 2024-08-01T00:00:00+00:00 is not after the start 2024-08-10T00:00:00+00:00",
+        ),
+        (
+            ["--start", "2024-08-10", "--end", "2024-08-10"],
+            "the end 2024-08-10T00:00:00+00:00 is not after the start",
+        ),
+        (
+            ["--start", "2024-08-01T00:07", "--end", "2024-08-02"],
+            "the start 2024-08-01T00:07:00+00:00 is not on the 15-minute grid",
+        ),
+        (
+            ["--start", "2024-08-01", "--end", "2024-08-01T00:20"],
+            "the end 2024-08-01T00:20:00+00:00 is not on the 15-minute grid",
+        ),
+        (
+            ["--start", "2025-02-01", "--end", "2025-02-10"],
+            "the recorded prices cover 2024-01-01T06:00:00+00:00 to 2025-01-01T06:00:00+00:00,"
+            " not 2025-02-01",
+        ),
+    ],
+)
+def test_a_window_the_prices_cannot_replay_is_a_usage_error(
+    window: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Reversed, empty, off-grid or uncovered windows exit 64 at once, saying which."""
+    assert main(["replay", *window]) == EX_USAGE
+    captured = capsys.readouterr()
+    assert f"gridpilot: {message}" in captured.err
+    assert "replay" not in captured.out
+
+
+def _prices_with_a_gap(folder: Path) -> Path:
+    """Three days of the bundled prices around 2024-08-20 with 13:30 and 13:45 UTC removed."""
+    with gzip.open(BUNDLED_PRICES, "rt") as source:
+        lines = source.read().splitlines()
+    kept = [lines[0]] + [
+        line
+        for line in lines[1:]
+        if line.startswith(("2024-08-18", "2024-08-19", "2024-08-20"))
+        and not line.startswith(("2024-08-20 13:30", "2024-08-20 13:45"))
+    ]
+    path = folder / "prices.csv"
+    path.write_text("\n".join(kept) + "\n")
+    return path
+
+
+def test_gaps_are_said_on_stderr_in_the_json_and_in_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bridged real-time gap and the bundled day-ahead file's missing week are named, with
+    what was done, wherever the results go; a gap longer than --max-gap stops the replay."""
+    prices = _prices_with_a_gap(tmp_path)
+    out, folder = tmp_path / "replay.json", tmp_path / "report"
+    window = ["--start", "2024-08-20T12:00", "--end", "2024-08-20T16:00"]
+    results = ["--json", str(out), "--report", str(folder)]
+    assert main(["replay", "--prices", str(prices), *window, *results]) == 0
+    err = capsys.readouterr().err
+    assert (
+        "gridpilot: gap in real-time prices at HB_WEST: none from 2024-08-20 13:30 to"
+        " 2024-08-20 14:00 UTC (30 min); carried forward" in err
+    )
+    gaps = json.loads(out.read_text())["data_gaps"]
+    assert [(g["series"], g["start_utc"], g["missing_intervals"]) for g in gaps] == [
+        ("real-time prices at HB_WEST", "2024-08-20T13:30:00+00:00", 2)
+    ]
+    assert "none from 2024-08-20 13:30" in (folder / "report.md").read_text()
+
+    assert main(["replay", "--prices", str(prices), *window, "--max-gap", "15"]) == EX_DATAERR
+    assert "2 missing; gaps of up to 15 min are bridged" in capsys.readouterr().err
+
+    # The bundled day-ahead file has no prices from 2024-03-10 08:00 UTC for a week.
+    window = ["--start", "2024-03-12T12:00", "--end", "2024-03-12T13:00"]
+    assert main(["replay", *window, "--json", str(out)]) == 0
+    assert "gap in day-ahead prices at HB_WEST: none from 2024-03-10" in capsys.readouterr().err
+    assert [g["series"] for g in json.loads(out.read_text())["data_gaps"]] == [
+        "day-ahead prices at HB_WEST"
+    ]
 
 
 def test_an_event_past_its_longest_is_one_breach(data: ReplayData) -> None:
