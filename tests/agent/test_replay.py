@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 
 from adapters.recorded import (
+    CARRIED_FORWARD,
+    Gap,
     read_bitcoin_daily,
     read_day_ahead_prices,
     read_fee_share,
@@ -30,7 +32,15 @@ from agent.cli import (
     REFERENCE_SITE,
     main,
 )
-from agent.replay import STRATEGIES, ReplayData, ReplayResult, _run_interval, _Strategy, replay
+from agent.replay import (
+    STRATEGIES,
+    ReplayData,
+    ReplayResult,
+    _run_interval,
+    _Strategy,
+    data_gaps,
+    replay,
+)
 from agent.settings import load_settings
 from agent.site import site_problem
 
@@ -243,6 +253,23 @@ def test_gaps_are_said_on_stderr_in_the_json_and_in_the_report(
     assert [g["series"] for g in json.loads(out.read_text())["data_gaps"]] == [
         "day-ahead prices at HB_WEST"
     ]
+
+
+def test_the_gaps_a_replay_sees_are_its_window_and_the_history_before_it(
+    data: ReplayData,
+) -> None:
+    """A gap 39 days before the start is in the agent's history and is named; one 41 days
+    before, or at the end, is not."""
+
+    def gap(days_before: float) -> Gap:
+        start = START - timedelta(days=days_before)
+        return Gap(start, start + timedelta(minutes=30), 2, CARRIED_FORWARD)
+
+    seen, too_old, at_end = gap(39), gap(41), gap(-1)
+    with_gaps = replace(data, prices=replace(data.prices, gaps=(too_old, seen, at_end)))
+    found = data_gaps(with_gaps, START, START + timedelta(hours=6))
+    # (The bundled day-ahead file's gaps, in March and November, are far from this window.)
+    assert found == (("real-time prices at HB_WEST", seen),)
 
 
 def test_an_event_past_its_longest_is_one_breach(data: ReplayData) -> None:
