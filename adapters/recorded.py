@@ -57,6 +57,14 @@ class RecordedDataError(ValueError):
         self.path = path
 
 
+class NotRecordedError(KeyError):
+    """A moment or day the recorded data does not cover. A KeyError, so lookups can be tried,
+    but its message prints as written (a plain KeyError's str() is its quoted repr)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 @dataclass(frozen=True, slots=True)
 class Gap:
     """`missing_intervals` intervals from `start_utc` up to `end_utc` (exclusive) that the file
@@ -84,7 +92,9 @@ class PriceSeries:
         offset = (moment - self.start_utc[0]).total_seconds()
         index = math.floor(offset / self.interval_s)
         if not 0 <= index < len(self.start_utc):
-            raise KeyError(f"{moment.isoformat()} is outside the recorded prices ({self.span()})")
+            raise NotRecordedError(
+                f"{moment.isoformat()} is outside the recorded prices ({self.span()})"
+            )
         return index
 
     def span(self) -> str:
@@ -164,7 +174,7 @@ class HashpriceSeries:
     def on(self, day: date) -> float:
         index = (day - self.days[0]).days
         if not 0 <= index < len(self.days):
-            raise KeyError(
+            raise NotRecordedError(
                 f"no hashprice recorded for {day.isoformat()} (the Bitcoin data covers"
                 f" {self.days[0].isoformat()} to {self.days[-1].isoformat()})"
             )

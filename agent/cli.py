@@ -20,6 +20,7 @@ from typing import TypeAlias
 from adapters import minersim
 from adapters.broker import BrokerError
 from adapters.recorded import (
+    NotRecordedError,
     RecordedDataError,
     read_bitcoin_daily,
     read_day_ahead_prices,
@@ -250,8 +251,8 @@ def _plan(args: argparse.Namespace) -> int:
         prices = read_realtime_prices(args.prices, point)
         hashprices = read_bitcoin_daily(args.btc)
         result = plan_day(settings, prices, hashprices, args.day)
-    except (RecordedDataError, KeyError) as error:
-        print(f"gridpilot: {_reason(error)}", file=sys.stderr)
+    except (RecordedDataError, NotRecordedError) as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
         return EX_DATAERR
     print("\n".join(render(result, settings)))
     return 0
@@ -350,8 +351,8 @@ def _replay(args: argparse.Namespace) -> int:
     except ReplayWindowError as error:
         print(f"gridpilot: {error}", file=sys.stderr)
         return EX_USAGE
-    except (RecordedDataError, KeyError) as error:
-        print(f"gridpilot: {_reason(error)}", file=sys.stderr)
+    except (RecordedDataError, NotRecordedError) as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
         return EX_DATAERR
     print("\n".join(report.table(result)))
     # Each output is tried even if the other fails: the table above already holds the figures.
@@ -370,13 +371,6 @@ def _replay(args: argparse.Namespace) -> int:
             print(f"gridpilot: cannot write the report: {error}", file=sys.stderr)
             status = EX_CANTCREAT
     return status
-
-
-def _reason(error: Exception) -> str:
-    """An error's message for stderr (a KeyError's str() would quote it)."""
-    if isinstance(error, KeyError) and error.args:
-        return str(error.args[0])
-    return str(error)
 
 
 def _progress_bar() -> Callable[[int, int], None]:

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from adapters.recorded import HashpriceSeries, PriceSeries
+from adapters.recorded import HashpriceSeries, NotRecordedError, PriceSeries
 from agent.settings import Settings
 from agent.site import site_problem
 from optimizer.merit import always_on, threshold
@@ -46,7 +46,7 @@ def plan_day(
     count = round((end - start).total_seconds() / prices.interval_s)
     day_prices = prices.usd_per_mwh[first : first + count]
     if day_prices.size != count:
-        raise KeyError(f"the recorded prices do not cover {day.isoformat()}")
+        raise NotRecordedError(f"the recorded prices do not cover {day.isoformat()}")
     hashprice = hashprices.on(day - timedelta(days=1))
     problem: Problem = site_problem(
         settings,

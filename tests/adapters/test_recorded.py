@@ -12,6 +12,7 @@ import pytest
 from adapters.recorded import (
     CARRIED_FORWARD,
     Gap,
+    NotRecordedError,
     RecordedDataError,
     read_bitcoin_daily,
     read_fee_share,
@@ -50,7 +51,7 @@ def test_bundled_hashprice_matches_its_provenance_notes() -> None:
     series = read_bitcoin_daily(BTC)
     assert series.on(date(2023, 11, 2)) == pytest.approx(0.0703, abs=5e-5)
     assert series.on(date(2025, 4, 7)) == pytest.approx(0.0410, abs=5e-5)
-    with pytest.raises(KeyError, match="2019-01-01"):
+    with pytest.raises(NotRecordedError, match="2019-01-01"):
         series.on(date(2019, 1, 1))
 
 
@@ -201,7 +202,9 @@ def test_one_stray_timestamp_is_named_on_its_own_line(tmp_path: Path) -> None:
 
 def test_a_moment_outside_the_prices_names_what_they_cover(tmp_path: Path) -> None:
     series = read_realtime_prices(_write(tmp_path, _quarter_hours((0, 1.0), (15, 2.0))), "HB_WEST")
-    with pytest.raises(KeyError, match=r"2024-01-01T00:00:00\+00:00 to 2024-01-01T00:30:00\+00:00"):
+    with pytest.raises(
+        NotRecordedError, match=r"2024-01-01T00:00:00\+00:00 to 2024-01-01T00:30:00\+00:00"
+    ):
         series.index_of(datetime(2024, 2, 1, tzinfo=UTC))
 
 

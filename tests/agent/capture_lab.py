@@ -49,6 +49,7 @@ from functools import partial
 import numpy as np
 
 from adapters.recorded import (
+    NotRecordedError,
     RecordedDataError,
     read_bitcoin_daily,
     read_day_ahead_prices,
@@ -58,13 +59,12 @@ from adapters.recorded import (
 )
 from agent import cli
 from agent.forecast import forecast_prices
-from agent.replay import ReplayData, _day_ahead_window, _period
+from agent.replay import HISTORY_DAYS, ReplayData, _day_ahead_window, _period
 from agent.settings import load_settings
 from optimizer.economics import breakeven_usd_per_mwh
 from optimizer.problem import FloatArray
 
 HORIZON = 32  # intervals the forecast looks ahead: 8 hours, longer than nearly every spell
-HISTORY_DAYS = 40  # settled prices the agent keeps, as in the replay
 
 BoolArray = np.ndarray[tuple[int], np.dtype[np.bool_]]
 Values = float | FloatArray  # the DP step serves one path (floats) and many at once (arrays)
@@ -237,8 +237,6 @@ def advantages(
         stay[t], wake[t], value_on, value_off = _step_back(
             gains[t], breakeven[t] * wake_h, value_on, value_off, allowed
         )
-        if not allowed:
-            stay[t] = max(stay[t], 0.0)  # the unit stays on: no choice
     return stay, wake
 
 
@@ -250,7 +248,8 @@ def hindsight(
     may_sleep: BoolArray | None = None,
 ) -> BoolArray:
     stay, wake = advantages(price, breakeven, year, wake_h, may_sleep)
-    return follow(stay >= 0, wake > 0)
+    keep = stay >= 0 if may_sleep is None else (stay >= 0) | ~may_sleep
+    return follow(keep, wake > 0)
 
 
 def fitted_table(
@@ -498,7 +497,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         year, models = load(args.settlement_point, not args.no_day_ahead)
-    except (RecordedDataError, KeyError) as error:
+    except (RecordedDataError, NotRecordedError) as error:
         print(f"capture_lab: {error}", file=sys.stderr)
         return cli.EX_DATAERR
     shares, shortfalls = capture(year, models)
