@@ -20,6 +20,7 @@ from adapters.recorded import (
     read_gpu_trace,
     read_realtime_prices,
 )
+from agent import report
 from agent.cli import (
     BUNDLED_BTC,
     BUNDLED_DAY_AHEAD,
@@ -162,13 +163,38 @@ def test_unwritable_results_fail_before_the_replay(
     assert "replay" not in captured.out
 
 
-def test_a_json_path_that_is_a_folder_fails_before_the_replay(
+def test_a_json_folder_or_a_report_file_fails_before_the_replay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    """Outputs that are the wrong kind of thing exit 73 before any replaying."""
     assert main(["replay", "--json", str(tmp_path)]) == EX_CANTCREAT
     captured = capsys.readouterr()
     assert f"--json {tmp_path} is a folder" in captured.err
     assert "replay" not in captured.out
+    taken = tmp_path / "report"
+    taken.write_text("")
+    assert main(["replay", "--report", str(taken)]) == EX_CANTCREAT
+    captured = capsys.readouterr()
+    assert "cannot write results there" in captured.err
+    assert "replay" not in captured.out
+
+
+def test_a_report_that_fails_to_write_keeps_the_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails after the replay (here the report: a full disk, say) is said, exits
+    73, and does not cost the other output."""
+
+    def disk_full(result: ReplayResult, folder: Path) -> Path:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_report", disk_full)
+    out = tmp_path / "replay.json"
+    window = ["--start", "2024-08-20T12:00", "--end", "2024-08-20T13:00", "--forecast", "none"]
+    code = main(["replay", *window, "--json", str(out), "--report", str(tmp_path / "r")])
+    assert code == EX_CANTCREAT
+    assert "cannot write the report: [Errno 28] No space left on device" in capsys.readouterr().err
+    assert json.loads(out.read_text())["agent"]["capture"] is not None
 
 
 @pytest.mark.parametrize(
