@@ -40,7 +40,13 @@ lint: $(INSTALLED)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy reads the packages under their installed names through links (see pyproject.toml).
+TYPECHECK_TREE := $(VENV)/typecheck/gridpilot
 typecheck: $(INSTALLED)
+	mkdir -p $(TYPECHECK_TREE)
+	ln -sfn ../../../deploy/__init__.py $(TYPECHECK_TREE)/__init__.py
+	ln -sfn ../../../deploy/__main__.py $(TYPECHECK_TREE)/__main__.py
+	for package in agent optimizer adapters; do ln -sfn ../../../$$package $(TYPECHECK_TREE)/$$package; done
 	$(BIN)/mypy
 
 unit: $(INSTALLED) system-deps

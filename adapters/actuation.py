@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from adapters.payloads import encode_asic_command, encode_gpu_command
+from gridpilot.adapters.payloads import encode_asic_command, encode_gpu_command
 
 
 @dataclass(frozen=True, slots=True)

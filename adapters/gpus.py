@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from adapters.actuation import AsicCommand, Command, GpuCommand, Outcome
+from gridpilot.adapters.actuation import AsicCommand, Command, GpuCommand, Outcome
 
 # NVML reports power in milliwatts.
 MILLIWATTS_PER_WATT = 1_000

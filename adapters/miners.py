@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from adapters.actuation import AsicCommand, Command, Outcome
+from gridpilot.adapters.actuation import AsicCommand, Command, Outcome
 
 FAULT_KINDS = ("no_answer", "refused", "not_asleep")
 

@@ -47,7 +47,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from optimizer.problem import GridEvent
+from gridpilot.optimizer.problem import GridEvent
 
 RejectReason = Literal[
     "too_large",

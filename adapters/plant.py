@@ -35,10 +35,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adapters.recorded import GpuTrace
-from optimizer.economics import WATT_SECONDS_PER_MWH
-from optimizer.problem import AsicGroup, FloatArray, GpuGroup
-from optimizer.schedule import IntArray
+from gridpilot.adapters.recorded import GpuTrace
+from gridpilot.optimizer.economics import WATT_SECONDS_PER_MWH
+from gridpilot.optimizer.problem import AsicGroup, FloatArray, GpuGroup
+from gridpilot.optimizer.schedule import IntArray
 
 
 class PlantError(ValueError):

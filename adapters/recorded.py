@@ -34,7 +34,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import numpy.typing as npt
 
-from optimizer.problem import FloatArray
+from gridpilot.optimizer.problem import FloatArray
 
 CENTRAL = ZoneInfo("America/Chicago")
 

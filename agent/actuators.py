@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from adapters.actuation import Actuator, MqttActuator, RoutingActuator
-from adapters.gpus import CommandActuator, JobCommands, Nvml, NvmlActuator, load_nvml
-from adapters.miners import MinerGroup, PyasicActuator
-from agent.settings import Settings
+from gridpilot.adapters.actuation import Actuator, MqttActuator, RoutingActuator
+from gridpilot.adapters.gpus import CommandActuator, JobCommands, Nvml, NvmlActuator, load_nvml
+from gridpilot.adapters.miners import MinerGroup, PyasicActuator
+from gridpilot.agent.settings import Settings
 
 # Builds the miners' actuator from {group: its miners}; see adapters.miners.
 MinerActuatorFactory = Callable[[dict[str, MinerGroup], Settings], Actuator]

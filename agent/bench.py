@@ -13,10 +13,10 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 
-from optimizer.horizon import block_index
-from optimizer.problem import SolveOptions
-from optimizer.solve import solve
-from optimizer.synthetic import synthetic_problem
+from gridpilot.optimizer.horizon import block_index
+from gridpilot.optimizer.problem import SolveOptions
+from gridpilot.optimizer.solve import solve
+from gridpilot.optimizer.synthetic import synthetic_problem
 
 
 @dataclass(frozen=True, slots=True)

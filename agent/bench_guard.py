@@ -31,11 +31,11 @@ from pathlib import Path
 import aiomqtt
 import numpy as np
 
-from adapters.broker import LocalBroker
-from adapters.mqtt import NO_DELAY
-from agent.guard import shed, shed_order
-from agent.settings import load_settings
-from agent.site import asic_groups
+from gridpilot.adapters.broker import LocalBroker
+from gridpilot.adapters.mqtt import NO_DELAY
+from gridpilot.agent.guard import shed, shed_order
+from gridpilot.agent.settings import load_settings
+from gridpilot.agent.site import asic_groups
 
 UNITS_PER_GROUP = 100
 # (model, watts per unit, TH/s per unit): four efficiencies, a quarter of the groups each.
@@ -110,7 +110,7 @@ def bench_guard(
         config = bench_site(groups, broker[1], broker[0], folder)
         log = stack.enter_context((folder / "agent.log").open("wb"))
         agent = subprocess.Popen(  # noqa: S603  # this interpreter, our own module
-            [sys.executable, "-m", "agent", "run", "--config", str(config)],
+            [sys.executable, "-m", "gridpilot", "run", "--config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={k: v for k, v in os.environ.items() if not k.startswith("GRIDPILOT_")},

@@ -17,9 +17,9 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeAlias
 
-from adapters import minersim
-from adapters.broker import BrokerError
-from adapters.recorded import (
+from gridpilot.adapters import minersim
+from gridpilot.adapters.broker import BrokerError
+from gridpilot.adapters.recorded import (
     NotRecordedError,
     RecordedDataError,
     read_bitcoin_daily,
@@ -28,12 +28,20 @@ from adapters.recorded import (
     read_gpu_trace,
     read_realtime_prices,
 )
-from agent import actuators, logs, report, service, site
-from agent.bench import bench_plan
-from agent.bench_guard import bench_guard
-from agent.dayplan import plan_day, render
-from agent.replay import ReplayData, ReplayWindowError, check_window, data_gaps, replay
-from agent.settings import ConfigError, Settings, load_settings
+from gridpilot.agent import actuators, logs, report, service, site
+from gridpilot.agent.bench import bench_plan
+from gridpilot.agent.bench_guard import bench_guard
+from gridpilot.agent.bundled import (
+    BUNDLED_BTC,
+    BUNDLED_DAY_AHEAD,
+    BUNDLED_FEES,
+    BUNDLED_PRICES,
+    BUNDLED_TRACE,
+    REFERENCE_SITE,
+)
+from gridpilot.agent.dayplan import plan_day, render
+from gridpilot.agent.replay import ReplayData, ReplayWindowError, check_window, data_gaps, replay
+from gridpilot.agent.settings import ConfigError, Settings, load_settings
 
 # sysexits.h EX_USAGE: a command line asking for what cannot be done (argparse's own errors
 # exit 2).
@@ -44,27 +52,6 @@ EX_DATAERR = 65
 EX_UNAVAILABLE = 69
 # sysexits.h EX_CANTCREAT: an output file or folder that cannot be made.
 EX_CANTCREAT = 73
-
-# The bundled defaults, relative to a checkout (see deploy/data/SOURCES.md).
-_CHECKOUT = Path(__file__).resolve().parent.parent
-REFERENCE_SITE = _CHECKOUT / "deploy" / "examples" / "reference-site.toml"
-BUNDLED_PRICES = _CHECKOUT / "deploy" / "data" / "ercot_rtm_spp_2024_hubs_15min.csv.gz"
-BUNDLED_DAY_AHEAD = _CHECKOUT / "deploy" / "data" / "ercot_dam_rtm_hourly_hubs_AS_2024.csv.gz"
-BUNDLED_FEES = (
-    _CHECKOUT
-    / "deploy"
-    / "data"
-    / "blockchaincom_daily_miner_revenue_fees_2023-04-30_2024-04-28.csv"
-)
-BUNDLED_TRACE = (
-    _CHECKOUT / "deploy" / "data" / "h100x8_llama3-8b_train_ckpt100_per_gpu_100ms.csv.gz"
-)
-BUNDLED_BTC = (
-    _CHECKOUT
-    / "deploy"
-    / "data"
-    / "btc_daily_price_difficulty_hashrate_hashprice_2020-04-11_2025-04-07.csv"
-)
 
 # sysexits.h EX_CONFIG: a bad configuration. systemd is told not to restart on it
 # (RestartPreventExitStatus), since restarting cannot fix a file.
@@ -108,7 +95,14 @@ def _add_check_config(commands: SubParsers) -> None:
         description="Validate a site file (with GRIDPILOT_* environment overrides) and print the"
         f" site summary and merit order. Exits {EX_CONFIG} if the configuration is invalid.",
     )
-    command.add_argument("file", type=Path, metavar="FILE", help="the site's TOML file")
+    command.add_argument(
+        "file",
+        type=Path,
+        nargs="?",
+        default=REFERENCE_SITE,
+        metavar="FILE",
+        help="the site's TOML file (default: the bundled reference site)",
+    )
     command.add_argument(
         "--hashprice",
         type=_positive_float,

@@ -35,7 +35,7 @@ from datetime import datetime, timedelta
 import numpy as np
 import structlog
 
-from adapters.actuation import (
+from gridpilot.adapters.actuation import (
     Actuator,
     AsicCommand,
     Command,
@@ -45,8 +45,8 @@ from adapters.actuation import (
     RoutingActuator,
     encode,
 )
-from adapters.mqtt import MqttLink
-from adapters.payloads import (
+from gridpilot.adapters.mqtt import MqttLink
+from gridpilot.adapters.payloads import (
     EventCancel,
     Override,
     OverrideClear,
@@ -56,32 +56,32 @@ from adapters.payloads import (
     decode_override,
     decode_reading,
 )
-from agent import systemd
-from agent.actuators import build_actuator
-from agent.clock import Clock
-from agent.guard import shed, shed_order
-from agent.ledger import CommandRecord, Ledger
-from agent.metrics import (
+from gridpilot.agent import systemd
+from gridpilot.agent.actuators import build_actuator
+from gridpilot.agent.clock import Clock
+from gridpilot.agent.guard import shed, shed_order
+from gridpilot.agent.ledger import CommandRecord, Ledger
+from gridpilot.agent.metrics import (
     LOAD_CLASSES,
     Metrics,
     curtailment_reason,
     serve_metrics,
 )
-from agent.planner import MarketView, Planner, PlantState, RecedingPlanner, month_end
-from agent.recorder import Recorder
-from agent.setpoints import GroupPower, Setpoints, command_from_payload
-from agent.settings import Settings
-from agent.site import site_problem
-from agent.state import Signal, SiteState
-from agent.topics import Topics, broker_options, field_map
-from optimizer.economics import (
+from gridpilot.agent.planner import MarketView, Planner, PlantState, RecedingPlanner, month_end
+from gridpilot.agent.recorder import Recorder
+from gridpilot.agent.setpoints import GroupPower, Setpoints, command_from_payload
+from gridpilot.agent.settings import Settings
+from gridpilot.agent.site import site_problem
+from gridpilot.agent.state import Signal, SiteState
+from gridpilot.agent.topics import Topics, broker_options, field_map
+from gridpilot.optimizer.economics import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
     WATT_SECONDS_PER_MWH,
     breakeven_usd_per_mwh,
 )
-from optimizer.plan import Plan
-from optimizer.problem import GridEvent, Problem, SolveOptions
+from gridpilot.optimizer.plan import Plan
+from gridpilot.optimizer.problem import GridEvent, Problem, SolveOptions
 
 _log = structlog.get_logger("gridpilot.daemon")
 

@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from adapters.recorded import HashpriceSeries, NotRecordedError, PriceSeries
-from agent.settings import Settings
-from agent.site import site_problem
-from optimizer.merit import always_on, threshold
-from optimizer.plan import Plan
-from optimizer.problem import AllowanceBudget, Problem
-from optimizer.solve import solve
+from gridpilot.adapters.recorded import HashpriceSeries, NotRecordedError, PriceSeries
+from gridpilot.agent.settings import Settings
+from gridpilot.agent.site import site_problem
+from gridpilot.optimizer.merit import always_on, threshold
+from gridpilot.optimizer.plan import Plan
+from gridpilot.optimizer.problem import AllowanceBudget, Problem
+from gridpilot.optimizer.solve import solve
 
 # ERCOT's operating day runs on Central time.
 OPERATING_ZONE = ZoneInfo("America/Chicago")

@@ -30,7 +30,7 @@ from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
 
-from optimizer.problem import FloatArray
+from gridpilot.optimizer.problem import FloatArray
 
 DRIFT_TIME_CONSTANT_S = 3_600.0
 DRIFT_INTERVALS = 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from optimizer.problem import AsicGroup
+from gridpilot.optimizer.problem import AsicGroup
 
 IntArray = npt.NDArray[np.int64]
 

@@ -26,7 +26,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from agent.planner import month_start
+from gridpilot.agent.planner import month_start
 
 SCHEMA_VERSION = 1
 

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from optimizer.economics import SECONDS_PER_DAY
-from optimizer.problem import Contract, FloatArray, GpuGroup, Problem, Tier
-from optimizer.schedule import flexible_floor_level
+from gridpilot.optimizer.economics import SECONDS_PER_DAY
+from gridpilot.optimizer.problem import Contract, FloatArray, GpuGroup, Problem, Tier
+from gridpilot.optimizer.schedule import flexible_floor_level
 
 
 @dataclass(frozen=True, slots=True)

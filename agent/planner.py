@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from agent.forecast import (
+from gridpilot.agent.forecast import (
     DRIFT_INTERVALS,
     DayAheadWindow,
     base_levels,
@@ -21,10 +21,10 @@ from agent.forecast import (
     forecast_prices,
     step_means,
 )
-from agent.pacing import reservations
-from optimizer.economics import breakeven_usd_per_mwh
-from optimizer.plan import Plan
-from optimizer.problem import (
+from gridpilot.agent.pacing import reservations
+from gridpilot.optimizer.economics import breakeven_usd_per_mwh
+from gridpilot.optimizer.plan import Plan
+from gridpilot.optimizer.problem import (
     AllowanceBudget,
     AsicGroup,
     FloatArray,
@@ -34,7 +34,7 @@ from optimizer.problem import (
     SolveOptions,
     uniform_steps,
 )
-from optimizer.solve import solve
+from gridpilot.optimizer.solve import solve
 
 RECENT_PRICE_DAYS = 30
 

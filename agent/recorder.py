@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from agent.ledger import Ledger, LedgerError
+from gridpilot.agent.ledger import Ledger, LedgerError
 
 T = TypeVar("T")
 _log = structlog.get_logger("gridpilot.ledger")

@@ -26,8 +26,8 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 
-from adapters.plant import IntervalUse, SimulatedPlant
-from adapters.recorded import (
+from gridpilot.adapters.plant import IntervalUse, SimulatedPlant
+from gridpilot.adapters.recorded import (
     DayAheadSeries,
     FeeShareSeries,
     Gap,
@@ -35,8 +35,8 @@ from adapters.recorded import (
     HashpriceSeries,
     PriceSeries,
 )
-from agent.guard import shed, shed_order
-from agent.planner import (
+from gridpilot.agent.guard import shed, shed_order
+from gridpilot.agent.planner import (
     MarketView,
     Planner,
     PlantState,
@@ -44,11 +44,11 @@ from agent.planner import (
     month_end,
     month_start,
 )
-from optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR
-from optimizer.hindsight import hindsight
-from optimizer.merit import always_on, threshold
-from optimizer.problem import AllowanceBudget, FloatArray, Problem, Tier, uniform_steps
-from optimizer.schedule import Schedule
+from gridpilot.optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR
+from gridpilot.optimizer.hindsight import hindsight
+from gridpilot.optimizer.merit import always_on, threshold
+from gridpilot.optimizer.problem import AllowanceBudget, FloatArray, Problem, Tier, uniform_steps
+from gridpilot.optimizer.schedule import Schedule
 
 STRATEGIES = ("agent", "always_on", "threshold", "hindsight")
 

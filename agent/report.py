@@ -8,8 +8,8 @@ from typing import Any
 
 import numpy as np
 
-from adapters.recorded import Gap
-from agent.replay import STRATEGIES, ReplayResult
+from gridpilot.adapters.recorded import Gap
+from gridpilot.agent.replay import STRATEGIES, ReplayResult
 
 
 def describe_gap(series: str, gap: Gap) -> str:

@@ -14,11 +14,11 @@ import sys
 import structlog
 from prometheus_client import CollectorRegistry
 
-from agent.clock import Clock, ScaledClock, SystemClock
-from agent.daemon import Daemon
-from agent.ledger import Ledger, LedgerError
-from agent.metrics import Metrics
-from agent.settings import Settings
+from gridpilot.agent.clock import Clock, ScaledClock, SystemClock
+from gridpilot.agent.daemon import Daemon
+from gridpilot.agent.ledger import Ledger, LedgerError
+from gridpilot.agent.metrics import Metrics
+from gridpilot.agent.settings import Settings
 
 # sysexits.h EX_CANTCREAT: the ledger cannot be opened or created.
 EX_CANTCREAT = 73

@@ -14,9 +14,9 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from adapters.actuation import AsicCommand, Command, GpuCommand
-from adapters.payloads import Override
-from optimizer.problem import AsicGroup, GpuGroup
+from gridpilot.adapters.actuation import AsicCommand, Command, GpuCommand
+from gridpilot.adapters.payloads import Override
+from gridpilot.optimizer.problem import AsicGroup, GpuGroup
 
 IntArray = npt.NDArray[np.int64]
 

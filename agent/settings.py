@@ -37,7 +37,7 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from optimizer.problem import Tier
+from gridpilot.optimizer.problem import Tier
 
 ENV_PREFIX = "GRIDPILOT_"
 EXAMPLE_FILE = "deploy/examples/reference-site.toml"

@@ -6,9 +6,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from agent.settings import AsicGroupSettings, PowerTargetSettings, Settings
-from optimizer.economics import breakeven_usd_per_mwh, gpu_value_usd_per_mwh
-from optimizer.problem import (
+from gridpilot.agent.settings import AsicGroupSettings, PowerTargetSettings, Settings
+from gridpilot.optimizer.economics import breakeven_usd_per_mwh, gpu_value_usd_per_mwh
+from gridpilot.optimizer.problem import (
     AsicGroup,
     CapLevel,
     Contract,

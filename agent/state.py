@@ -15,8 +15,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from adapters.payloads import Forecast, Override
-from optimizer.problem import FloatArray, GridEvent
+from gridpilot.adapters.payloads import Forecast, Override
+from gridpilot.optimizer.problem import FloatArray, GridEvent
 
 # The planner's forecast looks back 30 days (agent.pacing) and a week of daily shape.
 HISTORY_DAYS = 40

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from adapters.mqtt import BrokerOptions, TlsFiles
-from adapters.payloads import FieldMap
-from agent.settings import FieldMapSettings, Settings
+from gridpilot.adapters.mqtt import BrokerOptions, TlsFiles
+from gridpilot.adapters.payloads import FieldMap
+from gridpilot.agent.settings import FieldMapSettings, Settings
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import numpy as np
 import numpy.typing as npt
 
-from optimizer.problem import AsicGroup, FloatArray, GpuGroup
+from gridpilot.optimizer.problem import AsicGroup, FloatArray, GpuGroup
 
 IntArray = npt.NDArray[np.int64]
 

@@ -17,10 +17,10 @@ from itertools import pairwise
 
 import numpy as np
 
-from optimizer.plan import Plan, PlanStatus
-from optimizer.problem import AsicGroup, GpuGroup, Problem
-from optimizer.schedule import Schedule, evaluate
-from optimizer.solve import solve
+from gridpilot.optimizer.plan import Plan, PlanStatus
+from gridpilot.optimizer.problem import AsicGroup, GpuGroup, Problem
+from gridpilot.optimizer.schedule import Schedule, evaluate
+from gridpilot.optimizer.solve import solve
 
 _MONTH_S = 31 * 86_400.0
 

@@ -20,8 +20,8 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from optimizer.problem import Problem
-from optimizer.schedule import Schedule
+from gridpilot.optimizer.problem import Problem
+from gridpilot.optimizer.schedule import Schedule
 
 IntArray = npt.NDArray[np.int64]
 

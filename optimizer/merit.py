@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from optimizer.economics import breakeven_usd_per_mwh
-from optimizer.plan import Plan, PlanStatus
-from optimizer.problem import FloatArray, Problem
-from optimizer.schedule import Schedule, allowance_periods, curtailable, evaluate
+from gridpilot.optimizer.economics import breakeven_usd_per_mwh
+from gridpilot.optimizer.plan import Plan, PlanStatus
+from gridpilot.optimizer.problem import FloatArray, Problem
+from gridpilot.optimizer.schedule import Schedule, allowance_periods, curtailable, evaluate
 
 
 def _merit_order(problem: Problem) -> list[int]:

@@ -26,10 +26,10 @@ import numpy.typing as npt
 import scipy.sparse as sp
 from ortools.linear_solver.python import model_builder_helper as mbh
 
-from optimizer.aggregate import AsicClass, GpuClass
-from optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR, WATT_SECONDS_PER_MWH
-from optimizer.problem import FloatArray, GpuGroup, Problem, SolveOptions
-from optimizer.schedule import SOFT_LIMIT_USD_PER_MWH, allowance_periods, curtailable
+from gridpilot.optimizer.aggregate import AsicClass, GpuClass
+from gridpilot.optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR, WATT_SECONDS_PER_MWH
+from gridpilot.optimizer.problem import FloatArray, GpuGroup, Problem, SolveOptions
+from gridpilot.optimizer.schedule import SOFT_LIMIT_USD_PER_MWH, allowance_periods, curtailable
 
 IntArray = npt.NDArray[np.int64]
 INF = np.inf

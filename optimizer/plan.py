@@ -8,9 +8,9 @@ from enum import StrEnum
 
 import numpy as np
 
-from optimizer.economics import breakeven_usd_per_mwh
-from optimizer.problem import Problem
-from optimizer.schedule import Outcome, Schedule
+from gridpilot.optimizer.economics import breakeven_usd_per_mwh
+from gridpilot.optimizer.problem import Problem
+from gridpilot.optimizer.schedule import Outcome, Schedule
 
 
 class PlanStatus(StrEnum):

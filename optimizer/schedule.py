@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR, WATT_SECONDS_PER_MWH
-from optimizer.problem import CapLevel, FloatArray, GpuGroup, Problem, Tier
+from gridpilot.optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR, WATT_SECONDS_PER_MWH
+from gridpilot.optimizer.problem import CapLevel, FloatArray, GpuGroup, Problem, Tier
 
 IntArray = npt.NDArray[np.int64]
 

@@ -13,7 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from optimizer.aggregate import (
+from gridpilot.optimizer.aggregate import (
     AsicClass,
     GpuClass,
     asic_classes,
@@ -21,13 +21,13 @@ from optimizer.aggregate import (
     split_nodes,
     split_units,
 )
-from optimizer.economics import SECONDS_PER_HOUR
-from optimizer.horizon import block_index, coarsen, stretch
-from optimizer.merit import fallback_plan
-from optimizer.model import ClassSolution, build, run
-from optimizer.plan import Plan, PlanStatus
-from optimizer.problem import FloatArray, Problem
-from optimizer.schedule import (
+from gridpilot.optimizer.economics import SECONDS_PER_HOUR
+from gridpilot.optimizer.horizon import block_index, coarsen, stretch
+from gridpilot.optimizer.merit import fallback_plan
+from gridpilot.optimizer.model import ClassSolution, build, run
+from gridpilot.optimizer.plan import Plan, PlanStatus
+from gridpilot.optimizer.problem import FloatArray, Problem
+from gridpilot.optimizer.schedule import (
     SOFT_LIMIT_USD_PER_MWH,
     IntArray,
     Outcome,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from optimizer.problem import (
+from gridpilot.optimizer.problem import (
     AsicGroup,
     CapLevel,
     Contract,

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 
-from adapters.plant import SimulatedPlant
-from adapters.recorded import read_gpu_trace, read_realtime_prices
-from optimizer.problem import AsicGroup, CapLevel, GpuGroup
-from optimizer.schedule import IntArray
+from gridpilot.adapters.plant import SimulatedPlant
+from gridpilot.adapters.recorded import read_gpu_trace, read_realtime_prices
+from gridpilot.optimizer.problem import AsicGroup, CapLevel, GpuGroup
+from gridpilot.optimizer.schedule import IntArray
 
 DATA = Path(__file__).resolve().parents[2] / "deploy" / "data"
 HASHPRICE_USD_PER_TH_DAY = 0.05

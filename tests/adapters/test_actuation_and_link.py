@@ -6,8 +6,8 @@ import asyncio
 import json
 import random
 
-from adapters.actuation import AsicCommand, GpuCommand, MqttActuator, RecordingActuator
-from adapters.mqtt import backoff_delays
+from gridpilot.adapters.actuation import AsicCommand, GpuCommand, MqttActuator, RecordingActuator
+from gridpilot.adapters.mqtt import backoff_delays
 
 ASIC = AsicCommand("s21-01", 150, 3500.0, "price above breakeven", "plan-7")
 GPU = GpuCommand("h100-flex", 420.0, 10, 0, "capped for price", "plan-7")

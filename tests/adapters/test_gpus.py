@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from adapters.actuation import AsicCommand, GpuCommand
-from adapters.gpus import CommandActuator, JobCommands, NvmlActuator, run_command
+from gridpilot.adapters.actuation import AsicCommand, GpuCommand
+from gridpilot.adapters.gpus import CommandActuator, JobCommands, NvmlActuator, run_command
 
 
 class NoPermissionError(Exception):

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from adapters.actuation import AsicCommand, GpuCommand
-from adapters.miners import Miner, MinerGroup, PyasicActuator
+from gridpilot.adapters.actuation import AsicCommand, GpuCommand
+from gridpilot.adapters.miners import Miner, MinerGroup, PyasicActuator
 
 
 class FakeMiner:

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from adapters.minersim import (
+from gridpilot.adapters.minersim import (
     DEFAULT_SLEEP_WATTS,
     RPC_PORT,
     S19J_PRO,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from adapters.payloads import (
+from gridpilot.adapters.payloads import (
     DEFAULT_MAX_BYTES,
     REJECT_REASONS,
     EventCancel,
@@ -31,7 +31,7 @@ from adapters.payloads import (
     encode_asic_command,
     encode_gpu_command,
 )
-from optimizer.problem import GridEvent
+from gridpilot.optimizer.problem import GridEvent
 
 RECEIVED = datetime(2024, 8, 20, 12, 0, tzinfo=UTC)
 RECEIVED_EPOCH_S = 1_724_155_200  # RECEIVED as epoch seconds

@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.plant import IntervalUse, PlantError, SimulatedPlant
-from adapters.recorded import GpuTrace, read_gpu_trace
-from optimizer.economics import WATT_SECONDS_PER_MWH
-from optimizer.problem import AsicGroup, CapLevel, GpuGroup
-from optimizer.schedule import IntArray
+from gridpilot.adapters.plant import IntervalUse, PlantError, SimulatedPlant
+from gridpilot.adapters.recorded import GpuTrace, read_gpu_trace
+from gridpilot.optimizer.economics import WATT_SECONDS_PER_MWH
+from gridpilot.optimizer.problem import AsicGroup, CapLevel, GpuGroup
+from gridpilot.optimizer.schedule import IntArray
 
 TRACE = (
     Path(__file__).resolve().parents[2]

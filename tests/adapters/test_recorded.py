@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.recorded import (
+from gridpilot.adapters.recorded import (
     CARRIED_FORWARD,
     Gap,
     NotRecordedError,

@@ -48,7 +48,7 @@ from functools import partial
 
 import numpy as np
 
-from adapters.recorded import (
+from gridpilot.adapters.recorded import (
     NotRecordedError,
     RecordedDataError,
     read_bitcoin_daily,
@@ -57,12 +57,12 @@ from adapters.recorded import (
     read_gpu_trace,
     read_realtime_prices,
 )
-from agent import cli
-from agent.forecast import forecast_prices
-from agent.replay import HISTORY_DAYS, ReplayData, _day_ahead_window, _period
-from agent.settings import load_settings
-from optimizer.economics import breakeven_usd_per_mwh
-from optimizer.problem import FloatArray
+from gridpilot.agent import bundled, cli
+from gridpilot.agent.forecast import forecast_prices
+from gridpilot.agent.replay import HISTORY_DAYS, ReplayData, _day_ahead_window, _period
+from gridpilot.agent.settings import load_settings
+from gridpilot.optimizer.economics import breakeven_usd_per_mwh
+from gridpilot.optimizer.problem import FloatArray
 
 HORIZON = 32  # intervals the forecast looks ahead: 8 hours, longer than nearly every spell
 
@@ -100,15 +100,15 @@ class Year:
 
 
 def load(point: str | None, day_ahead: bool) -> tuple[Year, tuple[Model, ...]]:
-    settings = load_settings(cli.REFERENCE_SITE)
+    settings = load_settings(bundled.REFERENCE_SITE)
     point = point or settings.site.settlement_point
-    prices = read_realtime_prices(cli.BUNDLED_PRICES, point)
+    prices = read_realtime_prices(bundled.BUNDLED_PRICES, point)
     data = ReplayData(
         prices=prices,
-        hashprices=read_bitcoin_daily(cli.BUNDLED_BTC),
-        trace=read_gpu_trace(cli.BUNDLED_TRACE),
-        day_ahead=read_day_ahead_prices(cli.BUNDLED_DAY_AHEAD, point) if day_ahead else None,
-        fee_share=read_fee_share(cli.BUNDLED_FEES),
+        hashprices=read_bitcoin_daily(bundled.BUNDLED_BTC),
+        trace=read_gpu_trace(bundled.BUNDLED_TRACE),
+        day_ahead=read_day_ahead_prices(bundled.BUNDLED_DAY_AHEAD, point) if day_ahead else None,
+        fee_share=read_fee_share(bundled.BUNDLED_FEES),
     )
     start = prices.start_utc[0]
     end = prices.start_utc[-1] + timedelta(seconds=prices.interval_s)

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from agent.settings import ENV_PREFIX
+from gridpilot.agent.settings import ENV_PREFIX
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from adapters.actuation import (
+from gridpilot.adapters.actuation import (
     AsicCommand,
     Command,
     GpuCommand,
@@ -16,10 +16,10 @@ from adapters.actuation import (
     Outcome,
     RecordingActuator,
 )
-from adapters.miners import MinerGroup
-from agent.actuators import build_actuator, describe
-from agent.cli import main
-from agent.settings import ConfigError, Settings, load_settings
+from gridpilot.adapters.miners import MinerGroup
+from gridpilot.agent.actuators import build_actuator, describe
+from gridpilot.agent.cli import main
+from gridpilot.agent.settings import ConfigError, Settings, load_settings
 from tests.adapters.test_gpus import FakeNvml
 from tests.integration.harness import SITE_TOML
 

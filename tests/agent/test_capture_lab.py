@@ -10,7 +10,7 @@ import itertools
 import numpy as np
 import pytest
 
-from optimizer.economics import breakeven_usd_per_mwh
+from gridpilot.optimizer.economics import breakeven_usd_per_mwh
 from tests.agent.capture_lab import (
     Model,
     Year,

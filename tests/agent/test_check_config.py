@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import EX_CONFIG, main
+from gridpilot.agent.cli import EX_CONFIG, main
 from tests.agent.site_files import REFERENCE_FILE, write_variant
 
 MODELS = ("Antminer S19j Pro", "Antminer S19 XP", "Antminer S21")

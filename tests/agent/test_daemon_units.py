@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from adapters.actuation import AsicCommand, GpuCommand, RecordingActuator
-from adapters.broker import free_port
-from adapters.payloads import Override, OverrideClear, OverrideMode, Rejected
-from agent.daemon import Daemon
-from agent.ledger import Ledger
-from agent.metrics import Metrics
-from agent.settings import load_settings
-from agent.state import Signal
+from gridpilot.adapters.actuation import AsicCommand, GpuCommand, RecordingActuator
+from gridpilot.adapters.broker import free_port
+from gridpilot.adapters.payloads import Override, OverrideClear, OverrideMode, Rejected
+from gridpilot.agent.daemon import Daemon
+from gridpilot.agent.ledger import Ledger
+from gridpilot.agent.metrics import Metrics
+from gridpilot.agent.settings import load_settings
+from gridpilot.agent.state import Signal
 from tests.integration.harness import SITE_TOML
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from agent.forecast import (
+from gridpilot.agent.forecast import (
     CALIBRATION_DAYS,
     DRIFT_INTERVALS,
     DRIFT_TIME_CONSTANT_S,
@@ -18,9 +18,9 @@ from agent.forecast import (
     forecast_prices,
     past_profiles,
 )
-from agent.guard import shed, shed_order
-from agent.pacing import marginal_hash_value_usd_per_mwh, reservations
-from optimizer.synthetic import synthetic_problem
+from gridpilot.agent.guard import shed, shed_order
+from gridpilot.agent.pacing import marginal_hash_value_usd_per_mwh, reservations
+from gridpilot.optimizer.synthetic import synthetic_problem
 
 NOW = datetime(2024, 8, 20, 5, tzinfo=UTC)
 DAY = 96  # quarter hours

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.ledger import (
+from gridpilot.agent.ledger import (
     SCHEMA_VERSION,
     CommandRecord,
     Interruption,
@@ -369,7 +369,7 @@ _WRITER = textwrap.dedent(
     from datetime import UTC, datetime, timedelta
     from pathlib import Path
 
-    from agent.ledger import CommandRecord, Ledger
+    from gridpilot.agent.ledger import CommandRecord, Ledger
 
     ledger = Ledger.open(Path(sys.argv[1]))
     start = datetime(2024, 11, 1, tzinfo=UTC)

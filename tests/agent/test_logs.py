@@ -14,8 +14,8 @@ import pytest
 import structlog
 from pydantic import SecretStr
 
-from adapters.broker import LocalBroker
-from agent import logs
+from gridpilot.adapters.broker import LocalBroker
+from gridpilot.agent import logs
 from tests.integration.harness import PREFIX, feed_market, observing, running, site_settings
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import EX_CONFIG, EX_DATAERR, main
+from gridpilot.agent.cli import EX_CONFIG, EX_DATAERR, main
 
 
 def test_plan_prints_a_day_beside_the_baselines(capsys: pytest.CaptureFixture[str]) -> None:

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from agent.cli import REFERENCE_SITE
-from agent.planner import (
+from gridpilot.agent.bundled import REFERENCE_SITE
+from gridpilot.agent.planner import (
     MarketView,
     Planner,
     PlantState,
@@ -15,9 +15,9 @@ from agent.planner import (
     month_end,
     month_start,
 )
-from agent.settings import load_settings
-from agent.site import site_problem
-from optimizer.economics import breakeven_usd_per_mwh
+from gridpilot.agent.settings import load_settings
+from gridpilot.agent.site import site_problem
+from gridpilot.optimizer.economics import breakeven_usd_per_mwh
 
 NOW = datetime(2024, 8, 31, 12, tzinfo=UTC)  # the horizon reaches into September
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from adapters.recorded import (
+from gridpilot.adapters.recorded import (
     CARRIED_FORWARD,
     Gap,
     read_bitcoin_daily,
@@ -20,20 +20,17 @@ from adapters.recorded import (
     read_gpu_trace,
     read_realtime_prices,
 )
-from agent import report
-from agent.cli import (
+from gridpilot.agent import report
+from gridpilot.agent.bundled import (
     BUNDLED_BTC,
     BUNDLED_DAY_AHEAD,
     BUNDLED_FEES,
     BUNDLED_PRICES,
     BUNDLED_TRACE,
-    EX_CANTCREAT,
-    EX_DATAERR,
-    EX_USAGE,
     REFERENCE_SITE,
-    main,
 )
-from agent.replay import (
+from gridpilot.agent.cli import EX_CANTCREAT, EX_DATAERR, EX_USAGE, main
+from gridpilot.agent.replay import (
     STRATEGIES,
     ReplayData,
     ReplayResult,
@@ -42,8 +39,8 @@ from agent.replay import (
     data_gaps,
     replay,
 )
-from agent.settings import load_settings
-from agent.site import site_problem
+from gridpilot.agent.settings import load_settings
+from gridpilot.agent.site import site_problem
 
 START = datetime(2024, 8, 19, 5, tzinfo=UTC)  # a Central day with an evening price spike
 

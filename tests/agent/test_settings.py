@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import site
-from agent.settings import ConfigError, Settings, load_settings
-from optimizer.problem import Tier
+from gridpilot.agent import site
+from gridpilot.agent.settings import ConfigError, Settings, load_settings
+from gridpilot.optimizer.problem import Tier
 from tests.agent.site_files import REFERENCE_FILE, write_variant
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import site
-from agent.settings import load_settings
-from optimizer.problem import PowerTarget, Tier
+from gridpilot.agent import site
+from gridpilot.agent.settings import load_settings
+from gridpilot.optimizer.problem import PowerTarget, Tier
 from tests.agent.site_files import REFERENCE_FILE, write_variant
 
 

@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from adapters.payloads import Forecast, Override, OverrideMode
-from agent.clock import ScaledClock
-from agent.state import PriceHistory, Signal, SiteState
-from optimizer.problem import GridEvent
+from gridpilot.adapters.payloads import Forecast, Override, OverrideMode
+from gridpilot.agent.clock import ScaledClock
+from gridpilot.agent.state import PriceHistory, Signal, SiteState
+from gridpilot.optimizer.problem import GridEvent
 
 T0 = datetime(2024, 8, 20, 12, 0, tzinfo=UTC)
 

@@ -27,14 +27,14 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from adapters.broker import (
+from gridpilot.adapters.broker import (
     BrokerError,
     find_mosquitto,
     free_port,
     start_mosquitto,
     stop_mosquitto,
 )
-from adapters.mqtt import BrokerOptions, MqttLink, TlsFiles
+from gridpilot.adapters.mqtt import BrokerOptions, MqttLink, TlsFiles
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy" / "mosquitto"
 SITE = "gridpilot/west-texas/"

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from adapters.broker import LocalBroker, free_port
-from agent.daemon import Daemon
+from gridpilot.adapters.broker import LocalBroker, free_port
+from gridpilot.agent.daemon import Daemon
 from tests.integration.harness import PREFIX, observing, running, site_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

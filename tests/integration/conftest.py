@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from adapters.broker import LocalBroker
+from gridpilot.adapters.broker import LocalBroker
 
 
 @pytest.fixture

@@ -12,14 +12,14 @@ from typing import Any
 import aiomqtt
 from prometheus_client import CollectorRegistry
 
-from adapters.actuation import Actuator
-from adapters.broker import LocalBroker
-from adapters.mqtt import publish_acked
-from agent.clock import Clock, SystemClock
-from agent.daemon import Daemon
-from agent.ledger import Ledger
-from agent.metrics import Metrics
-from agent.settings import Settings, load_settings
+from gridpilot.adapters.actuation import Actuator
+from gridpilot.adapters.broker import LocalBroker
+from gridpilot.adapters.mqtt import publish_acked
+from gridpilot.agent.clock import Clock, SystemClock
+from gridpilot.agent.daemon import Daemon
+from gridpilot.agent.ledger import Ledger
+from gridpilot.agent.metrics import Metrics
+from gridpilot.agent.settings import Settings, load_settings
 
 SITE = "testsite"
 PREFIX = f"gridpilot/{SITE}"

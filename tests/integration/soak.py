@@ -24,8 +24,8 @@ from pathlib import Path
 
 import aiomqtt
 
-from adapters.broker import LocalBroker, free_port
-from adapters.mqtt import NO_DELAY
+from gridpilot.adapters.broker import LocalBroker, free_port
+from gridpilot.adapters.mqtt import NO_DELAY
 
 REFERENCE_SITE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "reference-site.toml"
 SITE = "west-texas"
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
                 [
                     sys.executable,
                     "-m",
-                    "agent",
+                    "gridpilot",
                     "run",
                     "--config",
                     str(config),

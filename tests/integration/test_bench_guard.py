@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from adapters.broker import LocalBroker
-from agent.bench_guard import bench_guard
-from agent.cli import main
+from gridpilot.adapters.broker import LocalBroker
+from gridpilot.agent.bench_guard import bench_guard
+from gridpilot.agent.cli import main
 
 
 def test_bench_guard_times_every_trial_on_a_given_broker(broker: LocalBroker) -> None:

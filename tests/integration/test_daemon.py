@@ -8,9 +8,9 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from adapters.actuation import AsicCommand, RecordingActuator
-from adapters.broker import LocalBroker
-from agent.ledger import Ledger
+from gridpilot.adapters.actuation import AsicCommand, RecordingActuator
+from gridpilot.adapters.broker import LocalBroker
+from gridpilot.agent.ledger import Ledger
 from tests.integration.harness import PREFIX, feed_market, observing, running, site_settings
 
 CMD = f"{PREFIX}/cmd"

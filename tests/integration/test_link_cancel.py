@@ -10,8 +10,8 @@ from typing import Any
 
 import aiomqtt
 
-from adapters.broker import LocalBroker
-from adapters.mqtt import NO_DELAY, publish_acked
+from gridpilot.adapters.broker import LocalBroker
+from gridpilot.adapters.mqtt import NO_DELAY, publish_acked
 
 ROUNDS = 200
 

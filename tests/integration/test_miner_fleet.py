@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from adapters.broker import LocalBroker
-from adapters.minersim import S19J_PRO, MinerFleet, MinerState
-from agent.daemon import Daemon
-from agent.settings import load_settings
+from gridpilot.adapters.broker import LocalBroker
+from gridpilot.adapters.minersim import S19J_PRO, MinerFleet, MinerState
+from gridpilot.agent.daemon import Daemon
+from gridpilot.agent.settings import load_settings
 from tests.integration.harness import PREFIX, Observer, observing, running
 
 MINERS = 200

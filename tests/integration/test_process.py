@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from adapters.broker import LocalBroker
-from agent.ledger import Ledger
+from gridpilot.adapters.broker import LocalBroker
+from gridpilot.agent.ledger import Ledger
 from tests.integration.harness import PREFIX, SITE_TOML, feed_market, observing, site_settings
 
 EX_CONFIG = 78
@@ -23,7 +23,7 @@ def _start(config: Path, tmp_path: Path) -> subprocess.Popen[bytes]:
     log = (tmp_path / "agent.log").open("ab")
     try:
         return subprocess.Popen(  # noqa: S603  # our own interpreter and module
-            [sys.executable, "-m", "agent", "run", "--config", str(config)],
+            [sys.executable, "-m", "gridpilot", "run", "--config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
             env={k: v for k, v in os.environ.items() if not k.startswith("GRIDPILOT_")},
@@ -38,7 +38,7 @@ def test_invalid_config_exits_78_without_starting(tmp_path: Path) -> None:
     config = tmp_path / "site.toml"
     config.write_text('[site]\nname = "x"\n')
     result = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        [sys.executable, "-m", "gridpilot", "run", "--config", str(config)],
         capture_output=True,
         check=False,
         timeout=60,
@@ -117,7 +117,7 @@ def test_a_ledger_that_cannot_be_opened_exits_73(tmp_path: Path) -> None:
     config = tmp_path / "site.toml"
     config.write_text(SITE_TOML + f'\n[agent]\nledger_path = "{blocker / "ledger.sqlite3"}"\n')
     result = subprocess.run(  # noqa: S603
-        [sys.executable, "-m", "agent", "run", "--config", str(config)],
+        [sys.executable, "-m", "gridpilot", "run", "--config", str(config)],
         capture_output=True,
         check=False,
         timeout=60,

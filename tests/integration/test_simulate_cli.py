@@ -26,7 +26,7 @@ def test_simulate_miners_serves_until_interrupted() -> None:
         [
             sys.executable,
             "-m",
-            "agent",
+            "gridpilot",
             "simulate",
             "miners",
             "--count",
@@ -58,7 +58,7 @@ def test_simulate_miners_serves_until_interrupted() -> None:
         [
             sys.executable,
             "-m",
-            "agent",
+            "gridpilot",
             "simulate",
             "miners",
             "--first-ip",

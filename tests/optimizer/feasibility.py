@@ -32,8 +32,8 @@ from functools import cache
 
 import numpy as np
 
-from optimizer.problem import GpuGroup, Problem, Tier
-from optimizer.schedule import Schedule
+from gridpilot.optimizer.problem import GpuGroup, Problem, Tier
+from gridpilot.optimizer.schedule import Schedule
 
 _EPS = 1e-9
 

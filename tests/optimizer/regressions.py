@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-from optimizer.problem import (
+from gridpilot.optimizer.problem import (
     AllowanceBudget,
     AsicGroup,
     Contract,

@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
-from optimizer.problem import (
+from gridpilot.optimizer.problem import (
     AllowanceBudget,
     AsicGroup,
     CapLevel,
@@ -24,7 +24,7 @@ from optimizer.problem import (
     SolveOptions,
     Tier,
 )
-from optimizer.synthetic import H100_CAP_LEVELS
+from gridpilot.optimizer.synthetic import H100_CAP_LEVELS
 
 EXACT = SolveOptions(blocking=(), integer_max_units=64, integer_max_nodes=64)
 # The same, solved to optimality: the reported bound is then within HiGHS's absolute gap (1e-6 $).

@@ -8,8 +8,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from optimizer.aggregate import split_units
-from optimizer.problem import AsicGroup
+from gridpilot.optimizer.aggregate import split_units
+from gridpilot.optimizer.problem import AsicGroup
 
 CONTAINER = AsicGroup("c", "S19j Pro", 200, 3_050.0, 100.0, wake_loss_s=600.0)
 

@@ -26,11 +26,11 @@ import numpy as np
 import numpy.typing as npt
 from hypothesis import example, given, settings
 
-from optimizer.economics import WATT_SECONDS_PER_MWH
-from optimizer.plan import Plan, PlanStatus
-from optimizer.problem import Problem
-from optimizer.schedule import SOFT_LIMIT_USD_PER_MWH, Outcome, Schedule, evaluate
-from optimizer.solve import model_value, solve
+from gridpilot.optimizer.economics import WATT_SECONDS_PER_MWH
+from gridpilot.optimizer.plan import Plan, PlanStatus
+from gridpilot.optimizer.problem import Problem
+from gridpilot.optimizer.schedule import SOFT_LIMIT_USD_PER_MWH, Outcome, Schedule, evaluate
+from gridpilot.optimizer.solve import model_value, solve
 from tests.optimizer import regressions
 from tests.optimizer.feasibility import group_violations, lowest_sure_watts, violations
 from tests.optimizer.strategies import PROPERTY_SETTINGS, PROVEN, TINY_SIZES, problems

@@ -8,9 +8,9 @@ from datetime import timedelta
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from optimizer.merit import always_on, fallback_plan, threshold
-from optimizer.plan import PlanStatus
-from optimizer.problem import (
+from gridpilot.optimizer.merit import always_on, fallback_plan, threshold
+from gridpilot.optimizer.plan import PlanStatus
+from gridpilot.optimizer.problem import (
     AsicGroup,
     Contract,
     GpuGroup,
@@ -19,8 +19,8 @@ from optimizer.problem import (
     SolveOptions,
     Tier,
 )
-from optimizer.solve import solve
-from optimizer.synthetic import H100_CAP_LEVELS, synthetic_problem
+from gridpilot.optimizer.solve import solve
+from gridpilot.optimizer.synthetic import H100_CAP_LEVELS, synthetic_problem
 from tests.optimizer.feasibility import lowest_sure_watts, site_caps
 from tests.optimizer.strategies import PROPERTY_SETTINGS, START, Sizes, problems
 

@@ -7,11 +7,11 @@ from datetime import timedelta
 
 import numpy as np
 
-from optimizer.hindsight import hindsight
-from optimizer.merit import always_on, threshold
-from optimizer.plan import PlanStatus
-from optimizer.problem import AllowanceBudget, Problem
-from optimizer.synthetic import synthetic_problem
+from gridpilot.optimizer.hindsight import hindsight
+from gridpilot.optimizer.merit import always_on, threshold
+from gridpilot.optimizer.plan import PlanStatus
+from gridpilot.optimizer.problem import AllowanceBudget, Problem
+from gridpilot.optimizer.synthetic import synthetic_problem
 
 
 def _three_days() -> Problem:

@@ -12,8 +12,8 @@ import numpy.typing as npt
 from hypothesis import given
 from hypothesis import strategies as st
 
-from optimizer.horizon import coarsen, stretch
-from optimizer.problem import (
+from gridpilot.optimizer.horizon import coarsen, stretch
+from gridpilot.optimizer.problem import (
     AsicGroup,
     Contract,
     GpuGroup,
@@ -22,8 +22,8 @@ from optimizer.problem import (
     Tier,
     lengthening_steps,
 )
-from optimizer.schedule import Schedule, evaluate
-from optimizer.solve import solve
+from gridpilot.optimizer.schedule import Schedule, evaluate
+from gridpilot.optimizer.solve import solve
 from tests.optimizer.strategies import EXACT, PROPERTY_SETTINGS, START, THREE_LEVELS
 
 S19J_PRO = AsicGroup(

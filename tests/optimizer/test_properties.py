@@ -8,11 +8,15 @@ import numpy as np
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from optimizer.economics import SECONDS_PER_DAY, WATT_SECONDS_PER_MWH, breakeven_usd_per_mwh
-from optimizer.plan import Plan
-from optimizer.problem import AsicGroup, Contract, GpuGroup, Problem, Tier
-from optimizer.schedule import allowance_periods
-from optimizer.solve import model_value, solve
+from gridpilot.optimizer.economics import (
+    SECONDS_PER_DAY,
+    WATT_SECONDS_PER_MWH,
+    breakeven_usd_per_mwh,
+)
+from gridpilot.optimizer.plan import Plan
+from gridpilot.optimizer.problem import AsicGroup, Contract, GpuGroup, Problem, Tier
+from gridpilot.optimizer.schedule import allowance_periods
+from gridpilot.optimizer.solve import model_value, solve
 from tests.optimizer.feasibility import lowest_sure_watts, site_caps, step_events, violations
 from tests.optimizer.strategies import (
     EXACT,
