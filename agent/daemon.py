@@ -521,7 +521,7 @@ class Daemon:
             self.plans_made += 1
             self.metrics.plans.labels(plan.status.value).inc()
             self.metrics.plan_seconds.observe(time.perf_counter() - started)
-        self.metrics.last_plan.set(time.time())
+        self.metrics.last_plan.set(now.timestamp())
         self.metrics.forecast_price.set(float(plan.problem.price_usd_per_mwh[decision.step]))
         self.last_plan = plan
         commands = self._plan_commands(plan, decision.step)

@@ -3,9 +3,13 @@
 Spending a monthly allowance is an online knapsack: the hindsight bound spends each contract's
 hours on the month's most valuable hours, but an online agent does not know which those will be.
 The classic answer is a reservation price: curtail only when the value of curtailing exceeds the
-value the allowance is expected to fetch later. Here the reservation is set so that, if the rest of
-the month looks like the recent past, the hours whose value exceeds it add up to the allowance
-left: the (1 - left/remaining) quantile of recent values.
+value the allowance is expected to fetch later. Here the reservation is set so that the hours of
+the rest of the billing period whose value exceeds it add up to the allowance left: a quantile of
+what those hours are expected to be worth. The hours the forecast covers count as forecast, each
+step for its own length; the rest of the period is expected to look like the recent past. Each
+value weighs the hours it stands for, so a day's forecast is a day of the month, however short
+the history beside it (a daemon that has just started knows a few prices and a day ahead: its
+forecast's spike is three hours of the month, not the month's every eighth hour).
 
 The value of curtailing one GPU node for an hour, in $/MWh of the power it frees, is the higher of
 the power price (the energy no longer bought) and, while the site is at its limit, the hash value
@@ -60,10 +64,19 @@ def reservations(
     node_hours_left: dict[str, float],
     hours_left_in_period: float,
     site_oversubscribed: bool,
+    forecast_prices: FloatArray | None = None,
+    forecast_step_s: tuple[float, ...] = (),
 ) -> dict[str, Reservation]:
-    """Reservation per contract with an allowance, from recent real-time prices."""
+    """Reservation per contract with an allowance, from what the rest of the period is expected
+    to be worth: the forecast (`forecast_prices`, one per step of `forecast_step_s` from now)
+    for the hours it covers, recent real-time prices for the rest."""
     hash_value = marginal_hash_value_usd_per_mwh(problem, hashprice_usd_per_th_day)
-    values = recent_prices[np.isfinite(recent_prices)]
+    values, hours = expected_hours(
+        recent_prices,
+        np.empty(0) if forecast_prices is None else forecast_prices,
+        forecast_step_s,
+        hours_left_in_period,
+    )
     if site_oversubscribed:
         values = np.maximum(values, hash_value)
     result: dict[str, Reservation] = {}
@@ -85,7 +98,39 @@ def reservations(
         elif share <= 0.0:
             threshold = float("inf")
         else:
-            threshold = max(floor, float(np.quantile(values, 1.0 - share)))
+            threshold = max(floor, weighted_quantile(values, hours, 1.0 - share))
         per_node_hour = freed * (threshold - floor) if np.isfinite(threshold) else 1e9
         result[contract.name] = Reservation(contract.name, threshold, max(0.0, per_node_hour))
     return result
+
+
+def expected_hours(
+    recent: FloatArray, forecast: FloatArray, step_s: tuple[float, ...], hours_left: float
+) -> tuple[FloatArray, FloatArray]:
+    """The values the rest of the period is expected to take, and the hours each stands for:
+    the forecast's steps that fall within the `hours_left`, for their length in it; then the
+    recent prices, sharing the hours the forecast does not reach. Without recent prices the
+    forecast stands for the whole rest; without either, nothing is known (empty arrays)."""
+    recent = recent[np.isfinite(recent)]
+    step_hours = np.asarray(step_s, dtype=np.float64)[: forecast.size] / 3_600.0
+    starts = np.concatenate(([0.0], np.cumsum(step_hours)[:-1])) if step_hours.size else step_hours
+    forecast_hours = np.clip(hours_left - starts, 0.0, step_hours)
+    known = np.isfinite(forecast[: step_hours.size]) & (forecast_hours > 0)
+    values, hours = forecast[: step_hours.size][known], forecast_hours[known]
+    rest = max(hours_left - float(hours.sum()), 0.0)
+    if recent.size:
+        return (
+            np.concatenate((values, recent)),
+            np.concatenate((hours, np.full(recent.size, rest / recent.size))),
+        )
+    if hours.sum() > 0:
+        return values, hours * (hours_left / hours.sum())
+    return np.empty(0), np.empty(0)
+
+
+def weighted_quantile(values: FloatArray, weights: FloatArray, q: float) -> float:
+    """The smallest value at or below which at least the share `q` of the total weight lies."""
+    order = np.argsort(values, kind="stable")
+    cumulative = np.cumsum(weights[order])
+    index = int(np.searchsorted(cumulative, q * cumulative[-1], side="left"))
+    return float(values[order][min(index, values.size - 1)])

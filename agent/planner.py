@@ -89,7 +89,9 @@ class Planner:
         # the plant's state, so the problem is built once, with them.
         reserved = reservations(
             self.site,
-            recent_prices=np.concatenate((recent, forecast)),
+            recent_prices=recent,
+            forecast_prices=forecast,
+            forecast_step_s=steps,
             hashprice_usd_per_th_day=market.hashprice_usd_per_th_day,
             node_hours_left={
                 b.contract: b.node_hours_left for b in budgets if b.period_end == period_end

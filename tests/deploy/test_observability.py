@@ -15,13 +15,14 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gridpilot.adapters.broker import LocalBroker, free_port
+from gridpilot.agent.clock import SystemClock
 from gridpilot.agent.daemon import Daemon
 from tests.integration.harness import PREFIX, observing, running, site_settings
 
@@ -78,7 +79,7 @@ async def _drive(daemon: Daemon, broker: LocalBroker) -> None:
     """What a site sends in its first minutes: a forecast twice (two plans), prices, a
     hashprice, meter readings once over the cap, a grid event and one bad payload."""
     async with observing(broker) as site:
-        now = datetime.now(UTC)
+        now = daemon.clock.now()
         forecast = {
             "issued": now.isoformat(),
             "start": now.replace(minute=0, second=0, microsecond=0).isoformat(),
@@ -115,7 +116,10 @@ def site() -> Iterator[Site]:
     async def serve() -> None:
         with LocalBroker() as broker:
             settings = site_settings(folder, broker, metrics_port=metrics_port)
-            async with running(settings) as daemon:
+            # On the system clock, not a named instant: Prometheus stamps its scrapes and
+            # judges the agent's timestamps (the last plan's) by the wall. `make test-dates`
+            # runs this under faketime at the named instants instead.
+            async with running(settings, clock=SystemClock()) as daemon:
                 holder["daemon"] = daemon
                 await _drive(daemon, broker)
                 ready.set()

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,11 +16,12 @@ from prometheus_client import CollectorRegistry
 from gridpilot.adapters.actuation import Actuator
 from gridpilot.adapters.broker import LocalBroker
 from gridpilot.adapters.mqtt import publish_acked
-from gridpilot.agent.clock import Clock, SystemClock
+from gridpilot.agent.clock import Clock, ScaledClock
 from gridpilot.agent.daemon import Daemon
 from gridpilot.agent.ledger import Ledger
 from gridpilot.agent.metrics import Metrics
 from gridpilot.agent.settings import Settings, load_settings
+from tests.instants import MID_JUNE_AFTERNOON
 
 SITE = "testsite"
 PREFIX = f"gridpilot/{SITE}"
@@ -151,6 +153,11 @@ async def observing(broker: LocalBroker) -> AsyncIterator[Observer]:
                 await task
 
 
+def at(instant: datetime) -> Clock:
+    """A clock that starts at `instant` and runs at the wall's pace."""
+    return ScaledClock(1.0, origin=instant)
+
+
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings,
@@ -158,12 +165,15 @@ async def running(
     actuator: Actuator | None = None,
     clock: Clock | None = None,
 ) -> AsyncIterator[Daemon]:
-    """The agent serving in a task of this loop until the block ends."""
+    """The agent serving in a task of this loop until the block ends, on `clock`: by default
+    one that starts at a named instant and runs at the wall's pace, so that nothing a test
+    sees depends on the day it runs. What a test publishes with a time in it takes the time
+    from `daemon.clock`."""
     with Ledger.open(settings.agent.ledger_path) as ledger:
         daemon = Daemon(
             settings,
             ledger=ledger,
-            clock=clock or SystemClock(),
+            clock=clock or at(MID_JUNE_AFTERNOON),
             metrics=Metrics(CollectorRegistry()),
             actuator=actuator,
         )

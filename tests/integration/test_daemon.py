@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from gridpilot.adapters.actuation import AsicCommand, RecordingActuator
 from gridpilot.adapters.broker import LocalBroker
 from gridpilot.agent.ledger import Ledger
-from tests.integration.harness import PREFIX, feed_market, observing, running, site_settings
+from tests.instants import DATE_SENSITIVE
+from tests.integration.harness import PREFIX, at, feed_market, observing, running, site_settings
 
 CMD = f"{PREFIX}/cmd"
 
@@ -157,7 +160,7 @@ def test_event_cap_applies_from_its_start(tmp_path: Path, broker: LocalBroker) -
         settings = site_settings(tmp_path, broker, replan_after_guard=False)
         actuator = RecordingActuator()
         async with observing(broker) as observer, running(settings, actuator=actuator) as daemon:
-            start = datetime.now(UTC) + timedelta(seconds=2)
+            start = daemon.clock.now() + timedelta(seconds=2)
             event = {
                 "id": "ercot-eea-1",
                 "start": start.isoformat(),
@@ -252,7 +255,7 @@ def test_override_is_honoured_and_expires(tmp_path: Path, broker: LocalBroker) -
             await feed_market(observer)
             await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 200e3}))
             await observer.wait_for(lambda: daemon.plans_made >= 1)
-            until = datetime.now(UTC) + timedelta(seconds=6)
+            until = daemon.clock.now() + timedelta(seconds=6)
             hold = {"mode": "asleep", "until": until.isoformat(), "by": "night shift"}
             await observer.publish(f"{PREFIX}/override/new-01", json.dumps(hold), retain=True)
             topic = f"{CMD}/asic/new-01"
@@ -301,14 +304,19 @@ def test_restart_continues_from_the_ledger(tmp_path: Path, broker: LocalBroker) 
     asyncio.run(scenario())
 
 
-def test_a_planned_pause_is_announced_to_its_contract(tmp_path: Path, broker: LocalBroker) -> None:
+@pytest.mark.parametrize("instant", DATE_SENSITIVE.values(), ids=DATE_SENSITIVE.keys())
+def test_a_planned_pause_is_announced_to_its_contract(
+    tmp_path: Path, broker: LocalBroker, instant: datetime
+) -> None:
     """When the plan pauses an interruptible contract's nodes ahead (a forecast price spike),
-    the contract's notice topic says from when and how many, at least its notice ahead."""
+    the contract's notice topic says from when and how many, at least its notice ahead: on
+    any day of a billing month (its first hour, its last minutes, where the spike falls in the
+    next month and year) and on the days daylight saving starts and ends in Central time."""
 
     async def scenario() -> None:
         settings = site_settings(tmp_path, broker)
-        async with observing(broker) as observer, running(settings) as daemon:
-            now = datetime.now(UTC)
+        async with observing(broker) as observer, running(settings, clock=at(instant)) as daemon:
+            now = daemon.clock.now()
             hour = now.replace(minute=0, second=0, microsecond=0)
             forecast = {
                 "issued": now.isoformat(),

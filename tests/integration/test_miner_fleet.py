@@ -8,11 +8,13 @@ import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from gridpilot.adapters.actuation import Command
 from gridpilot.adapters.broker import LocalBroker
 from gridpilot.adapters.minersim import S19J_PRO, MinerFleet, MinerState
 from gridpilot.agent.daemon import Daemon
@@ -78,6 +80,21 @@ def _faults(daemon: Daemon) -> dict[tuple[str, str], float]:
     }
 
 
+def _count_awake_after_each_command(daemon: Daemon) -> list[int]:
+    """The miners the agent counts awake each time it has carried out commands and read their
+    outcomes, appended as it happens."""
+    counts: list[int] = []
+    send = daemon._send
+
+    async def counting(*args: Any, **kwargs: Any) -> list[Command]:
+        sent = await send(*args, **kwargs)
+        counts.append(int(daemon.units_on.sum()))
+        return sent
+
+    daemon._send = counting  # type: ignore[method-assign]
+    return counts
+
+
 # pyasic leaves the socket of a request it was waiting on open when the wait is cancelled (a
 # miner that never answers); the garbage collector then warns about it.
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
@@ -103,6 +120,7 @@ def test_shed_and_wake_200_miners_through_pyasic_with_faults(
             observing(broker) as observer,
             running(settings) as daemon,
         ):
+            awake_after_commands = _count_awake_after_each_command(daemon)
             await observer.publish(f"{PREFIX}/hashprice", b'{"usd_per_th_day": 0.05}')
             await observer.publish(f"{PREFIX}/price/realtime", b'{"usd_per_mwh": 20}')
             async with metering(observer, fleet):
@@ -123,7 +141,7 @@ def test_shed_and_wake_200_miners_through_pyasic_with_faults(
                 bad = {m.ip for group in faulty.values() for m in group}
                 healthy = [m for m in fleet.miners if m.ip not in bad]
                 # The grid operator sheds the whole site from now for 8 s.
-                start = datetime.now(UTC)
+                start = daemon.clock.now()
                 event = {
                     "id": "eea-test",
                     "start": start.isoformat(),
@@ -154,9 +172,11 @@ def test_shed_and_wake_200_miners_through_pyasic_with_faults(
                 }
                 assert failed == {"s19-01", "s19-03", "s19-07"}
                 # The faulty miners still draw, and the agent knows they are awake once each
-                # command's outcome is in (the guard, still over the event's cap, tells them
-                # again every few seconds; until their outcome returns it counts them asleep).
-                await observer.wait_for(lambda: int(daemon.units_on.sum()) == len(bad), 10.0)
+                # command's outcome is in. The guard, still over the event's cap, tells them
+                # again when its settling credit runs out and counts them asleep until that
+                # outcome returns, so the count after each carried-out command is what shows it
+                # (the state between two sheds can last a millisecond, too short to poll).
+                await observer.wait_for(lambda: len(bad) in awake_after_commands, 10.0)
                 for miner in fleet.miners:
                     miner.faults.no_answer = False
                     miner.faults.slow_s = 0.0
