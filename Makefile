@@ -6,16 +6,19 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck unit bench bench-replay bench-guard soak capture-lab system-deps clean
+.PHONY: demo test test-dates test-under-load lint typecheck unit bench bench-replay bench-guard soak capture-lab system-deps clean
 
 # What the integration tests run for real: Mosquitto, Prometheus (with promtool) and
-# systemd-analyze, from Debian's packages where they are missing. Needs root or sudo.
+# systemd-analyze, and what runs them at other dates and under load (faketime, stress-ng), from
+# Debian's packages where they are missing. Needs root or sudo.
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
 	command -v systemd-analyze >/dev/null || missing="$$missing systemd"; \
+	command -v faketime >/dev/null || missing="$$missing faketime"; \
+	command -v stress-ng >/dev/null || missing="$$missing stress-ng"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing from Debian's packages:$$missing"; \
 		$(SUDO) apt-get update -qq && \
@@ -51,6 +54,30 @@ typecheck: $(INSTALLED)
 
 unit: $(INSTALLED) system-deps
 	$(BIN)/python -m pytest --cov --cov-branch --cov-report=term
+
+# The integration and deployment tests with the wall clock moved (libfaketime, which every
+# process they start inherits: the agent's own, Mosquitto, Prometheus) to instants where dates
+# matter: just after spring-forward and in fall-back's repeated hour (Central time), a month's
+# first hour, New Year in UTC and January's end. Each instant's clock runs on from there. The
+# in-process tests run at their own named instants (tests/instants.py) whatever the wall says.
+TEST_DATES ?= 2026-03-08T08:30:00 2026-11-01T07:30:00 2026-12-01T00:30:00 2026-12-31T23:50:00 2027-01-31T23:50:00
+test-dates: $(INSTALLED) system-deps
+	@for instant in $(TEST_DATES); do \
+		echo "== integration tests with the wall clock at $$instant UTC"; \
+		TZ=UTC faketime -f "@$$(echo $$instant | tr T ' ')" \
+			$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration tests/deploy \
+			--ignore=tests/deploy/test_wheel.py || exit 1; \
+	done
+
+# The integration and deployment tests RUNS times in a row with both cores kept busy beside
+# them (stress-ng): timing-sensitive tests must keep their margins on a loaded machine.
+test-under-load: $(INSTALLED) system-deps
+	@stress-ng --cpu 2 --timeout 3600s --quiet & load=$$!; \
+	trap "kill $$load 2>/dev/null" EXIT; \
+	for run in $$(seq $(RUNS)); do \
+		echo "== run $$run of $(RUNS), with stress-ng --cpu 2 beside it"; \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration tests/deploy || exit 1; \
+	done
 
 # Optimizer timing on a synthetic site, medians of several runs, and a year of the simulated
 # plant alone (see README).

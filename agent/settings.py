@@ -13,8 +13,9 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import itertools
+import os
 import tomllib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Self, get_args, get_origin
 
@@ -367,6 +368,23 @@ class MqttSettings(_Section):
     hashprice_fields: FieldMapSettings = FieldMapSettings(value="usd_per_th_day")
 
 
+LEDGER_FILE = "ledger.sqlite3"
+
+
+def default_ledger_path(environ: Mapping[str, str], euid: int) -> Path:
+    """Where the ledger lives when the site file does not say: the service's state directory
+    under systemd (`StateDirectory=gridpilot` sets `$STATE_DIRECTORY`), `/var/lib/gridpilot`
+    for root, and the user's own state directory (`$XDG_STATE_HOME`, by default
+    `~/.local/state`) for anyone else, so that trying the agent needs no root."""
+    service = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if service:
+        return Path(service) / LEDGER_FILE
+    if euid == 0:
+        return Path("/var/lib/gridpilot") / LEDGER_FILE
+    state = environ.get("XDG_STATE_HOME") or str(Path(environ.get("HOME", "~")) / ".local/state")
+    return Path(state).expanduser() / "gridpilot" / LEDGER_FILE
+
+
 class AgentSettings(_Section):
     """How the daemon runs: its loops, its safety rules and where it keeps its state."""
 
@@ -388,7 +406,7 @@ class AgentSettings(_Section):
     # are held to this share of the limit less margin, most efficient first.
     safe_asic_share: float = Field(default=0.5, ge=0, le=1)
     shadow: bool = False  # decide and publish plans, command nothing
-    ledger_path: Path = Path("/var/lib/gridpilot/ledger.sqlite3")
+    ledger_path: Path = Field(default_factory=lambda: default_ledger_path(os.environ, os.geteuid()))
     ledger_keep_days: float = Field(default=90.0, gt=0)
     metrics_host: str = "127.0.0.1"
     metrics_port: int = Field(default=9108, ge=0, lt=65_536)  # 0: any free port
@@ -410,7 +428,8 @@ class Settings(BaseSettings):
     asic_groups: tuple[AsicGroupSettings, ...] = ()
     gpu_groups: tuple[GpuGroupSettings, ...] = ()
     mqtt: MqttSettings = MqttSettings()
-    agent: AgentSettings = AgentSettings()
+    # A factory, not one shared instance: its default ledger path reads the environment.
+    agent: AgentSettings = Field(default_factory=AgentSettings)
     devices: DeviceSettings = DeviceSettings()
 
     @classmethod

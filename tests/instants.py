@@ -4,8 +4,9 @@ Billing months are UTC calendar months; ERCOT's operating days are Central (Amer
 with daylight saving: spring forward at 02:00 CST (08:00 UTC) on the second Sunday of March,
 fall back at 02:00 CDT (07:00 UTC) on the first Sunday of November. Each instant names the path
 it exercises; `DATE_SENSITIVE` is the set a date-dependent behaviour is checked at. `make
-test-dates` runs the integration tests under faketime at the wall-clock instants of `.ci/dates`
-too, for what runs on the system clock (the agent as its own process, Prometheus).
+test-dates` runs the integration tests under faketime at such instants of the wall clock too
+(the Makefile's TEST_DATES), for what runs on the system clock: the agent as its own process,
+the observability test with Prometheus.
 """
 
 from __future__ import annotations

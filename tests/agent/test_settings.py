@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from gridpilot.agent import site
-from gridpilot.agent.settings import ConfigError, Settings, load_settings
+from gridpilot.agent.settings import ConfigError, Settings, default_ledger_path, load_settings
 from gridpilot.optimizer.problem import Tier
 from tests.agent.site_files import REFERENCE_FILE, write_variant
 
@@ -209,3 +209,34 @@ def test_config_error_lists_every_problem(tmp_path: Path) -> None:
     assert text.startswith(f"{path}: 2 problems in the site file:")
     assert "\n  site.pool_fee: Input should be less than 1 (got 1)" in text
     assert "\n  asic_groups[1].count: Input should be greater than 0 (got -1)" in text
+
+
+@pytest.mark.parametrize(
+    ("environ", "euid", "expected"),
+    [
+        ({"STATE_DIRECTORY": "/var/lib/gridpilot"}, 998, "/var/lib/gridpilot/ledger.sqlite3"),
+        ({"STATE_DIRECTORY": "/srv/a:/srv/b", "HOME": "/home/op"}, 0, "/srv/a/ledger.sqlite3"),
+        ({"HOME": "/home/op"}, 0, "/var/lib/gridpilot/ledger.sqlite3"),
+        ({"HOME": "/home/op"}, 1000, "/home/op/.local/state/gridpilot/ledger.sqlite3"),
+        (
+            {"HOME": "/home/op", "XDG_STATE_HOME": "/data/state"},
+            1000,
+            "/data/state/gridpilot/ledger.sqlite3",
+        ),
+    ],
+    ids=["systemd", "systemd-first-of-many", "root", "user", "user-xdg"],
+)
+def test_the_ledger_defaults_to_a_state_directory_the_user_may_write(
+    environ: dict[str, str], euid: int, expected: str
+) -> None:
+    """Unset, the ledger lives in systemd's state directory for the service, in /var/lib for
+    root, and in the user's own state directory for anyone else."""
+    assert default_ledger_path(environ, euid) == Path(expected)
+
+
+def test_an_unset_ledger_path_follows_the_state_directory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The reference site, which leaves the ledger unset, puts it where systemd says."""
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
+    assert load_settings(REFERENCE_FILE).agent.ledger_path == tmp_path / "ledger.sqlite3"

@@ -140,9 +140,10 @@ class Observer:
 
 
 @contextlib.asynccontextmanager
-async def observing(broker: LocalBroker) -> AsyncIterator[Observer]:
+async def observing(broker: LocalBroker, *, prefix: str = PREFIX) -> AsyncIterator[Observer]:
+    """An `Observer` of everything under `prefix` (the test site's, by default)."""
     async with aiomqtt.Client(broker.host, broker.port, identifier="observer") as client:
-        await client.subscribe(f"{PREFIX}/#", qos=1)
+        await client.subscribe(f"{prefix}/#", qos=1)
         observer = Observer(client)
         task = asyncio.create_task(observer.collect())
         try:
