@@ -3,13 +3,38 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+import numpy.typing as npt
 
-from gridpilot.adapters.recorded import Gap
+from gridpilot.adapters.recorded import CENTRAL, Gap
 from gridpilot.agent.replay import STRATEGIES, ReplayResult
+from gridpilot.optimizer.problem import FloatArray
+
+if TYPE_CHECKING:  # matplotlib is imported only where a plot is drawn (see `write_report`)
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+IntArray = npt.NDArray[np.int64]
+
+# The plots' files, as report.md names them.
+PRICE_HEATMAP = "price_heatmap.png"
+CURTAILMENT_HEATMAP = "curtailment_heatmap.png"
+WEEK_AT_STAKE = "week_at_stake.png"
+MONTHLY_PROFIT = "monthly_profit.png"
+ALLOWANCE = "allowance.png"
+
+WEEK_DAYS = 7
+# The price heatmap's colour scale is clipped to these percentiles of its hourly means, so that
+# a few spike hours (ERCOT's cap is 5,000 $/MWh) do not wash the everyday shape out.
+PRICE_CLIP_PERCENTILES = (1.0, 99.0)
+# The week's price panel is linear up to this and logarithmic beyond: spikes stay on the chart.
+PRICE_LINEAR_TO_USD_PER_MWH = 100.0
+DPI = 110
 
 
 def describe_gap(series: str, gap: Gap) -> str:
@@ -77,41 +102,267 @@ def table(result: ReplayResult) -> list[str]:
     return lines
 
 
-def write_report(result: ReplayResult, folder: Path) -> Path:
-    """Markdown with PNG plots; returns the Markdown file's path."""
-    # Loaded here: matplotlib costs half a second, and only a report needs it.
+def _interval_s(result: ReplayResult) -> float:
+    """The length of one of the result's intervals, in seconds."""
+    return (result.end - result.start).total_seconds() / max(result.price_usd_per_mwh.size, 1)
+
+
+@dataclass(frozen=True, slots=True)
+class _CentralClock:
+    """Where each interval starts on the Central wall clock: its day and its hour of day."""
+
+    days: tuple[date, ...]  # every Central day from the first interval's to the last's
+    day_index: IntArray  # per interval, its day's index in `days`
+    hour: IntArray  # per interval, its Central hour of day, 0 to 23
+
+
+def _central_clock(start: datetime, interval_s: float, count: int) -> _CentralClock:
+    local = [(start + timedelta(seconds=k * interval_s)).astimezone(CENTRAL) for k in range(count)]
+    first = local[0].date()
+    day_index = np.array([(t.date() - first).days for t in local], dtype=np.int64)
+    days = tuple(first + timedelta(days=d) for d in range(int(day_index[-1]) + 1))
+    return _CentralClock(days, day_index, np.array([t.hour for t in local], dtype=np.int64))
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class DayHourGrid:
+    """Values by Central day (rows) and Central hour of day (24 columns)."""
+
+    days: tuple[date, ...]
+    values: FloatArray  # shape (len(days), 24); NaN where no interval starts in the hour
+
+
+def day_hour_grid(start: datetime, interval_s: float, values: FloatArray) -> DayHourGrid:
+    """Each cell the mean of the intervals that start in that Central day and wall-clock hour.
+
+    Cells are keyed by the wall clock, so nothing after a daylight-saving change shifts: on the
+    spring-forward day (23 hours) the skipped 02:00 hour has no interval and stays NaN (drawn as
+    "no data"); on the fall-back day (25 hours) the 01:00 hour happens twice, and its cell is the
+    mean of both (eight quarter hours rather than four)."""
+    clock = _central_clock(start, interval_s, values.size)
+    cell = clock.day_index * 24 + clock.hour
+    cells = len(clock.days) * 24
+    total = np.bincount(cell, weights=values, minlength=cells)
+    count = np.bincount(cell, minlength=cells)
+    mean = np.full(cells, np.nan)
+    np.divide(total, count, out=mean, where=count > 0)
+    return DayHourGrid(clock.days, mean.reshape(len(clock.days), 24))
+
+
+def stake_usd(result: ReplayResult) -> FloatArray:
+    """Per interval, the value at stake in $: |real-time price| times the spread between the
+    highest and the lowest site draw among the strategies, over the interval. It is the most
+    by which the strategies' energy bills for the interval differ: how much money the decision
+    of how much to draw moved then."""
+    draws_watts = np.vstack([result.site_watts[name] for name in STRATEGIES])
+    spread_mw = (draws_watts.max(axis=0) - draws_watts.min(axis=0)) / 1e6
+    hours = _interval_s(result) / 3600.0
+    stake: FloatArray = np.abs(result.price_usd_per_mwh) * spread_mw * hours
+    return stake
+
+
+@dataclass(frozen=True, slots=True)
+class Week:
+    """A run of Central days of a replay and the intervals [first, stop) that start in them."""
+
+    first_day: date
+    last_day: date
+    first: int
+    stop: int
+    stake_usd: float
+
+
+def week_at_stake(result: ReplayResult) -> Week:
+    """The seven consecutive Central days with the most value at stake (`stake_usd` summed over
+    their intervals); the earliest such week on a tie, and the whole replay if it is shorter."""
+    step_s = _interval_s(result)
+    stake = stake_usd(result)
+    clock = _central_clock(result.start, step_s, stake.size)
+    per_day = np.bincount(clock.day_index, weights=stake, minlength=len(clock.days))
+    span = min(WEEK_DAYS, len(clock.days))
+    sums = np.lib.stride_tricks.sliding_window_view(per_day, span).sum(axis=1)
+    first_day = int(np.argmax(sums))
+    first = int(np.searchsorted(clock.day_index, first_day))
+    stop = int(np.searchsorted(clock.day_index, first_day + span))
+    return Week(
+        first_day=clock.days[first_day],
+        last_day=clock.days[first_day + span - 1],
+        first=first,
+        stop=stop,
+        stake_usd=float(sums[first_day]),
+    )
+
+
+def price_colour_range(grid: DayHourGrid) -> tuple[float, float]:
+    """The price heatmap's clipped colour scale, $/MWh: from the 1st percentile of its hourly
+    means (or 0 if that is above 0) to the 99th."""
+    finite = grid.values[np.isfinite(grid.values)]
+    low, high = (float(v) for v in np.percentile(finite, PRICE_CLIP_PERCENTILES))
+    low = min(low, 0.0)
+    return low, max(high, low + 1.0)
+
+
+def _figure(width_in: float, height_in: float) -> Figure:
+    # A bare Figure draws through Agg when saved: no pyplot, so no display backend on a site
+    # controller or in CI, and no global registry of open figures to close.
+    from matplotlib.figure import Figure  # noqa: PLC0415
+
+    return Figure(figsize=(width_in, height_in))
+
+
+# matplotlib.dates has no type annotations (matplotlib 3.11); its few calls here are marked.
+
+
+def _central_date_axis(axis: Axes, *, minor_hours: tuple[int, ...] = ()) -> None:
+    """Date ticks and labels on the x axis (whose values are matplotlib date numbers) in US
+    Central time, so a tick at midnight is a Central midnight; minor ticks at `minor_hours`."""
+    import matplotlib.dates as mdates  # noqa: PLC0415
+
+    locator = mdates.AutoDateLocator(tz=CENTRAL)  # type: ignore[no-untyped-call]
+    formatter = mdates.ConciseDateFormatter(locator, tz=CENTRAL)  # type: ignore[no-untyped-call]
+    axis.xaxis.set_major_locator(locator)
+    axis.xaxis.set_major_formatter(formatter)
+    if minor_hours:
+        minor = mdates.HourLocator(byhour=minor_hours, tz=CENTRAL)  # type: ignore[no-untyped-call]
+        axis.xaxis.set_minor_locator(minor)
+    axis.set_xlabel("US Central time (America/Chicago)")
+
+
+def _date_numbers(moments: list[datetime]) -> FloatArray:
+    """Matplotlib's date numbers (days since its epoch, in UTC) of timezone-aware moments."""
+    import matplotlib.dates as mdates  # noqa: PLC0415
+
+    numbers = mdates.date2num(moments)  # type: ignore[no-untyped-call]
+    return np.asarray(numbers, dtype=np.float64)
+
+
+def _day_edges(days: tuple[date, ...]) -> FloatArray:
+    """Date numbers of the Central midnights that bound `days`: a 23- or 25-hour day is a
+    column that much narrower or wider, at its true place on the time axis."""
+    bounds = [*days, days[-1] + timedelta(days=1)]
+    return _date_numbers([datetime.combine(d, time(0), CENTRAL) for d in bounds])
+
+
+def _heatmap(
+    grid: DayHourGrid,
+    *,
+    title: str,
+    colour_label: str,
+    colours: str,
+    low: float,
+    high: float,
+) -> Figure:
+    """Days along the x axis, the hours of each Central day up it, one coloured cell per hour."""
     import matplotlib as mpl  # noqa: PLC0415
 
-    mpl.use("Agg")  # files only: no display on a site controller or in CI
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-
-    folder.mkdir(parents=True, exist_ok=True)
-    hours = np.arange(result.price_usd_per_mwh.size) * (
-        (result.end - result.start).total_seconds() / 3600.0 / max(result.price_usd_per_mwh.size, 1)
+    figure = _figure(12, 4.2)
+    axis = figure.subplots()
+    cmap = mpl.colormaps[colours].with_extremes(bad="#d9d9d9")  # no data: grey
+    mesh = axis.pcolormesh(
+        _day_edges(grid.days),
+        np.arange(25),
+        np.ma.masked_invalid(grid.values.T),
+        cmap=cmap,
+        vmin=low,
+        vmax=high,
+        shading="flat",
     )
-
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(12, 7), sharex=True)
-    top.plot(hours, result.price_usd_per_mwh, linewidth=0.6, color="black")
-    top.set_ylabel("price $/MWh")
-    top.set_yscale("symlog", linthresh=100)
-    for name in ("agent", "threshold", "hindsight"):
-        bottom.plot(hours, result.site_watts[name] / 1e6, linewidth=0.6, label=f"{name} site MW")
-    bottom.plot(
-        hours,
-        result.asic_curtailed_watts["agent"] / 1e6,
-        linewidth=0.6,
-        label="agent ASIC curtailed MW",
-    )
-    bottom.set_ylabel("MW")
-    bottom.set_xlabel("hours since start")
-    bottom.legend(loc="lower left", fontsize=8)
+    finite = grid.values[np.isfinite(grid.values)]
+    over, under = bool(np.any(finite > high)), bool(np.any(finite < low))
+    extend = {(True, True): "both", (True, False): "max", (False, True): "min"}
+    colourbar = figure.colorbar(mesh, ax=axis, extend=extend.get((over, under), "neither"))
+    colourbar.set_label(colour_label)
+    axis.set_yticks(range(0, 25, 6), [f"{h:02d}:00" for h in range(0, 25, 6)])
+    axis.set_ylabel("hour of day (Central)")
+    axis.set_title(title)
+    _central_date_axis(axis)
     figure.tight_layout()
-    figure.savefig(folder / "price_and_power.png", dpi=110)
-    plt.close(figure)
+    return figure
 
-    months = sorted({m for t in result.totals.values() for m in t.monthly_profit_usd})
+
+def price_heatmap(result: ReplayResult) -> Figure:
+    """The real-time price's hourly mean by Central day and hour, on a clipped colour scale."""
+    grid = day_hour_grid(result.start, _interval_s(result), result.price_usd_per_mwh)
+    low, high = price_colour_range(grid)
+    return _heatmap(
+        grid,
+        title=f"Real-time price at {result.settlement_point}",
+        colour_label=f"$/MWh, clipped to {low:,.0f} to {high:,.0f}",
+        colours="inferno",
+        low=low,
+        high=high,
+    )
+
+
+def curtailment_heatmap(result: ReplayResult) -> Figure:
+    """The agent's curtailed ASIC MW, mean over each Central day and hour, linear from 0."""
+    grid = day_hour_grid(
+        result.start, _interval_s(result), result.asic_curtailed_watts["agent"] / 1e6
+    )
+    finite = grid.values[np.isfinite(grid.values)]
+    return _heatmap(
+        grid,
+        title="Agent's curtailed ASIC power",
+        colour_label="MW curtailed",
+        colours="viridis",
+        low=0.0,
+        high=max(float(finite.max()), 1e-3),
+    )
+
+
+# The week's price axis is labelled in plain $/MWh at these, where they fall in its range.
+_PRICE_TICKS = (-250, -100, -50, 0, 25, 50, 100, 250, 500, 1_000, 2_500, 5_000)
+
+# One look per strategy in the week plot: the agent stands out, always-on is the reference.
+_STYLE: dict[str, dict[str, Any]] = {
+    "always_on": {"color": "0.55", "linestyle": "--", "linewidth": 1.0},
+    "threshold": {"color": "tab:orange", "linewidth": 1.0},
+    "hindsight": {"color": "tab:green", "linewidth": 1.0},
+    "agent": {"color": "tab:blue", "linewidth": 1.6},
+}
+
+
+def week_plot(result: ReplayResult, week: Week) -> Figure:
+    """The price (above) and each strategy's site MW (below) over `week`, step by step."""
+    import matplotlib.ticker as mticker  # noqa: PLC0415
+
+    step_s = _interval_s(result)
+    edges = _date_numbers(
+        [result.start + timedelta(seconds=k * step_s) for k in range(week.first, week.stop + 1)]
+    )
+    window = slice(week.first, week.stop)
+    figure = _figure(12, 6.5)
+    price, power = figure.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [2, 3]})
+    prices = result.price_usd_per_mwh[window]
+    price.stairs(prices, edges, baseline=None, color="black", linewidth=0.9)
+    price.set_yscale("symlog", linthresh=PRICE_LINEAR_TO_USD_PER_MWH)
+    ticks = [t for t in _PRICE_TICKS if prices.min() - 25 <= t <= prices.max() * 1.2 + 25]
+    price.set_yticks(ticks, [f"{t:,.0f}" for t in ticks])
+    price.yaxis.set_minor_locator(mticker.NullLocator())
+    price.axhline(0.0, color="0.7", linewidth=0.6)
+    price.set_ylabel("real-time price, $/MWh")
+    price.set_title(
+        f"Week with the most at stake: {week.first_day:%a %d %b} to {week.last_day:%a %d %b %Y}"
+        f" (Central), ${week.stake_usd:,.0f}"
+    )
+    for name in ("always_on", "threshold", "hindsight", "agent"):
+        watts = result.site_watts[name][window]
+        power.stairs(watts / 1e6, edges, baseline=None, label=name, **_STYLE[name])
+    power.set_ylabel("site draw, MW")
+    power.legend(loc="upper left", bbox_to_anchor=(1.005, 1.0), fontsize=8)  # off the data
+    power.set_xlim(edges[0], edges[-1])
+    _central_date_axis(power, minor_hours=(6, 12, 18))
+    for axis in (price, power):
+        axis.grid(True, axis="x", which="major", color="0.8", linewidth=0.7)
+        axis.grid(True, axis="x", which="minor", color="0.93", linewidth=0.5)
+    figure.tight_layout()
+    return figure
+
+
+def _monthly_profit(result: ReplayResult, months: list[str]) -> Figure:
     base = np.array([result.totals["always_on"].monthly_profit_usd.get(m, 0.0) for m in months])
-    figure, axis = plt.subplots(figsize=(12, 4))
+    figure = _figure(12, 4)
+    axis = figure.subplots()
     width = 0.27
     for offset, name in enumerate(("agent", "threshold", "hindsight")):
         gain = np.array([result.totals[name].monthly_profit_usd.get(m, 0.0) for m in months]) - base
@@ -120,13 +371,15 @@ def write_report(result: ReplayResult, folder: Path) -> Path:
     axis.set_ylabel("profit over always-on, $")
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(folder / "monthly_profit.png", dpi=110)
-    plt.close(figure)
+    return figure
 
+
+def _allowance(result: ReplayResult, months: list[str]) -> Figure:
     contracts = sorted(
         {c for t in result.totals.values() for u in t.allowance_used.values() for c in u}
     )
-    figure, axis = plt.subplots(figsize=(12, 4))
+    figure = _figure(12, 4)
+    axis = figure.subplots()
     for name in ("agent", "hindsight"):
         for contract in contracts:
             used = [
@@ -137,8 +390,30 @@ def write_report(result: ReplayResult, folder: Path) -> Path:
     axis.tick_params(axis="x", rotation=45)
     axis.legend(fontsize=8)
     figure.tight_layout()
-    figure.savefig(folder / "allowance.png", dpi=110)
-    plt.close(figure)
+    return figure
+
+
+def write_report(result: ReplayResult, folder: Path) -> Path:
+    """Markdown with PNG plots; returns the Markdown file's path."""
+    # matplotlib (half a second to import) is loaded only by the plotting functions, which only
+    # a report calls: the command line, and so the daemon, imports this module without it.
+    folder.mkdir(parents=True, exist_ok=True)
+    week = week_at_stake(result)
+    months = sorted({m for t in result.totals.values() for m in t.monthly_profit_usd})
+    low, high = price_colour_range(
+        day_hour_grid(result.start, _interval_s(result), result.price_usd_per_mwh)
+    )
+    figures = {
+        PRICE_HEATMAP: price_heatmap(result),
+        CURTAILMENT_HEATMAP: curtailment_heatmap(result),
+        WEEK_AT_STAKE: week_plot(result, week),
+        MONTHLY_PROFIT: _monthly_profit(result, months),
+        ALLOWANCE: _allowance(result, months),
+    }
+    for name, figure in figures.items():
+        figure.savefig(folder / name, dpi=DPI)
+    step = f"{_interval_s(result) / 60:g}-minute"
+    week_span = f"{week.first_day:%a %Y-%m-%d} to {week.last_day:%a %Y-%m-%d}"
 
     markdown = folder / "report.md"
     markdown.write_text(
@@ -165,11 +440,47 @@ def write_report(result: ReplayResult, folder: Path) -> Path:
                 json.dumps(summary(result), indent=2),
                 "```",
                 "",
-                "![price and site power](price_and_power.png)",
+                "## Plots",
                 "",
-                "![monthly profit over always-on](monthly_profit.png)",
+                "Times are US Central (America/Chicago, with daylight saving), ERCOT's operating"
+                " time. In the heatmaps each column is a Central day and each cell an hour of it:"
+                " the hour skipped when clocks spring forward is grey (no data), and the hour"
+                " repeated when they fall back is the mean of both.",
                 "",
-                "![allowance use per contract](allowance.png)",
+                f"![real-time price by Central day and hour]({PRICE_HEATMAP})",
+                "",
+                f"*Hourly mean real-time price at {result.settlement_point}, colour clipped to"
+                f" {low:,.0f} to {high:,.0f} $/MWh (1st to 99th percentile of the hours; beyond"
+                " them, the end colours): look for when power is dear, by season and by hour.*",
+                "",
+                f"![agent's curtailed ASIC MW by Central day and hour]({CURTAILMENT_HEATMAP})",
+                "",
+                "*The agent's curtailed ASIC MW, hourly mean on a linear scale from 0: look for"
+                " curtailment in the cells where the price map above is bright, and none where"
+                " it is dark.*",
+                "",
+                f"Value at stake, per {step} interval: the real-time price (its absolute value)"
+                " times the spread between the highest and the lowest site draw among the four"
+                " strategies, times the interval, i.e. the most by which the strategies' energy"
+                " bills for it differ. The week with the most at stake is the seven consecutive"
+                f" Central days with the largest sum of it: {week_span}, ${week.stake_usd:,.0f}.",
+                "",
+                f"![each strategy's site MW against the price, {week_span}]({WEEK_AT_STAKE})",
+                "",
+                f"*Price above (linear to {PRICE_LINEAR_TO_USD_PER_MWH:g} $/MWh, logarithmic"
+                " beyond) and each strategy's site"
+                f" MW below, {step} steps, {week_span} (Central): look for the agent stepping"
+                " down as the price steps up, as the hindsight bound does.*",
+                "",
+                f"![monthly profit over always-on]({MONTHLY_PROFIT})",
+                "",
+                "*Each strategy's profit over always-on per UTC month: look for the agent's bar"
+                " close to the hindsight bound's and above the threshold rule's.*",
+                "",
+                f"![allowance use per contract]({ALLOWANCE})",
+                "",
+                "*Node-hours of each AI contract's curtailment allowance used per UTC month: look"
+                " for the agent spending it as the hindsight bound does, not past it.*",
                 "",
             ]
         )
