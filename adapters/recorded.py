@@ -8,8 +8,11 @@ reported as a `Gap` on the series it returns:
 
 - Real-time prices: a gap of up to `max_gap_s` (default one hour) is bridged by carrying the
   last price before it forward (policy `CARRIED_FORWARD`); a longer gap is an error, as are
-  duplicated or out-of-order intervals. A row whose cell for the settlement point is empty is
-  a missing interval like a missing row. The interval is the most common step in the file.
+  duplicated or out-of-order intervals. With `max_gap_s=math.inf` every gap is bridged and
+  listed, for a caller that judges them against the part of the file it uses (the replay
+  judges its window and the history before it). A row whose cell for the settlement point is
+  empty is a missing interval like a missing row. The interval is the most common step in the
+  file.
 - Day-ahead prices: hours without a price stay NaN (policy `NO_FORECAST`): there is no forecast
   for them and the agent forecasts from history alone.
 - Bitcoin fee share: a day with an empty cell has no value (`FeeShareSeries.on` gives None).
@@ -299,9 +302,10 @@ def read_realtime_prices(
 ) -> PriceSeries:
     """Real-time prices in the wide shape: `interval_start_utc` plus one column per settlement
     point. Gaps of up to `max_gap_s` are bridged with the last price and reported in
-    `PriceSeries.gaps`; longer gaps, duplicated or out-of-order intervals are errors."""
-    if max_gap_s < 0:
-        raise ValueError("max_gap_s: must be >= 0")
+    `PriceSeries.gaps`; longer gaps, duplicated or out-of-order intervals are errors.
+    `max_gap_s=math.inf` bridges (and reports) every gap, leaving the judgement to the caller."""
+    if not max_gap_s >= 0:  # NaN too
+        raise ValueError("max_gap_s: must be >= 0 (math.inf bridges every gap)")
     rows = _rows(path)
     first = _first_row(path, rows, ["interval_start_utc"])
     header = list(first.keys())

@@ -8,7 +8,8 @@ same site-limit margin and the same guard:
   previous day's hashprice.
 - `always_on`: every miner awake but what the site limit forces asleep; GPUs untouched.
 - `threshold`: each model sleeps while the last settled price exceeds its breakeven at the
-  previous day's hashprice; GPUs untouched.
+  previous day's hashprice (in the first recorded interval, with no price settled yet, none
+  sleeps for price); GPUs untouched.
 - `hindsight`: the same model over the whole period given the true prices and hashprice.
 
 Each interval every strategy's setpoints are applied, the meter is read at its resolution, the
@@ -66,6 +67,23 @@ HISTORY_DAYS = 40
 class ReplayWindowError(ValueError):
     """A start and end the recorded prices cannot replay: reversed, off their interval grid,
     or outside them."""
+
+
+class ReplayGapError(ValueError):
+    """A gap in the real-time prices a replay reads (its window, or the agent's history before
+    it) longer than the replay bridges. `where` says which of the two it is in."""
+
+    def __init__(self, series: str, gap: Gap, *, where: str, max_gap_s: float) -> None:
+        minutes = (gap.end_utc - gap.start_utc).total_seconds() / 60.0
+        super().__init__(
+            f"gap in {series} {where}: {gap.missing_intervals} intervals missing from"
+            f" {gap.start_utc:%Y-%m-%d %H:%M} UTC ({minutes:g} min); gaps of up to"
+            f" {max_gap_s / 60:g} min are bridged"
+        )
+        self.series = series
+        self.gap = gap
+        self.where = where
+        self.max_gap_s = max_gap_s
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -192,18 +210,40 @@ class _Run:
 
 def data_gaps(data: ReplayData, start: datetime, end: datetime) -> tuple[tuple[str, Gap], ...]:
     """The gaps the readers bridged or left in the data a replay of [start, end) uses: its
-    window and the agent's history before it, each named by its series."""
+    window and the agent's history before it, each named by its series. Gaps elsewhere in the
+    files are no part of the replay and are left out."""
     seen_from = start - timedelta(days=HISTORY_DAYS)
-    point = data.prices.settlement_point
-    series: list[tuple[str, tuple[Gap, ...]]] = [(f"real-time prices at {point}", data.prices.gaps)]
+    series: list[tuple[str, tuple[Gap, ...]]] = [(_realtime_name(data), data.prices.gaps)]
     if data.day_ahead is not None:
-        series.append((f"day-ahead prices at {point}", data.day_ahead.gaps))
+        series.append((f"day-ahead prices at {data.prices.settlement_point}", data.day_ahead.gaps))
     return tuple(
         (name, gap)
         for name, gaps in series
         for gap in gaps
         if gap.end_utc > seen_from and gap.start_utc < end
     )
+
+
+def check_gaps(data: ReplayData, start: datetime, end: datetime, *, max_gap_s: float) -> None:
+    """Raise `ReplayGapError` for the first gap in the real-time prices a replay of [start, end)
+    reads (see `data_gaps`) that is longer than `max_gap_s`: its bridged prices would stand in
+    for too much of what the agent sees or is scored on. Gaps outside are not judged, so a
+    price file read with `max_gap_s=math.inf` can be replayed anywhere its data is whole
+    enough."""
+    name = _realtime_name(data)
+    for series, gap in data_gaps(data, start, end):
+        if series != name or (gap.end_utc - gap.start_utc).total_seconds() <= max_gap_s + 1e-6:
+            continue
+        where = (
+            "in the replayed window"
+            if gap.end_utc > start and gap.start_utc < end
+            else f"in the {HISTORY_DAYS} days of history before the window"
+        )
+        raise ReplayGapError(series, gap, where=where, max_gap_s=max_gap_s)
+
+
+def _realtime_name(data: ReplayData) -> str:
+    return f"real-time prices at {data.prices.settlement_point}"
 
 
 def check_window(prices: PriceSeries, start: datetime, end: datetime) -> None:
@@ -228,8 +268,11 @@ def check_window(prices: PriceSeries, start: datetime, end: datetime) -> None:
         )
 
 
-def _period(data: ReplayData, start: datetime, end: datetime) -> _Period:
+def _period(
+    data: ReplayData, start: datetime, end: datetime, max_gap_s: float = 3_600.0
+) -> _Period:
     check_window(data.prices, start, end)
+    check_gaps(data, start, end, max_gap_s=max_gap_s)
     prices = data.prices
     interval_s = prices.interval_s
     count = round((end - start).total_seconds() / interval_s)
@@ -256,13 +299,17 @@ def replay(
     planner: Planner | None = None,
     progress: Callable[[int, int], None] | None = None,
     parallel: bool = True,
+    max_gap_s: float = 3_600.0,
 ) -> ReplayResult:
     """Replay [start, end) on `site` (a problem template: groups, contracts, limits).
 
-    The strategies do not interact, so with `parallel` the three references (always-on, the
-    threshold rule, the hindsight bound) run in a second process while the agent runs here."""
+    A gap in the real-time prices longer than `max_gap_s` in the window or the agent's history
+    before it is a `ReplayGapError` (see `check_gaps`); gaps elsewhere in the data do not
+    matter. The strategies do not interact, so with `parallel` the three references (always-on,
+    the threshold rule, the hindsight bound) run in a second process while the agent runs
+    here."""
     started = time.perf_counter()
-    period = _period(data, start, end)
+    period = _period(data, start, end, max_gap_s)
     runs: dict[str, _Run] = {}
     if parallel:
         with ProcessPoolExecutor(max_workers=1) as pool:
@@ -374,12 +421,17 @@ def _run_agent(
 def _run_references(site: Problem, data: ReplayData, period: _Period) -> dict[str, _Run]:
     """Always-on, the threshold rule and the hindsight bound. The baselines decide each
     interval from its own inputs alone (the last settled price, the previous day's hashprice),
-    so their decisions for the whole period come from one pass."""
+    so their decisions for the whole period come from one pass.
+
+    The threshold rule's first interval reacts to the last price settled before the window.
+    A window that starts with the recorded prices has none: that interval is decided on no
+    price (NaN), so no model sleeps for price in it, as a rule that has seen nothing yet would
+    do; its own price is not known until it has passed."""
     count = len(period.moments)
     prices = data.prices
     last_known = prices.usd_per_mwh[max(period.first - 1, 0) : period.first + count - 1]
     if period.first == 0:
-        last_known = np.concatenate(([period.true_price[0]], last_known))
+        last_known = np.concatenate(([np.nan], last_known))
     whole = _whole_period(site, period, period.known_hashprice)
     schedules = {
         "always_on": always_on(whole).schedule,

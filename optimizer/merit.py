@@ -181,9 +181,11 @@ def always_on(problem: Problem) -> Plan:
 
 def threshold(problem: Problem, known_price_usd_per_mwh: float | FloatArray) -> Plan:
     """The threshold rule, reacting to the price known when each step is decided: one last price
-    for the whole horizon, or one per step (in a replay, the previous interval's).
+    for the whole horizon, or one per step (in a replay, the previous interval's). NaN where no
+    price is known yet: there is nothing to react to, so no model sleeps for price there.
 
     The caller passes the problem's hashprice as it was known (the previous day's)."""
-    react = np.broadcast_to(np.asarray(known_price_usd_per_mwh, dtype=np.float64), (problem.steps,))
+    known = np.broadcast_to(np.asarray(known_price_usd_per_mwh, dtype=np.float64), (problem.steps,))
+    react = np.where(np.isnan(known), -np.inf, known)
     schedule = merit_order_schedule(problem, react, sleep_above_breakeven=True, curtail_gpus=False)
     return _plan(problem, schedule, PlanStatus.BASELINE, "threshold", "")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 from datetime import UTC, date, datetime
 from pathlib import Path
 
@@ -172,6 +173,21 @@ def test_gap_up_to_the_limit_is_bridged_and_a_longer_one_raises(tmp_path: Path) 
     assert len(read_realtime_prices(too_long, "HB_WEST", max_gap_s=4_500).usd_per_mwh) == 8
     with pytest.raises(RecordedDataError, match="gap after"):
         read_realtime_prices(fits, "HB_WEST", max_gap_s=0)
+
+
+def test_an_unlimited_gap_is_bridged_and_listed_for_the_caller_to_judge(tmp_path: Path) -> None:
+    """With max_gap_s=inf a gap of any length is carried forward and listed, not refused."""
+    rows = [("01 00:00", 1.0), ("01 00:15", 2.0), ("08 00:00", 3.0), ("08 00:15", 4.0)]
+    text = HEADER + "".join(f"2024-01-{when}:00+00:00,x,{price}\n" for when, price in rows)
+    week = _write(tmp_path, text)
+    series = read_realtime_prices(week, "HB_WEST", max_gap_s=math.inf)
+    assert len(series.usd_per_mwh) == 7 * 96 + 2
+    assert series.usd_per_mwh[-3:].tolist() == [2.0, 3.0, 4.0]
+    assert [(gap.missing_intervals, gap.policy) for gap in series.gaps] == [
+        (7 * 96 - 2, CARRIED_FORWARD)
+    ]
+    with pytest.raises(ValueError, match="max_gap_s"):
+        read_realtime_prices(week, "HB_WEST", max_gap_s=math.nan)
 
 
 def test_an_empty_price_cell_is_a_missing_interval(tmp_path: Path) -> None:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
 import numpy as np
 import pytest
 
+from gridpilot.adapters.recorded import CENTRAL
 from gridpilot.agent.forecast import (
     CALIBRATION_DAYS,
     DRIFT_INTERVALS,
@@ -31,13 +32,13 @@ def test_daily_profile_is_the_median_of_each_time_of_day() -> None:
     shape = np.linspace(10, 105, DAY)
     history = np.tile(shape, 7)
     history[3 * DAY : 4 * DAY] += 1_000  # one abnormal day does not move a median of seven
-    assert np.allclose(daily_profile(history, 900.0), shape)
+    assert np.allclose(daily_profile(history, 900.0, now=NOW), shape)
 
 
 def test_profile_without_history_is_flat() -> None:
     """Less than a day of history gives a flat profile at its median; none gives zero."""
-    assert np.allclose(daily_profile(np.array([5.0, 7.0, 9.0]), 900.0), 7.0)
-    assert np.allclose(daily_profile(np.array([]), 900.0), 0.0)
+    assert np.allclose(daily_profile(np.array([5.0, 7.0, 9.0]), 900.0, now=NOW), 7.0)
+    assert np.allclose(daily_profile(np.array([]), 900.0, now=NOW), 0.0)
 
 
 def test_day_ahead_price_leads_and_the_drift_fades() -> None:
@@ -113,12 +114,15 @@ def test_day_ahead_counts_as_far_as_real_time_followed_it() -> None:
 def test_past_profiles_are_the_profiles_known_before_each_day() -> None:
     """Each past day's profile is the daily profile of the history before that day."""
     history = np.random.default_rng(3).lognormal(3.0, 0.7, 12 * DAY)
-    profiles = past_profiles(history, 900.0, 4)
+    profiles = past_profiles(history, 900.0, 4, now=NOW)
     assert profiles.size == 4 * DAY
     for day in range(4):
         before = history[: (8 + day) * DAY]
-        assert np.allclose(profiles[day * DAY : (day + 1) * DAY], daily_profile(before, 900.0))
-    assert past_profiles(history[: 7 * DAY], 900.0, 4).size == 0
+        its_start = NOW - timedelta(days=4 - day)
+        assert np.allclose(
+            profiles[day * DAY : (day + 1) * DAY], daily_profile(before, 900.0, now=its_start)
+        )
+    assert past_profiles(history[: 7 * DAY], 900.0, 4, now=NOW).size == 0
 
 
 def test_unpublished_day_ahead_falls_back_to_history() -> None:
@@ -149,6 +153,39 @@ def test_longer_steps_average_their_intervals() -> None:
         now=NOW, step_s=(3_600.0, 3_600.0), history=history, interval_s=900.0, day_ahead=None
     )
     assert hourly == pytest.approx([quarter[:4].mean(), quarter[4:].mean()])
+
+
+def _central_hour_price(moment_s: np.ndarray) -> np.ndarray:
+    """A price that depends only on the Central clock hour: 10 $/MWh per hour of the day."""
+    hours = [datetime.fromtimestamp(float(s), CENTRAL).hour for s in moment_s]
+    return 10.0 * np.array(hours, dtype=np.float64) + 5.0
+
+
+@pytest.mark.parametrize(
+    "change",
+    [date(2024, 3, 10), date(2024, 11, 3), date(2026, 3, 8), date(2026, 11, 1)],
+    ids=["spring-2024", "fall-2024", "spring-2026", "fall-2026"],
+)
+@pytest.mark.parametrize(
+    ("day", "clock"),
+    [(1, time(0)), (1, time(9, 45)), (0, time(5)), (-1, time(14))],
+    ids=["next-midnight", "next-morning", "change-day", "day-before"],
+)
+def test_the_daily_shape_follows_central_clock_time_across_dst(
+    change: date, day: int, clock: time
+) -> None:
+    """Around a DST change each interval's daily shape is its Central clock time's, not UTC's."""
+    # Prices depend only on the Central hour: the forecast of the next 24 hours and the past
+    # days' profiles must give back each interval's own hour's price.
+    now = datetime.combine(change + timedelta(days=day), clock, CENTRAL).astimezone(UTC)
+    now_s = now.timestamp()
+    history = _central_hour_price(now_s - 900.0 * np.arange(12 * DAY, 0, -1))
+    forecast = forecast_prices(
+        now=now, step_s=(900.0,) * DAY, history=history, interval_s=900.0, day_ahead=None
+    )
+    assert np.allclose(forecast, _central_hour_price(now_s + 900.0 * np.arange(DAY)))
+    profiles = past_profiles(history, 900.0, 3, now=now)
+    assert np.allclose(profiles, history[-3 * DAY :])
 
 
 def test_reservation_rises_as_allowance_runs_short() -> None:

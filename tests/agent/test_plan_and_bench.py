@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gridpilot.agent.bundled import REFERENCE_SITE
 from gridpilot.agent.cli import EX_CONFIG, EX_DATAERR, main
 
 
@@ -48,11 +49,16 @@ def test_plan_outside_the_data_exits_65(capsys: pytest.CaptureFixture[str]) -> N
 def test_plan_with_a_broken_config_exits_78(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """An invalid site file stops the day plan with exit 78, as check-config does."""
+    """One bad value in the site file exits 78 naming the file, the field and what it must be."""
+    site = REFERENCE_SITE.read_text()
+    assert "\ninterconnect_watts = 80e6\n" in site
     broken = tmp_path / "site.toml"
-    broken.write_text("[site]\nname = 'x'\n")
+    broken.write_text(site.replace("\ninterconnect_watts = 80e6\n", "\ninterconnect_watts = -5\n"))
     assert main(["plan", "--config", str(broken)]) == EX_CONFIG
-    assert "site" in capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert f"gridpilot: {broken}: 1 problem in the site file:" in captured.err
+    assert "  site.interconnect_watts: Input should be greater than 0 (got -5)" in captured.err
+    assert captured.out == ""
 
 
 def test_bench_plan_json_has_the_documented_keys(capsys: pytest.CaptureFixture[str]) -> None:

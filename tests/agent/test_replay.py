@@ -5,7 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +13,7 @@ import pytest
 
 from gridpilot.adapters.recorded import (
     CARRIED_FORWARD,
+    FeeShareSeries,
     Gap,
     read_bitcoin_daily,
     read_day_ahead_prices,
@@ -69,10 +70,15 @@ def _run(data: ReplayData, hours: int) -> ReplayResult:
 
 
 def test_no_lookahead(data: ReplayData) -> None:
-    """Replacing every price after an interval (real-time, and day-ahead not yet published)
-    changes nothing the agent decided up to that interval."""
+    """Nothing the agent decided up to an interval changes when any data after it changes."""
+    # After it: real-time prices, day-ahead prices not yet published, and the hashprice and fee
+    # share of its own day on (a day's are settled only at its end).
     cut = START + timedelta(hours=14)  # 14:00 Central on the day: tomorrow's day-ahead unpublished
-    truth = _run(data, 30)
+    # The bundled fee data ends in April 2024: a fee share for every day of August, so that
+    # changing the days after the cut has something to change.
+    august = tuple(date(2024, 8, 1) + timedelta(days=d) for d in range(31))
+    known = replace(data, fee_share=FeeShareSeries(august, np.full(31, 0.05)))
+    truth = _run(known, 30)
     rng = np.random.default_rng(1)
     prices = data.prices.usd_per_mwh.copy()
     after = data.prices.index_of(cut) + 1
@@ -83,16 +89,29 @@ def test_no_lookahead(data: ReplayData) -> None:
     unknown = np.array([s >= published for s in day_ahead.start_utc])
     ahead_prices = day_ahead.usd_per_mwh.copy()
     ahead_prices[unknown] = rng.uniform(-50, 5_000, int(unknown.sum()))
+    hashprices = data.hashprices.usd_per_th_day.copy()
+    unsettled = np.array([d >= cut.date() for d in data.hashprices.days])
+    hashprices[unsettled] *= rng.uniform(0.1, 10.0, int(unsettled.sum()))
+    fees = np.where(
+        np.array([d >= cut.date() for d in august]), rng.uniform(0.0, 0.9, len(august)), 0.05
+    )
+    bitcoin_altered = replace(
+        known,
+        hashprices=replace(data.hashprices, usd_per_th_day=hashprices),
+        fee_share=FeeShareSeries(august, fees),
+    )
     altered = replace(
-        data,
+        bitcoin_altered,
         prices=replace(data.prices, usd_per_mwh=prices),
         day_ahead=replace(day_ahead, usd_per_mwh=ahead_prices),
     )
-    changed = _run(altered, 30)
     decided = round((cut - START).total_seconds() / 900.0) + 1  # up to and including the cut
-    assert np.array_equal(truth.agent_decisions[:decided], changed.agent_decisions[:decided])
-    # The altered future does reach the later decisions: the comparison above can fail.
-    assert not np.array_equal(truth.agent_decisions[decided:], changed.agent_decisions[decided:])
+    for changed in (_run(altered, 30), _run(bitcoin_altered, 30)):
+        assert np.array_equal(truth.agent_decisions[:decided], changed.agent_decisions[:decided])
+        # The altered future does reach the later decisions: the comparison above can fail.
+        assert not np.array_equal(
+            truth.agent_decisions[decided:], changed.agent_decisions[decided:]
+        )
 
 
 def test_every_strategy_is_scored_against_the_bound(data: ReplayData) -> None:
@@ -143,7 +162,8 @@ def test_replay_command_writes_json_and_report(
             "capture",
         }
     assert document["wall_s"] > 0
-    for name in ("report.md", "price_and_power.png", "monthly_profit.png", "allowance.png"):
+    plots = ("price_heatmap", "curtailment_heatmap", "week_at_stake", "monthly_profit", "allowance")
+    for name in ("report.md", *(f"{plot}.png" for plot in plots)):
         assert (folder / name).stat().st_size > 0
 
 
@@ -267,7 +287,11 @@ def test_gaps_are_said_on_stderr_in_the_json_and_in_the_report(
     assert "none from 2024-08-20 13:30" in (folder / "report.md").read_text()
 
     assert main(["replay", "--prices", str(prices), *window, "--max-gap", "15"]) == EX_DATAERR
-    assert "2 missing; gaps of up to 15 min are bridged" in capsys.readouterr().err
+    assert (
+        f"gridpilot: {prices}: gap in real-time prices at HB_WEST in the replayed window: 2"
+        " intervals missing from 2024-08-20 13:30 UTC (30 min); gaps of up to 15 min are bridged"
+        " (--max-gap bridges longer ones)" in capsys.readouterr().err
+    )
 
     # The bundled day-ahead file has no prices from 2024-03-10 08:00 UTC for a week.
     window = ["--start", "2024-03-12T12:00", "--end", "2024-03-12T13:00"]
@@ -321,3 +345,108 @@ def test_an_event_past_its_longest_is_one_breach(data: ReplayData) -> None:
             limit_watts=site.site_limit_watts,
         )
         assert strategy.totals.sla_breaches == (1 if k == 16 else 0)
+
+
+def _synthetic_prices(folder: Path, missing: list[tuple[datetime, datetime]]) -> Path:
+    """HB_WEST quarter hours from 2024-11-10 to 2025-01-03 and on 2025-01-10, 20 to 60 $/MWh
+    through each day, without the rows in each [from, to) of `missing`; after 2025-01-03 a week
+    is missing."""
+    step = timedelta(minutes=15)
+    first, last = datetime(2024, 11, 10, tzinfo=UTC), datetime(2025, 1, 11, tzinfo=UTC)
+    week_missing = (datetime(2025, 1, 3, tzinfo=UTC), datetime(2025, 1, 10, tzinfo=UTC))
+    rows = ["interval_start_utc,HB_WEST"]
+    moment = first
+    while moment < last:
+        if not any(lo <= moment < hi for lo, hi in [week_missing, *missing]):
+            price = 40.0 + 20.0 * np.sin(2 * np.pi * moment.hour / 24)
+            rows.append(f"{moment.isoformat()},{price:.2f}")
+        moment += step
+    path = folder / "prices.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+# Two Central-morning hours of 2025-01-02: the agent's 40 days of history reach back to
+# 2024-11-23 06:00 UTC.
+SYNTHETIC_WINDOW = ["--start", "2025-01-02T06:00Z", "--end", "2025-01-02T08:00Z"]
+
+
+def test_gaps_outside_what_the_replay_reads_do_not_stop_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A gap after the window or older than the agent's history is neither judged nor listed."""
+    older = datetime(2024, 11, 15, tzinfo=UTC)  # 48 days before the start
+    prices = _synthetic_prices(tmp_path, [(older, older + timedelta(hours=6))])
+    out = tmp_path / "replay.json"
+    arguments = ["--prices", str(prices), "--forecast", "none", "--fees", "none"]
+    assert main(["replay", *arguments, *SYNTHETIC_WINDOW, "--json", str(out)]) == 0
+    assert "gap" not in capsys.readouterr().err
+    assert json.loads(out.read_text())["data_gaps"] == []
+
+
+@pytest.mark.parametrize(
+    ("missing_from", "where"),
+    [
+        (datetime(2024, 12, 20, 9, tzinfo=UTC), "in the 40 days of history before the window"),
+        (datetime(2025, 1, 2, 6, 30, tzinfo=UTC), "in the replayed window"),
+    ],
+)
+def test_a_long_gap_in_what_the_replay_reads_stops_it_saying_where(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], missing_from: datetime, where: str
+) -> None:
+    """A long gap in the window or the agent's history exits 65 saying where; --max-gap bridges."""
+    prices = _synthetic_prices(tmp_path, [(missing_from, missing_from + timedelta(hours=2))])
+    arguments = ["--prices", str(prices), "--forecast", "none", "--fees", "none"]
+    assert main(["replay", *arguments, *SYNTHETIC_WINDOW]) == EX_DATAERR
+    captured = capsys.readouterr()
+    assert (
+        f"gridpilot: {prices}: gap in real-time prices at HB_WEST {where}: 8 intervals missing"
+        f" from {missing_from:%Y-%m-%d %H:%M} UTC (120 min); gaps of up to 60 min are bridged"
+        " (--max-gap bridges longer ones)" in captured.err
+    )
+    assert "replay" not in captured.out
+    assert main(["replay", *arguments, *SYNTHETIC_WINDOW, "--max-gap", "120"]) == 0
+    assert f"none from {missing_from:%Y-%m-%d %H:%M}" in capsys.readouterr().err
+
+
+def _threshold_asleep_watts(data: ReplayData, start: datetime, hours: int) -> np.ndarray:
+    """The threshold rule's ASIC draw held asleep per interval, over `hours` from `start`."""
+    settings = load_settings(REFERENCE_SITE)
+    site = site_problem(
+        settings,
+        start=start,
+        step_s=[900.0],
+        price_usd_per_mwh=[0.0],
+        hashprice_usd_per_th_day=0.05,
+    )
+    result = replay(site, data, start=start, end=start + timedelta(hours=hours), parallel=False)
+    return result.asic_curtailed_watts["threshold"]
+
+
+def test_the_threshold_rule_decides_each_interval_before_its_price_settles(
+    data: ReplayData,
+) -> None:
+    """The threshold rule's first decision reacts to the price before it, never to its own."""
+    # From the first recorded interval on nothing has settled: no miner sleeps for price then.
+    first = data.prices.index_of(START)
+    from_start = replace(
+        data,
+        prices=replace(
+            data.prices,
+            start_utc=data.prices.start_utc[first:],
+            usd_per_mwh=data.prices.usd_per_mwh[first:].copy(),
+        ),
+    )
+    spiked = from_start.prices.usd_per_mwh.copy()
+    spiked[0] = 5_000.0  # far above every model's breakeven
+    calm = _threshold_asleep_watts(from_start, START, 1)
+    alarmed = _threshold_asleep_watts(
+        replace(from_start, prices=replace(from_start.prices, usd_per_mwh=spiked)), START, 1
+    )
+    assert calm[0] == alarmed[0]
+    assert alarmed[1] > calm[1]  # the spike, once settled, puts miners to sleep
+
+    before = data.prices.usd_per_mwh.copy()
+    before[first - 1] = 5_000.0
+    later = replace(data, prices=replace(data.prices, usd_per_mwh=before))
+    assert _threshold_asleep_watts(later, START, 1)[0] > _threshold_asleep_watts(data, START, 1)[0]
