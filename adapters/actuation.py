@@ -50,6 +50,26 @@ class Outcome:
     faults: tuple[str, ...] = ()  # one kind per device that failed (adapters.miners.FAULT_KINDS)
 
 
+# The fix for a device library that is not installed (pyproject.toml's `devices` extra).
+INSTALL_DEVICES = (
+    "install the devices extra into the agent's venv: pip install 'gridpilot[devices]'"
+)
+
+
+class DeviceUnavailableError(Exception):
+    """A device actuator cannot start on this host: its library is missing, its driver cannot be
+    reached, or none of its devices answers. `actuator` is its kind (`"nvml"`, `"pyasic"`,
+    `"command"`), `reason` what is wrong and `fix` what an operator can do about it. Raised by
+    `ManagedActuator.start` and by the checks `check-config` runs; the agent keeps the
+    actuator's groups down and retries (agent.devices)."""
+
+    def __init__(self, actuator: str, reason: str, fix: str = "") -> None:
+        super().__init__(f"{reason}; {fix}" if fix else reason)
+        self.actuator = actuator
+        self.reason = reason
+        self.fix = fix
+
+
 class Actuator(Protocol):
     """Carries setpoints to devices. `apply` never raises for a device's failure: it reports it
     in that group's `Outcome`, and the planner sees the plant where it really is."""
@@ -58,7 +78,8 @@ class Actuator(Protocol):
 
 
 class ManagedActuator(Actuator, Protocol):
-    """An actuator with something to open and to put back (NVML, connections)."""
+    """An actuator with something to open and to put back (NVML, connections). `start` raises
+    `DeviceUnavailableError` when its devices cannot be driven from this host."""
 
     async def start(self) -> None: ...
 

@@ -4,7 +4,9 @@
 clamped into what each device allows (`nvmlDeviceGetPowerManagementLimitConstraints`) and
 confirmed by reading the enforced limit back. Setting a limit needs root (or CAP_SYS_ADMIN);
 without it NVML says NO_PERMISSION and the outcome says so. On close it can restore each
-device's default limit.
+device's default limit. Its `start` loads and initialises NVML and checks that every group's
+GPUs exist here; when any of that fails it raises `DeviceUnavailableError` with the fix
+(`check_nvml` is the same check for `check-config`, changing nothing).
 
 `CommandActuator` pauses and resumes a group's jobs by running configured commands (Slurm's
 `scontrol suspend`/`resume`, `kubectl patch job ... suspend`), without a shell, each under a
@@ -16,19 +18,36 @@ Both report per group and never raise for a device's or a command's failure.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import shlex
-from collections.abc import Mapping, Sequence
+import shutil
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gridpilot.adapters.actuation import AsicCommand, Command, GpuCommand, Outcome
+from gridpilot.adapters.actuation import (
+    INSTALL_DEVICES,
+    AsicCommand,
+    Command,
+    DeviceUnavailableError,
+    GpuCommand,
+    Outcome,
+)
 
 # NVML reports power in milliwatts.
 MILLIWATTS_PER_WATT = 1_000
 # The enforced limit may differ from the one set by the device's granularity.
 CONFIRM_TOLERANCE_W = 1.0
-NVML_ERROR_NO_PERMISSION = 4  # nvml.h: NVML_ERROR_NO_PERMISSION
+# nvml.h's return codes, as NVMLError.value.
+NVML_ERROR_NO_PERMISSION = 4
+NVML_ERROR_DRIVER_NOT_LOADED = 9
+NVML_ERROR_LIBRARY_NOT_FOUND = 12
+# What hides a working driver from a service: the shipped unit's PrivateDevices=yes.
+NVIDIA_DROP_IN = (
+    "under systemd, PrivateDevices=yes hides /dev/nvidia*: install deploy/systemd/nvidia.conf as"
+    " /etc/systemd/system/gridpilot.service.d/nvidia.conf (see the README)"
+)
 
 
 class Nvml(Protocol):
@@ -36,6 +55,7 @@ class Nvml(Protocol):
 
     def nvmlInit(self) -> None: ...  # noqa: N802  # NVML's own names
     def nvmlShutdown(self) -> None: ...  # noqa: N802
+    def nvmlDeviceGetCount(self) -> int: ...  # noqa: N802
     def nvmlDeviceGetHandleByIndex(self, index: int) -> Any: ...  # noqa: N802
     def nvmlDeviceGetPowerManagementLimitConstraints(self, handle: Any) -> tuple[int, int]: ...  # noqa: N802
     def nvmlDeviceGetPowerManagementDefaultLimit(self, handle: Any) -> int: ...  # noqa: N802
@@ -50,44 +70,116 @@ def load_nvml() -> Nvml:
     return nvml
 
 
+def open_nvml(load: Callable[[], Nvml], groups: Mapping[str, Sequence[int]]) -> Nvml:
+    """NVML from `load`, initialised, with every GPU `groups` lists present on this host.
+    Blocking. Raises `DeviceUnavailableError` saying what is missing, leaving NVML shut."""
+    try:
+        nvml = load()
+    except ImportError as error:
+        raise DeviceUnavailableError(
+            "nvml", f"nvidia-ml-py (pynvml) cannot be imported: {error}", INSTALL_DEVICES
+        ) from error
+    try:
+        nvml.nvmlInit()
+    except Exception as error:  # NVMLError and its many subclasses
+        raise _init_failure(error) from error
+    try:
+        count = nvml.nvmlDeviceGetCount()
+    except Exception as error:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
+        raise DeviceUnavailableError(
+            "nvml",
+            f"NVML cannot count this host's GPUs ({type(error).__name__}: {error})",
+            NVIDIA_DROP_IN,
+        ) from error
+    absent = {name: [i for i in indices if not 0 <= i < count] for name, indices in groups.items()}
+    absent = {name: indices for name, indices in absent.items() if indices}
+    if absent:
+        with contextlib.suppress(Exception):
+            nvml.nvmlShutdown()
+        has = f"GPUs 0-{count - 1}" if count > 1 else ("GPU 0" if count else "no GPU")
+        listed = "; ".join(
+            f"{name} lists GPU {', '.join(str(i) for i in indices)}"
+            for name, indices in absent.items()
+        )
+        raise DeviceUnavailableError(
+            "nvml",
+            f"this host has {has}: {listed}",
+            "correct `gpus` in the site file, or run the agent on the host with these GPUs",
+        )
+    return nvml
+
+
+def check_nvml(groups: Mapping[str, Sequence[int]], load: Callable[[], Nvml] = load_nvml) -> None:
+    """Whether NVML could drive `groups` here: raises `DeviceUnavailableError` as `start` would.
+    Initialises NVML, counts the GPUs and shuts it again; sets nothing."""
+    nvml = open_nvml(load, groups)
+    with contextlib.suppress(Exception):
+        nvml.nvmlShutdown()
+
+
+def _init_failure(error: Exception) -> DeviceUnavailableError:
+    code = getattr(error, "value", None)
+    said = f"{type(error).__name__}: {error}"
+    if code == NVML_ERROR_LIBRARY_NOT_FOUND:
+        reason = f"NVML cannot initialise: no NVIDIA driver library (libnvidia-ml.so.1) ({said})"
+        fix = "install the NVIDIA driver (`nvidia-smi` lists the GPUs once it works)"
+    elif code == NVML_ERROR_DRIVER_NOT_LOADED:
+        reason = f"NVML cannot initialise: the NVIDIA driver is not loaded or hidden ({said})"
+        fix = f"load the NVIDIA driver (`nvidia-smi` lists the GPUs); {NVIDIA_DROP_IN}"
+    elif code == NVML_ERROR_NO_PERMISSION:
+        reason = f"NVML cannot initialise: it may not open /dev/nvidia* ({said})"
+        fix = NVIDIA_DROP_IN
+    else:
+        reason = f"NVML cannot initialise ({said})"
+        fix = f"check the driver with `nvidia-smi`; {NVIDIA_DROP_IN}"
+    return DeviceUnavailableError("nvml", reason, fix)
+
+
 class NvmlActuator:
-    """Caps the local GPUs of each group: `groups` maps a group to its GPU indices here."""
+    """Caps the local GPUs of each group: `groups` maps a group to its GPU indices here. NVML
+    comes from `nvml` (the real binding by default; tests pass a fake) when it starts."""
 
     def __init__(
         self,
-        nvml: Nvml,
         groups: Mapping[str, Sequence[int]],
         *,
+        nvml: Callable[[], Nvml] = load_nvml,
         restore_defaults_on_close: bool = True,
     ) -> None:
-        self._nvml = nvml
+        self._load = nvml
         self._groups = {name: tuple(indices) for name, indices in groups.items()}
         self._restore = restore_defaults_on_close
-        self._started = False
+        self._nvml: Nvml | None = None
 
     async def start(self) -> None:
-        await asyncio.to_thread(self._nvml.nvmlInit)
-        self._started = True
+        """Load and initialise NVML and check that the groups' GPUs are here; raises
+        `DeviceUnavailableError` if not."""
+        if self._nvml is None:
+            self._nvml = await asyncio.to_thread(open_nvml, self._load, self._groups)
 
     async def close(self) -> None:
-        if not self._started:
+        nvml, self._nvml = self._nvml, None
+        if nvml is None:
             return
         if self._restore:
-            await asyncio.to_thread(self._restore_defaults)
-        await asyncio.to_thread(self._nvml.nvmlShutdown)
-        self._started = False
+            await asyncio.to_thread(self._restore_defaults, nvml)
+        await asyncio.to_thread(nvml.nvmlShutdown)
 
     async def apply(self, commands: Sequence[Command]) -> list[Outcome]:
         outcomes = []
+        nvml = self._nvml
         for command in commands:
             if not isinstance(command, GpuCommand) or command.group not in self._groups:
                 outcomes.append(Outcome(command.group, False, "not a GPU group of this host"))
-                continue
-            outcomes.append(await asyncio.to_thread(self._cap_group, command))
+            elif nvml is None:
+                outcomes.append(Outcome(command.group, False, "NVML is not started"))
+            else:
+                outcomes.append(await asyncio.to_thread(self._cap_group, nvml, command))
         return outcomes
 
-    def _cap_group(self, command: GpuCommand) -> Outcome:
-        nvml = self._nvml
+    def _cap_group(self, nvml: Nvml, command: GpuCommand) -> Outcome:
         failures: list[str] = []
         notes: list[str] = []
         for index in self._groups[command.group]:
@@ -117,13 +209,13 @@ class NvmlActuator:
             notes.append("pausing is the job actuator's work, not NVML's")
         return Outcome(command.group, not failures, "; ".join(failures + notes))
 
-    def _restore_defaults(self) -> None:
+    def _restore_defaults(self, nvml: Nvml) -> None:
         for indices in self._groups.values():
             for index in indices:
                 try:
-                    handle = self._nvml.nvmlDeviceGetHandleByIndex(index)
-                    default = self._nvml.nvmlDeviceGetPowerManagementDefaultLimit(handle)
-                    self._nvml.nvmlDeviceSetPowerManagementLimit(handle, default)
+                    handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                    default = nvml.nvmlDeviceGetPowerManagementDefaultLimit(handle)
+                    nvml.nvmlDeviceSetPowerManagementLimit(handle, default)
                 except Exception:  # noqa: S112  # best effort on the way out
                     continue
 
@@ -132,7 +224,8 @@ def _nvml_message(error: Exception) -> str:
     if getattr(error, "value", None) == NVML_ERROR_NO_PERMISSION:
         return (
             "no permission to set the power limit: NVML needs root (or CAP_SYS_ADMIN) for"
-            " that; run the agent with that capability or leave this group to a gateway"
+            " that; deploy/systemd/nvidia.conf gives the service the capability, or leave"
+            " this group to a gateway"
         )
     return f"{type(error).__name__}: {error}"
 
@@ -144,6 +237,19 @@ class JobCommands:
     pause: tuple[str, ...]
     resume: tuple[str, ...]
     timeout_s: float = 30.0
+
+
+def check_commands(jobs: JobCommands) -> None:
+    """Whether the programs `jobs` runs are on this host's PATH (or are executable paths):
+    raises `DeviceUnavailableError` naming the first that is not. For `check-config`; the
+    actuator itself reports a missing program per command."""
+    for argv in (jobs.pause, jobs.resume):
+        if argv and shutil.which(argv[0]) is None:
+            raise DeviceUnavailableError(
+                "command",
+                f"{argv[0]} is not an executable on this host's PATH",
+                "install it here, or give its full path in pause_command/resume_command",
+            )
 
 
 class CommandActuator:

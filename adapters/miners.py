@@ -9,7 +9,9 @@ so one still drawing more than `asleep_power_share` of its nominal power is told
 awake and which failed, and why; the faults are counted by kind.
 
 pyasic finds out what each address is (`get_miner`) once, at start, for all miners at once, so
-that a shed does not wait for detection.
+that a shed does not wait for detection. A start where pyasic is not installed, or where not one
+miner answers, raises `DeviceUnavailableError`: nothing could be driven (a miner missing among
+others that answer is looked for again when it is next commanded).
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from gridpilot.adapters.actuation import AsicCommand, Command, Outcome
+from gridpilot.adapters.actuation import (
+    INSTALL_DEVICES,
+    AsicCommand,
+    Command,
+    DeviceUnavailableError,
+    Outcome,
+)
 
 FAULT_KINDS = ("no_answer", "refused", "not_asleep")
 
@@ -63,6 +71,18 @@ def _pyasic() -> Any:
         return importlib.import_module("pyasic")
 
 
+def require_pyasic() -> None:
+    """Raises `DeviceUnavailableError` if pyasic cannot be imported here."""
+    try:
+        _pyasic()
+    except ImportError as error:
+        raise DeviceUnavailableError(
+            "pyasic",
+            f"pyasic cannot be imported: {error}",
+            INSTALL_DEVICES,
+        ) from error
+
+
 async def pyasic_connect(address: str) -> Miner | None:
     miner: Any = await _pyasic().get_miner(address)
     return None if miner is None else _as_miner(miner)
@@ -100,10 +120,21 @@ class PyasicActuator:
 
     async def start(self) -> None:
         """Find every miner now, so that the first shed does not wait for it; a miner not
-        found now is looked for again when it is next commanded."""
+        found now is looked for again when it is next commanded. Raises
+        `DeviceUnavailableError` if pyasic is missing or no miner at all answers."""
+        if self._connect is pyasic_connect:
+            require_pyasic()
         _tune_pyasic(self._timeout_s)
         addresses = [a for group in self._groups.values() for a in group.addresses]
-        await asyncio.gather(*(self._find(a) for a in addresses))
+        found = await asyncio.gather(*(self._find(a) for a in addresses))
+        if addresses and not any(miner is not None for miner in found):
+            raise DeviceUnavailableError(
+                "pyasic",
+                f"none of its {len(addresses):,} miners ({addresses[0]} .. {addresses[-1]})"
+                f" answered within {self._timeout_s * 2:g} s",
+                "check that the miners are powered and reachable from this host (their API"
+                " on TCP port 4028) and that `miners` lists their addresses",
+            )
 
     async def close(self) -> None:
         self._miners.clear()

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TypeAlias
 
 from gridpilot.adapters import minersim
+from gridpilot.adapters.actuation import DeviceUnavailableError
 from gridpilot.adapters.broker import BrokerError
 from gridpilot.adapters.recorded import (
     NotRecordedError,
@@ -40,7 +41,16 @@ from gridpilot.agent.bundled import (
     REFERENCE_SITE,
 )
 from gridpilot.agent.dayplan import plan_day, render
-from gridpilot.agent.replay import ReplayData, ReplayWindowError, check_window, data_gaps, replay
+from gridpilot.agent.replay import (
+    ReplayData,
+    ReplayGapError,
+    ReplayResult,
+    ReplayWindowError,
+    check_gaps,
+    check_window,
+    data_gaps,
+    replay,
+)
 from gridpilot.agent.settings import ConfigError, Settings, load_settings
 
 # sysexits.h EX_USAGE: a command line asking for what cannot be done (argparse's own errors
@@ -127,7 +137,41 @@ def _check_config(args: argparse.Namespace) -> int:
     name = settings.site.name
     mqtt = (topics.asic_command.replace("{site}", name), topics.gpu_command.replace("{site}", name))
     print("\n".join(actuators.describe(settings, mqtt)))
+    problems = actuators.check(settings)
+    if problems:
+        # A warning, not an error (exit 0): the file is valid, and check-config is run
+        # wherever the site file is edited and reviewed (an operator's laptop, CI), where no
+        # GPU, driver or pyasic is expected. On the controller itself `gridpilot run` keeps
+        # such groups down and retries them while the rest of the site runs, so refusing the
+        # file would protect nothing. Hence on stderr, last, under a banner, so that it is
+        # seen both on a terminal and when stdout goes to a file.
+        sys.stdout.flush()
+        print("\n".join(_device_warnings(problems)), file=sys.stderr)
     return 0
+
+
+def _device_warnings(problems: list[tuple[str, DeviceUnavailableError]]) -> list[str]:
+    one = len(problems) == 1
+    lines = [
+        f"gridpilot: WARNING: {len(problems)} site-file {'entry' if one else 'entries'} cannot"
+        f" drive {'its' if one else 'their'} devices from this host:"
+    ]
+    for entry, problem in problems:
+        lines.append(f"  {entry} (actuator {problem.actuator}): {problem.reason}")
+        if problem.fix:
+            lines.append(f"    fix: {problem.fix}")
+    lines.append("  On the site controller `gridpilot run` starts all the same:")
+    if any(problem.actuator != "command" for _, problem in problems):
+        lines.append(
+            "  - pyasic and NVML entries are down (gridpilot_device_up 0, device.down in the"
+            " log) and retried until they start."
+        )
+    if any(problem.actuator == "command" for _, problem in problems):
+        lines.append(
+            "  - each command a job command cannot carry out is failed and counted"
+            " (gridpilot_command_failures_total)."
+        )
+    return lines
 
 
 def _add_run(commands: SubParsers) -> None:
@@ -280,7 +324,8 @@ def _add_replay(commands: SubParsers) -> None:
         default=60.0,
         metavar="MINUTES",
         help="longest gap in the real-time prices bridged with the last price (default: 60);"
-        " a longer one stops the replay",
+        " a longer one in the window or the agent's history before it stops the replay (gaps"
+        " elsewhere in the file do not matter)",
     )
     command.add_argument(
         "--start",
@@ -318,8 +363,10 @@ def _replay(args: argparse.Namespace) -> int:
         print(f"gridpilot: cannot write results there: {error}", file=sys.stderr)
         return EX_CANTCREAT
     point = args.settlement_point or settings.site.settlement_point
+    max_gap_s = args.max_gap * 60.0
     try:
-        prices = read_realtime_prices(args.prices, point, max_gap_s=args.max_gap * 60.0)
+        # Every gap is bridged on reading; only those in what the replay reads are judged.
+        prices = read_realtime_prices(args.prices, point, max_gap_s=math.inf)
         data = ReplayData(
             prices=prices,
             hashprices=read_bitcoin_daily(args.btc),
@@ -332,6 +379,7 @@ def _replay(args: argparse.Namespace) -> int:
         start = args.start or prices.start_utc[0]
         end = args.end or prices.start_utc[-1] + timedelta(seconds=prices.interval_s)
         check_window(prices, start, end)
+        check_gaps(data, start, end, max_gap_s=max_gap_s)
         for series, gap in data_gaps(data, start, end):
             print(f"gridpilot: gap in {report.describe_gap(series, gap)}", file=sys.stderr)
         template = site.site_problem(
@@ -341,15 +389,25 @@ def _replay(args: argparse.Namespace) -> int:
             price_usd_per_mwh=[0.0],
             hashprice_usd_per_th_day=0.05,
         )
-        result = replay(template, data, start=start, end=end, progress=_progress_bar())
+        result = replay(
+            template, data, start=start, end=end, progress=_progress_bar(), max_gap_s=max_gap_s
+        )
     except ReplayWindowError as error:
         print(f"gridpilot: {error}", file=sys.stderr)
         return EX_USAGE
+    except ReplayGapError as error:
+        print(f"gridpilot: {args.prices}: {error} (--max-gap bridges longer ones)", file=sys.stderr)
+        return EX_DATAERR
     except (RecordedDataError, NotRecordedError) as error:
         print(f"gridpilot: {error}", file=sys.stderr)
         return EX_DATAERR
     print("\n".join(report.table(result)))
-    # Each output is tried even if the other fails: the table above already holds the figures.
+    return _write_results(args, result)
+
+
+def _write_results(args: argparse.Namespace, result: ReplayResult) -> int:
+    """The JSON and the report where asked for. Each is tried even if the other fails: the
+    table already printed holds the figures."""
     status = 0
     if args.json is not None:
         try:

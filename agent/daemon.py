@@ -13,6 +13,7 @@ One root `asyncio.TaskGroup` holds the named tasks:
 - `housekeeping`: once a second: signal ages and safe mode, expired overrides and ended
   events, the SLA ledger's allowance accounting.
 - `metrics`: the Prometheus endpoint.
+- `devices`: retries each device actuator that could not start (agent.devices), until it is up.
 
 Safe mode (a stale meter, price or hashprice): no planning; GPUs stay as they are; ASICs are
 held to `safe_asic_share` of the limit less margin, most efficient first, never woken; the guard
@@ -56,8 +57,8 @@ from gridpilot.adapters.payloads import (
     decode_override,
     decode_reading,
 )
-from gridpilot.agent import systemd
-from gridpilot.agent.actuators import build_actuator
+from gridpilot.agent import devices, systemd
+from gridpilot.agent.actuators import actuator_kinds, build_actuator
 from gridpilot.agent.clock import Clock
 from gridpilot.agent.guard import shed, shed_order
 from gridpilot.agent.ledger import CommandRecord, Ledger
@@ -144,7 +145,11 @@ class Daemon:
             asic_topic=self.topics.asic_command,
             gpu_topic=self.topics.gpu_command,
         )
-        self.actuator: Actuator = actuator or build_actuator(settings, self.mqtt_actuator)
+        # A device library that cannot start leaves its groups down, not the agent.
+        supervise = devices.supervisor(clock=clock, metrics=metrics, resend=self._resend)
+        self.actuator: Actuator = actuator or build_actuator(
+            settings, self.mqtt_actuator, supervise=supervise
+        )
         self._fields = {
             "meter": field_map(settings.mqtt.meter_fields),
             "price": field_map(settings.mqtt.price_fields),
@@ -206,6 +211,7 @@ class Daemon:
                     ),
                     name="metrics",
                 )
+                tasks.create_task(devices.retry_down(self.actuator), name="devices")
                 tasks.create_task(self._until(stop), name="stop")
                 systemd.notify("READY=1")
         except* _Stop:
@@ -779,6 +785,13 @@ class Daemon:
         await self._track_interruptions(commands, now)
         return list(commands)
 
+    async def _resend(self, groups: tuple[str, ...]) -> None:
+        """Send `groups` their current setpoints: a device that has just come up
+        (agent.devices) gets the latest command decided for each, also while it was down."""
+        wanted = set(groups)
+        current = [c for c in self.commanded.values() if c.group in wanted]
+        await self._send(current, plan="device-up")
+
     def _remember(self, command: Command) -> None:
         self.setpoints.remember(command)
         if isinstance(command, AsicCommand):
@@ -924,6 +937,8 @@ class Daemon:
             m.allowance_left.labels(contract.name).set(total_s)
         for group in self.asic:
             m.asic_units_on.labels(group.name).set(group.units)
+        for name, kind in actuator_kinds(self.settings).items():
+            m.device_up.labels(name, kind).set(1)  # until its device fails to start
         for gpu in self.gpu:
             m.gpu_curtailed_nodes.labels(gpu.name).set(0)
             m.gpu_power_cap.labels(gpu.name).set(gpu.cap_levels[0].watts_per_gpu)

@@ -160,6 +160,12 @@ class Metrics:
             " not_asleep: answered but kept drawing power)",
             ("group", "fault"),
         )
+        self.device_up = gauge(
+            "gridpilot_device_up",
+            "1 while the agent can drive each group's devices; 0 while the device library of a"
+            " group it drives itself (pyasic, NVML) cannot start (always 1 for mqtt, command)",
+            ("group", "actuator"),
+        )
         # Money, as the agent sees it from its meters, prices and setpoints.
         self.energy = counter("gridpilot_energy_joules", "Energy drawn at the site meter")
         self.energy_cost = counter("gridpilot_energy_cost_usd", "Energy bought at real-time price")

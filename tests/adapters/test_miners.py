@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 
-from gridpilot.adapters.actuation import AsicCommand, GpuCommand
+import pytest
+
+from gridpilot.adapters.actuation import AsicCommand, DeviceUnavailableError, GpuCommand
 from gridpilot.adapters.miners import Miner, MinerGroup, PyasicActuator
 
 
@@ -126,3 +129,49 @@ def test_unknown_addresses_and_other_groups_are_reported() -> None:
         actuator.apply([AsicCommand("nope", 0, 1.0, "", ""), GpuCommand("s19-01", 1, 1, 0, "", "")])
     )
     assert [o.ok for o in outcomes] == [False, False]
+
+
+def test_start_fails_when_not_one_miner_answers() -> None:
+    """A fleet of which no miner answers detection cannot start: the error names the
+    addresses and what to check."""
+
+    async def nobody(address: str) -> Miner | None:
+        return None
+
+    group = MinerGroup(("10.9.9.1", "10.9.9.2", "10.9.9.3"), 3_000.0)
+    actuator = PyasicActuator({"g": group}, connect=nobody, timeout_s=0.1)
+    with pytest.raises(DeviceUnavailableError) as raised:
+        asyncio.run(actuator.start())
+    assert raised.value.actuator == "pyasic"
+    assert "none of its 3 miners (10.9.9.1 .. 10.9.9.3) answered" in raised.value.reason
+    assert "port 4028" in raised.value.fix
+
+
+def test_start_succeeds_when_some_miners_answer() -> None:
+    """One miner answering is enough to start; the silent one is a fault of its commands."""
+    fleet = _fleet(1)
+
+    async def connect(address: str) -> Miner | None:
+        return fleet.get(address)
+
+    group = MinerGroup(("10.0.0.1", "10.0.0.2"), 3_250.0)
+    actuator = PyasicActuator({"g": group}, connect=connect, confirm_after_s=0.01)
+
+    async def scenario() -> None:
+        await actuator.start()
+        [outcome] = await actuator.apply([AsicCommand("g", 0, 3_250.0, "price", "p")])
+        assert outcome.faults == ("no_answer",)
+        assert outcome.units_on == 1
+
+    asyncio.run(scenario())
+
+
+def test_start_without_pyasic_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With pyasic not importable, the real actuator's start fails with the devices extra as
+    the fix, before talking to any miner."""
+    monkeypatch.setitem(sys.modules, "pyasic", None)
+    actuator = PyasicActuator({"g": MinerGroup(("10.9.9.1",), 3_000.0)})
+    with pytest.raises(DeviceUnavailableError) as raised:
+        asyncio.run(actuator.start())
+    assert "pyasic cannot be imported" in raised.value.reason
+    assert "pip install 'gridpilot[devices]'" in raised.value.fix

@@ -12,7 +12,11 @@ from pathlib import Path
 import pytest
 
 UNIT = Path(__file__).resolve().parents[2] / "deploy" / "systemd" / "gridpilot.service"
+NVIDIA_DROP_IN = UNIT.parent / "nvidia.conf"
 MAX_EXPOSURE = 1.5
+# With the NVIDIA drop-in: the host's /dev (the NVIDIA devices only), CAP_SYS_ADMIN, no user
+# namespace and all of /proc cost 0.7 (1.8 on systemd 252).
+MAX_EXPOSURE_WITH_NVIDIA = 2.0
 EX_CONFIG = 78
 EXEC_START = re.compile(r"^ExecStart=(\S+)", re.MULTILINE)
 
@@ -56,6 +60,27 @@ def _installed_copy(tmp_path: Path, extra: str = "") -> Path:
     return copy
 
 
+def _with_nvidia_drop_in(tmp_path: Path, drop_in: str | None = None) -> Path:
+    """The installed copy with deploy/systemd/nvidia.conf (or `drop_in`) applied as systemd
+    applies it on a controller: in gridpilot.service.d/ beside the unit. systemd-analyze 252
+    reads a drop-in directory next to the unit file it is given, in `verify` and in `security
+    --offline=true` alike (the tests below show it does)."""
+    unit = _installed_copy(tmp_path)
+    folder = tmp_path / f"{UNIT.name}.d"
+    folder.mkdir()
+    text = NVIDIA_DROP_IN.read_text(encoding="utf-8") if drop_in is None else drop_in
+    (folder / NVIDIA_DROP_IN.name).write_text(text, encoding="utf-8")
+    return unit
+
+
+def _exposure(result: subprocess.CompletedProcess[str]) -> float:
+    found = re.search(
+        rf"Overall exposure level for {re.escape(UNIT.name)}: (\d+(?:\.\d+)?)", result.stdout
+    )
+    assert found is not None, result.stdout + result.stderr
+    return float(found.group(1))
+
+
 def _mentions_unit(result: subprocess.CompletedProcess[str]) -> list[str]:
     output = (result.stdout + result.stderr).splitlines()
     return [line for line in output if "gridpilot" in line]
@@ -97,11 +122,46 @@ def test_exposure_score_is_at_most_one_and_a_half(tmp_path: Path) -> None:
     """`systemd-analyze security --offline=true` rates the shipped unit's exposure <= 1.5."""
     result = _analyze("security", "--offline=true", "--no-pager", str(UNIT), cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
-    found = re.search(
-        rf"Overall exposure level for {re.escape(UNIT.name)}: (\d+(?:\.\d+)?)", result.stdout
-    )
-    assert found is not None, result.stdout + result.stderr
-    assert float(found.group(1)) <= MAX_EXPOSURE, result.stdout
+    assert _exposure(result) <= MAX_EXPOSURE, result.stdout
+
+
+def test_verify_accepts_the_unit_with_the_nvidia_drop_in_without_a_word(tmp_path: Path) -> None:
+    """The unit with the NVIDIA drop-in applied loads, and systemd has nothing to say."""
+    result = _analyze("verify", str(_with_nvidia_drop_in(tmp_path)), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert _mentions_unit(result) == [], result.stdout + result.stderr
+
+
+def test_verify_reads_the_drop_in_beside_the_unit(tmp_path: Path) -> None:
+    """The clean verdict covers the drop-in: a misspelt key in it is reported, by its path."""
+    text = NVIDIA_DROP_IN.read_text(encoding="utf-8") + "PrivateDevics=no\n"
+    result = _analyze("verify", str(_with_nvidia_drop_in(tmp_path, text)), cwd=tmp_path)
+    mentions = [line for line in _mentions_unit(result) if "PrivateDevics" in line]
+    assert mentions, result.stdout + result.stderr
+    assert f"{UNIT.name}.d/{NVIDIA_DROP_IN.name}" in mentions[0]
+
+
+def test_exposure_with_the_nvidia_drop_in_is_at_most_two(tmp_path: Path) -> None:
+    """Rated with the drop-in applied (its device list and capability in the findings), the
+    unit's exposure is at most 2.0, and above the unit's own: the drop-in was applied."""
+    unit = _with_nvidia_drop_in(tmp_path)
+    result = _analyze("security", "--offline=true", "--no-pager", str(unit), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    findings = {
+        line.split()[1]: line for line in result.stdout.splitlines() if line.startswith("✗")
+    }
+    assert "char-nvidia*:rw" in findings["DeviceAllow="], result.stdout
+    assert "CapabilityBoundingSet=~CAP_SYS_ADMIN" in findings
+    assert "PrivateDevices=" in findings
+    alone = _analyze("security", "--offline=true", "--no-pager", str(UNIT), cwd=tmp_path)
+    assert _exposure(alone) < _exposure(result) <= MAX_EXPOSURE_WITH_NVIDIA, result.stdout
+
+
+def test_the_shipped_unit_is_rated_without_the_drop_in() -> None:
+    """No drop-in directory sits beside the shipped unit, so `systemd-analyze security
+    deploy/systemd/gridpilot.service` rates the unit as installed on a site without GPUs."""
+    assert not (UNIT.parent / f"{UNIT.name}.d").exists()
+    assert NVIDIA_DROP_IN.read_text(encoding="utf-8").count("[Service]") == 1
 
 
 def test_unit_is_a_watched_notify_service_that_does_not_retry_a_bad_config() -> None:
