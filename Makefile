@@ -105,7 +105,7 @@ bench-replay: $(INSTALLED)
 # agent's forecast beside the threshold rule and oracles that know how each spell goes on, where
 # each loses, how spells go on, and whether the day-ahead price foresees their start.
 capture-lab: $(INSTALLED)
-	$(BIN)/python -m tests.agent.capture_lab
+	$(BIN)/python -m tests.agent.replay.capture_lab
 
 clean:
 	rm -rf $(VENV) out .coverage .mypy_cache .ruff_cache .pytest_cache .hypothesis

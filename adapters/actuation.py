@@ -61,7 +61,7 @@ class DeviceUnavailableError(Exception):
     reached, or none of its devices answers. `actuator` is its kind (`"nvml"`, `"pyasic"`,
     `"command"`), `reason` what is wrong and `fix` what an operator can do about it. Raised by
     `ManagedActuator.start` and by the checks `check-config` runs; the agent keeps the
-    actuator's groups down and retries (agent.devices)."""
+    actuator's groups down and retries (agent.daemon.devices)."""
 
     def __init__(self, actuator: str, reason: str, fix: str = "") -> None:
         super().__init__(f"{reason}; {fix}" if fix else reason)

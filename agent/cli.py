@@ -29,9 +29,9 @@ from gridpilot.adapters.recorded import (
     read_gpu_trace,
     read_realtime_prices,
 )
-from gridpilot.agent import actuators, logs, report, service, site
-from gridpilot.agent.bench import bench_plan
-from gridpilot.agent.bench_guard import bench_guard
+from gridpilot.agent import logs, site
+from gridpilot.agent.bench.guard import bench_guard
+from gridpilot.agent.bench.plan import bench_plan
 from gridpilot.agent.bundled import (
     BUNDLED_BTC,
     BUNDLED_DAY_AHEAD,
@@ -40,8 +40,10 @@ from gridpilot.agent.bundled import (
     BUNDLED_TRACE,
     REFERENCE_SITE,
 )
-from gridpilot.agent.dayplan import plan_day, render
-from gridpilot.agent.replay import (
+from gridpilot.agent.daemon import actuators, service
+from gridpilot.agent.replay import report
+from gridpilot.agent.replay.dayplan import plan_day, render
+from gridpilot.agent.replay.simulation import (
     ReplayData,
     ReplayGapError,
     ReplayResult,

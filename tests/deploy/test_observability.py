@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from gridpilot.adapters.broker import LocalBroker, free_port
-from gridpilot.agent.clock import SystemClock
-from gridpilot.agent.daemon import Daemon
+from gridpilot.agent.daemon.clock import SystemClock
+from gridpilot.agent.daemon.daemon import Daemon
 from tests.integration.harness import PREFIX, observing, running, site_settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"

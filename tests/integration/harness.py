@@ -16,10 +16,10 @@ from prometheus_client import CollectorRegistry
 from gridpilot.adapters.actuation import Actuator
 from gridpilot.adapters.broker import LocalBroker
 from gridpilot.adapters.mqtt import publish_acked
-from gridpilot.agent.clock import Clock, ScaledClock
-from gridpilot.agent.daemon import Daemon
-from gridpilot.agent.ledger import Ledger
-from gridpilot.agent.metrics import Metrics
+from gridpilot.agent.daemon.clock import Clock, ScaledClock
+from gridpilot.agent.daemon.daemon import Daemon
+from gridpilot.agent.daemon.ledger import Ledger
+from gridpilot.agent.daemon.metrics import Metrics
 from gridpilot.agent.settings import Settings, load_settings
 from tests.instants import MID_JUNE_AFTERNOON
 

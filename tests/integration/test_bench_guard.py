@@ -7,7 +7,7 @@ import json
 import pytest
 
 from gridpilot.adapters.broker import LocalBroker
-from gridpilot.agent.bench_guard import bench_guard
+from gridpilot.agent.bench.guard import bench_guard
 from gridpilot.agent.cli import main
 
 

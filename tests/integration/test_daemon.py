@@ -12,7 +12,7 @@ import pytest
 
 from gridpilot.adapters.actuation import AsicCommand, RecordingActuator
 from gridpilot.adapters.broker import LocalBroker
-from gridpilot.agent.ledger import Ledger
+from gridpilot.agent.daemon.ledger import Ledger
 from tests.instants import DATE_SENSITIVE
 from tests.integration.harness import PREFIX, at, feed_market, observing, running, site_settings
 

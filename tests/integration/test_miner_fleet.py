@@ -17,7 +17,7 @@ import pytest
 from gridpilot.adapters.actuation import Command
 from gridpilot.adapters.broker import LocalBroker
 from gridpilot.adapters.minersim import S19J_PRO, MinerFleet, MinerState
-from gridpilot.agent.daemon import Daemon
+from gridpilot.agent.daemon.daemon import Daemon
 from gridpilot.agent.settings import load_settings
 from tests.integration.harness import PREFIX, Observer, observing, running
 

@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from gridpilot.adapters.broker import LocalBroker
-from gridpilot.agent.ledger import Ledger
+from gridpilot.agent.daemon.ledger import Ledger
 from tests.integration.harness import PREFIX, SITE_TOML, feed_market, observing, site_settings
 
 EX_CONFIG = 78

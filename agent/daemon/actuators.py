@@ -3,7 +3,7 @@
 Groups default to MQTT commands for a device gateway; `actuator = "pyasic"` drives miners
 directly, `"nvml"` caps this host's GPUs, `"command"` pauses and resumes jobs. The daemon gets
 one `RoutingActuator` over all of them, the ones that must be started (pyasic, NVML) wrapped by
-`supervise` (agent.devices) so that one that cannot start is down, not fatal. `check` tells
+`supervise` (agent.daemon.devices) so that one that cannot start is down, not fatal. `check` tells
 `check-config` which entries cannot work on this host.
 """
 
@@ -33,7 +33,7 @@ from gridpilot.agent.settings import Settings
 
 # Builds the miners' actuator from {group: its miners}; see adapters.miners.
 MinerActuatorFactory = Callable[[dict[str, MinerGroup], Settings], ManagedActuator]
-# Wraps an actuator that must be started, given its kind and its groups (agent.devices).
+# Wraps an actuator that must be started, given its kind and its groups (agent.daemon.devices).
 Supervise = Callable[[ManagedActuator, str, tuple[str, ...]], Actuator]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gridpilot.agent.systemd import notify, watchdog_period_s
+from gridpilot.agent.daemon.systemd import notify, watchdog_period_s
 
 
 def test_notify_sends_a_datagram_to_the_socket(

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from gridpilot.agent.ledger import (
+from gridpilot.agent.daemon.ledger import (
     SCHEMA_VERSION,
     CommandRecord,
     Interruption,
@@ -28,7 +28,7 @@ from gridpilot.agent.ledger import (
 NOV = datetime(2024, 11, 20, 12, tzinfo=UTC)
 DEC = datetime(2024, 12, 3, 8, tzinfo=UTC)
 EVER = (datetime(2000, 1, 1, tzinfo=UTC), datetime(2100, 1, 1, tzinfo=UTC))
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.fixture
@@ -369,7 +369,7 @@ _WRITER = textwrap.dedent(
     from datetime import UTC, datetime, timedelta
     from pathlib import Path
 
-    from gridpilot.agent.ledger import CommandRecord, Ledger
+    from gridpilot.agent.daemon.ledger import CommandRecord, Ledger
 
     ledger = Ledger.open(Path(sys.argv[1]))
     start = datetime(2024, 11, 1, tzinfo=UTC)

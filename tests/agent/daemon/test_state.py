@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from gridpilot.adapters.payloads import Forecast, Override, OverrideMode
-from gridpilot.agent.clock import ScaledClock
-from gridpilot.agent.state import PriceHistory, Signal, SiteState
+from gridpilot.agent.daemon.clock import ScaledClock
+from gridpilot.agent.daemon.state import PriceHistory, Signal, SiteState
 from gridpilot.optimizer.problem import GridEvent
 
 T0 = datetime(2024, 8, 20, 12, 0, tzinfo=UTC)

@@ -14,10 +14,10 @@ import sys
 import structlog
 from prometheus_client import CollectorRegistry
 
-from gridpilot.agent.clock import Clock, ScaledClock, SystemClock
-from gridpilot.agent.daemon import Daemon
-from gridpilot.agent.ledger import Ledger, LedgerError
-from gridpilot.agent.metrics import Metrics
+from gridpilot.agent.daemon.clock import Clock, ScaledClock, SystemClock
+from gridpilot.agent.daemon.daemon import Daemon
+from gridpilot.agent.daemon.ledger import Ledger, LedgerError
+from gridpilot.agent.daemon.metrics import Metrics
 from gridpilot.agent.settings import Settings
 
 # sysexits.h EX_CANTCREAT: the ledger cannot be opened or created.

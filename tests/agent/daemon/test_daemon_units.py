@@ -12,11 +12,11 @@ from prometheus_client import CollectorRegistry
 from gridpilot.adapters.actuation import AsicCommand, GpuCommand, RecordingActuator
 from gridpilot.adapters.broker import free_port
 from gridpilot.adapters.payloads import Override, OverrideClear, OverrideMode, Rejected
-from gridpilot.agent.daemon import Daemon
-from gridpilot.agent.ledger import Ledger
-from gridpilot.agent.metrics import Metrics
+from gridpilot.agent.daemon.daemon import Daemon
+from gridpilot.agent.daemon.ledger import Ledger
+from gridpilot.agent.daemon.metrics import Metrics
+from gridpilot.agent.daemon.state import Signal
 from gridpilot.agent.settings import load_settings
-from gridpilot.agent.state import Signal
 from tests.integration.harness import SITE_TOML
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from gridpilot.optimizer.economics import breakeven_usd_per_mwh
-from tests.agent.capture_lab import (
+from tests.agent.replay.capture_lab import (
     Model,
     Year,
     best_first_moves,

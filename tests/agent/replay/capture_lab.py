@@ -1,6 +1,7 @@
 """Capture lab: the miners' sleep-and-wake decisions alone, in seconds (not a test).
 
-Run: `.venv/bin/python -m tests.agent.capture_lab [--settlement-point HB_NORTH] [--no-day-ahead]`
+Run: `.venv/bin/python -m tests.agent.replay.capture_lab [--settlement-point HB_NORTH]
+[--no-day-ahead]`
 (or `make capture-lab`).
 
 The full replay takes minutes and mixes every decision the agent makes. The part of capture
@@ -59,7 +60,7 @@ from gridpilot.adapters.recorded import (
 )
 from gridpilot.agent import bundled, cli
 from gridpilot.agent.forecast import forecast_prices
-from gridpilot.agent.replay import HISTORY_DAYS, ReplayData, _day_ahead_window, _period
+from gridpilot.agent.replay.simulation import HISTORY_DAYS, ReplayData, _day_ahead_window, _period
 from gridpilot.agent.settings import load_settings
 from gridpilot.optimizer.economics import breakeven_usd_per_mwh
 from gridpilot.optimizer.problem import FloatArray
@@ -491,7 +492,7 @@ def spell_odds(year: Year, model: Model) -> SpellOdds:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m tests.agent.capture_lab")
+    parser = argparse.ArgumentParser(prog="python -m tests.agent.replay.capture_lab")
     parser.add_argument("--settlement-point", default=None)
     parser.add_argument("--no-day-ahead", action="store_true")
     args = parser.parse_args(argv)

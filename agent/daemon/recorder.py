@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from gridpilot.agent.ledger import Ledger, LedgerError
+from gridpilot.agent.daemon.ledger import Ledger, LedgerError
 
 T = TypeVar("T")
 _log = structlog.get_logger("gridpilot.ledger")

@@ -24,14 +24,14 @@ from gridpilot.adapters.actuation import (
     RoutingActuator,
 )
 from gridpilot.adapters.broker import LocalBroker, free_port
-from gridpilot.agent.clock import ScaledClock
-from gridpilot.agent.daemon import Daemon
-from gridpilot.agent.devices import SupervisedActuator, retry_down
-from gridpilot.agent.ledger import Ledger
-from gridpilot.agent.metrics import Metrics
+from gridpilot.agent.daemon.clock import ScaledClock
+from gridpilot.agent.daemon.daemon import Daemon
+from gridpilot.agent.daemon.devices import SupervisedActuator, retry_down
+from gridpilot.agent.daemon.ledger import Ledger
+from gridpilot.agent.daemon.metrics import Metrics
 from gridpilot.agent.settings import Settings, load_settings
 from tests.adapters.test_gpus import FakeNvml
-from tests.agent.test_daemon_units import SetClock
+from tests.agent.daemon.test_daemon_units import SetClock
 from tests.integration.harness import PREFIX, SITE_TOML, observing, running, site_settings
 
 GROUPS = ("gpu-a", "gpu-b")

@@ -21,8 +21,8 @@ from gridpilot.adapters.actuation import (
 )
 from gridpilot.adapters.gpus import Nvml
 from gridpilot.adapters.miners import MinerGroup
-from gridpilot.agent.actuators import actuator_kinds, build_actuator, describe
 from gridpilot.agent.cli import main
+from gridpilot.agent.daemon.actuators import actuator_kinds, build_actuator, describe
 from gridpilot.agent.settings import ConfigError, Settings, load_settings
 from tests.adapters.test_gpus import FakeNvml
 from tests.integration.harness import SITE_TOML

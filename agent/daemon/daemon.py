@@ -13,7 +13,8 @@ One root `asyncio.TaskGroup` holds the named tasks:
 - `housekeeping`: once a second: signal ages and safe mode, expired overrides and ended
   events, the SLA ledger's allowance accounting.
 - `metrics`: the Prometheus endpoint.
-- `devices`: retries each device actuator that could not start (agent.devices), until it is up.
+- `devices`: retries each device actuator that could not start (agent.daemon.devices)
+  until it is up.
 
 Safe mode (a stale meter, price or hashprice): no planning; GPUs stay as they are; ASICs are
 held to `safe_asic_share` of the limit less margin, most efficient first, never woken; the guard
@@ -57,24 +58,24 @@ from gridpilot.adapters.payloads import (
     decode_override,
     decode_reading,
 )
-from gridpilot.agent import devices, systemd
-from gridpilot.agent.actuators import actuator_kinds, build_actuator
-from gridpilot.agent.clock import Clock
-from gridpilot.agent.guard import shed, shed_order
-from gridpilot.agent.ledger import CommandRecord, Ledger
-from gridpilot.agent.metrics import (
+from gridpilot.agent.daemon import devices, systemd
+from gridpilot.agent.daemon.actuators import actuator_kinds, build_actuator
+from gridpilot.agent.daemon.clock import Clock
+from gridpilot.agent.daemon.ledger import CommandRecord, Ledger
+from gridpilot.agent.daemon.metrics import (
     LOAD_CLASSES,
     Metrics,
     curtailment_reason,
     serve_metrics,
 )
+from gridpilot.agent.daemon.recorder import Recorder
+from gridpilot.agent.daemon.setpoints import GroupPower, Setpoints, command_from_payload
+from gridpilot.agent.daemon.state import Signal, SiteState
+from gridpilot.agent.daemon.topics import Topics, broker_options, field_map
+from gridpilot.agent.guard import shed, shed_order
 from gridpilot.agent.planner import MarketView, Planner, PlantState, RecedingPlanner, month_end
-from gridpilot.agent.recorder import Recorder
-from gridpilot.agent.setpoints import GroupPower, Setpoints, command_from_payload
 from gridpilot.agent.settings import Settings
 from gridpilot.agent.site import site_problem
-from gridpilot.agent.state import Signal, SiteState
-from gridpilot.agent.topics import Topics, broker_options, field_map
 from gridpilot.optimizer.economics import (
     SECONDS_PER_DAY,
     SECONDS_PER_HOUR,
@@ -787,7 +788,7 @@ class Daemon:
 
     async def _resend(self, groups: tuple[str, ...]) -> None:
         """Send `groups` their current setpoints: a device that has just come up
-        (agent.devices) gets the latest command decided for each, also while it was down."""
+        (agent.daemon.devices) gets the latest command decided for each, also while it was down."""
         wanted = set(groups)
         current = [c for c in self.commanded.values() if c.group in wanted]
         await self._send(current, plan="device-up")

@@ -21,7 +21,6 @@ from gridpilot.adapters.recorded import (
     read_gpu_trace,
     read_realtime_prices,
 )
-from gridpilot.agent import report
 from gridpilot.agent.bundled import (
     BUNDLED_BTC,
     BUNDLED_DAY_AHEAD,
@@ -31,7 +30,8 @@ from gridpilot.agent.bundled import (
     REFERENCE_SITE,
 )
 from gridpilot.agent.cli import EX_CANTCREAT, EX_DATAERR, EX_USAGE, main
-from gridpilot.agent.replay import (
+from gridpilot.agent.replay import report
+from gridpilot.agent.replay.simulation import (
     STRATEGIES,
     ReplayData,
     ReplayResult,

@@ -32,9 +32,9 @@ from gridpilot.adapters.actuation import (
     Outcome,
     RoutingActuator,
 )
-from gridpilot.agent.actuators import Supervise
-from gridpilot.agent.clock import Clock
-from gridpilot.agent.metrics import Metrics
+from gridpilot.agent.daemon.actuators import Supervise
+from gridpilot.agent.daemon.clock import Clock
+from gridpilot.agent.daemon.metrics import Metrics
 
 _log = structlog.get_logger("gridpilot.devices")
 
