@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-dates test-under-load lint typecheck unit bench bench-replay bench-guard soak capture-lab system-deps clean
+.PHONY: demo test test-dates test-under-load sizes lint typecheck unit bench bench-replay bench-guard soak capture-lab system-deps clean
 
 # What the integration tests run for real: Mosquitto, Prometheus (with promtool) and
 # systemd-analyze, and what runs them at other dates and under load (faketime, stress-ng), from
@@ -106,6 +106,10 @@ bench-replay: $(INSTALLED)
 # each loses, how spells go on, and whether the day-ahead price foresees their start.
 capture-lab: $(INSTALLED)
 	$(BIN)/python -m tests.agent.replay.capture_lab
+
+# The largest classes and functions of the packages, in lines.
+sizes: $(INSTALLED)
+	$(BIN)/python -m tests.code_sizes --top 12
 
 clean:
 	rm -rf $(VENV) out .coverage .mypy_cache .ruff_cache .pytest_cache .hypothesis
