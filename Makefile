@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-dates test-under-load sizes lint typecheck unit bench bench-replay bench-guard soak capture-lab system-deps clean
+.PHONY: demo test test-dates test-under-load sizes lock lint typecheck unit bench bench-replay bench-guard soak capture-lab system-deps clean
 
 # What the integration tests run for real: Mosquitto, Prometheus (with promtool) and
 # systemd-analyze, and what runs them at other dates and under load (faketime, stress-ng), from
@@ -25,10 +25,22 @@ system-deps:
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing; \
 	fi
 
-$(INSTALLED): pyproject.toml
+# Every dependency at the version of .ci/requirements.lock (`make lock` writes it anew), so that
+# CI and a fresh clone test what was tested here.
+LOCK := .ci/requirements.lock
+$(INSTALLED): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,devices]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[test,devices]'
 	touch $@
+
+# The lock from pyproject.toml's dependencies, with pip-tools in a throwaway environment.
+lock:
+	$(PYTHON) -m venv $(VENV)-lock
+	$(VENV)-lock/bin/python -m pip install --quiet --disable-pip-version-check pip-tools
+	$(VENV)-lock/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
+		--extra test --extra devices --output-file $(LOCK) pyproject.toml
+	sed -i 's|^#    pip-compile .*|#    make lock  (pip-compile --extra=devices --extra=test --strip-extras pyproject.toml)|' $(LOCK)
+	rm -rf $(VENV)-lock
 
 # The bundled year (ERCOT 2024 at HB_WEST, Bitcoin 2024, the H100 trace) on the reference site.
 demo: $(INSTALLED)
