@@ -46,6 +46,7 @@ def _asic_key(group: AsicGroup) -> tuple[object, ...]:
         group.min_off_s,
         group.power_target,
         group.locked_off_until_s if group.units_locked_off else 0.0,
+        group.reserve_products,
     )
 
 
@@ -58,6 +59,7 @@ def _gpu_key(group: GpuGroup) -> tuple[object, ...]:
         group.host_watts_per_node,
         group.overhead_factor,
         group.curtailed_for_s if group.curtailed_nodes_now else 0.0,
+        group.reserve_products,
     )
 
 

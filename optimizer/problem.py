@@ -58,6 +58,9 @@ class AsicGroup:
     units_on_now: int | None = None  # None: all awake
     units_locked_off: int = 0  # asleep now and not allowed to wake before `locked_off_until_s`
     locked_off_until_s: float = 0.0
+    # Reserve products (`ReserveProduct.name`) the group is qualified to carry: its awake units
+    # may be held ready to sleep on a deployment.
+    reserve_products: frozenset[str] = frozenset()
 
     @property
     def joules_per_th(self) -> float:
@@ -105,6 +108,10 @@ class GpuGroup:
     overhead_factor: float = 1.0
     curtailed_nodes_now: int = 0  # nodes capped or paused right now
     curtailed_for_s: float = 0.0  # how long the current curtailment has run
+    # Reserve products the group is qualified to carry: its nodes at full power may be held
+    # ready to drop to its contract's deepest usable cap (flexible) or to pause
+    # (interruptible) on a deployment.
+    reserve_products: frozenset[str] = frozenset()
 
     @property
     def full_node_watts(self) -> float:
@@ -137,6 +144,45 @@ class AllowanceBudget:
     period_start: datetime
     period_end: datetime
     node_hours_left: float
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveProduct:
+    """An ancillary service the site may carry as a Load Resource: MW of consuming load held
+    ready to drop within `response_s` when the grid operator deploys it, paid per MW held.
+
+    Per step: `usd_per_mw_h` is what a MW held earns (the clearing price, or its forecast),
+    `max_mw` how much may be held (an award already made fixes it), `awarded_mw` what the site
+    is already obliged to hold; a MW of the award not held costs `failure_usd_per_mw_h`. Holding
+    a MW costs `deploy_usd_per_mw_h` in expectation: the chance of a deployment times what
+    dropping the load for it forgoes."""
+
+    name: str
+    response_s: float
+    usd_per_mw_h: tuple[float, ...]
+    max_mw: tuple[float, ...]
+    awarded_mw: tuple[float, ...]
+    failure_usd_per_mw_h: float = 0.0
+    deploy_usd_per_mw_h: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Programs:
+    """The grid programs a plan takes part in, beside energy.
+
+    `reserves`: the ancillary products offered or awarded. `transmission_usd_per_mwh`: per step,
+    the expected transmission (4CP) charge of each MWh the site draws in it, the chance that
+    its interval is one of the year's four coincident peaks times the charge per MW of
+    average peak demand; empty when the plan ignores 4CP."""
+
+    reserves: tuple[ReserveProduct, ...] = ()
+    transmission_usd_per_mwh: tuple[float, ...] = ()
+
+    def transmission(self, steps: int) -> FloatArray:
+        """The transmission charge per step, zero where none is given."""
+        if not self.transmission_usd_per_mwh:
+            return np.zeros(steps)
+        return np.asarray(self.transmission_usd_per_mwh, dtype=np.float64)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +219,7 @@ class Problem:
     pool_fee: float = 0.0
     # The price below which one node-hour of allowance is better kept for later (online pacing).
     allowance_value_usd_per_node_hour: Mapping[str, float] = field(default_factory=dict)
+    programs: Programs = field(default_factory=Programs)
     options: SolveOptions = field(default_factory=SolveOptions)
 
     def __post_init__(self) -> None:
@@ -279,6 +326,38 @@ def validate(problem: Problem) -> None:
     for event in problem.events:
         _require(event.end > event.start, f"events[{event.id}]: end must be after start")
         _require(event.max_site_watts >= 0, f"events[{event.id}]: max_site_watts must be >= 0")
+    _validate_programs(problem.programs, steps)
+
+
+def _validate_programs(programs: Programs, steps: int) -> None:
+    charge = programs.transmission_usd_per_mwh
+    _require(
+        not charge or len(charge) == steps,
+        f"programs.transmission_usd_per_mwh: {len(charge)} values for {steps} steps",
+    )
+    _require(
+        bool(np.all(np.isfinite(charge))) and all(c >= 0 for c in charge),
+        "programs.transmission_usd_per_mwh: every value must be finite and >= 0",
+    )
+    names = [r.name for r in programs.reserves]
+    _require(len(set(names)) == len(names), f"programs.reserves: repeated products {names}")
+    for reserve in programs.reserves:
+        where = f"programs.reserves[{reserve.name}]"
+        _require(reserve.response_s > 0, f"{where}.response_s: must be positive")
+        for field_name in ("usd_per_mw_h", "max_mw", "awarded_mw"):
+            values = getattr(reserve, field_name)
+            _require(len(values) == steps, f"{where}.{field_name}: {len(values)} for {steps} steps")
+            _require(
+                bool(np.all(np.isfinite(values))), f"{where}.{field_name}: must be finite numbers"
+            )
+        _require(
+            all(m >= 0 for m in reserve.max_mw) and all(a >= 0 for a in reserve.awarded_mw),
+            f"{where}: max_mw and awarded_mw must be >= 0",
+        )
+        _require(
+            reserve.failure_usd_per_mw_h >= 0 and reserve.deploy_usd_per_mw_h >= 0,
+            f"{where}: failure and deployment costs must be >= 0",
+        )
 
 
 @lru_cache(maxsize=4_096)  # a site's groups are checked on every re-plan: once each is enough
