@@ -48,6 +48,11 @@ def hindsight(problem: Problem, *, chunk_s: float = _MONTH_S) -> Plan:
         gpu_level=np.concatenate([p.schedule.gpu_level for p in parts], axis=1),
         gpu_capped_nodes=np.concatenate([p.schedule.gpu_capped_nodes for p in parts], axis=1),
         gpu_paused_nodes=np.concatenate([p.schedule.gpu_paused_nodes for p in parts], axis=1),
+        reserve_watts=(
+            np.concatenate([p.schedule.held_watts(len(base.programs.reserves)) for p in parts], 1)
+            if base.programs.reserves
+            else None
+        ),
     )
     statuses = {p.status for p in parts}
     worst = next(
@@ -83,12 +88,26 @@ def _cuts(problem: Problem, offsets: np.ndarray, chunk_s: float) -> list[int]:
 
 
 def _chunk(problem: Problem, first: int, last: int) -> Problem:
+    programs = problem.programs
     return replace(
         problem,
         start=problem.step_start(first),
         step_s=problem.step_s[first:last],
         price_usd_per_mwh=problem.price_usd_per_mwh[first:last],
         hashprice_usd_per_th_day=problem.hashprice_usd_per_th_day[first:last],
+        programs=replace(
+            programs,
+            reserves=tuple(
+                replace(
+                    r,
+                    usd_per_mw_h=r.usd_per_mw_h[first:last],
+                    max_mw=r.max_mw[first:last],
+                    awarded_mw=r.awarded_mw[first:last],
+                )
+                for r in programs.reserves
+            ),
+            transmission_usd_per_mwh=programs.transmission_usd_per_mwh[first:last],
+        ),
     )
 
 

@@ -9,7 +9,9 @@ So a blocked problem is an ordinary, smaller `Problem`, solved exactly, and its 
 stretched back over the original steps and scored there.
 
 Block boundaries are forced wherever the rules change: grid events, contract notice periods,
-units' lock-out ends and billing periods.
+units' lock-out ends, billing periods, and reserve awards or offer limits. Within a block a
+reserve's price and the expected 4CP charge are time-weighted like the energy price; what may
+be held is the block's least and what must be held its most, so a held decision fits every step.
 
 """
 
@@ -50,6 +52,9 @@ def block_index(problem: Problem, tiers: tuple[tuple[float, float], ...]) -> Int
     passed = np.searchsorted(cuts, offsets + 1e-9, side="right")
     forced = np.zeros(problem.steps, dtype=bool)
     forced[1:] = (passed[1:] > passed[:-1]) | (cap[1:] != cap[:-1]) | (event[1:] != event[:-1])
+    for reserve in problem.programs.reserves:
+        for limits in (np.asarray(reserve.awarded_mw), np.asarray(reserve.max_mw)):
+            forced[1:] |= limits[1:] != limits[:-1]
     # ... or where the block it would join has reached its tier's length.
     length = np.zeros(problem.steps)
     for from_s, block_s in tiers:
@@ -78,11 +83,39 @@ def coarsen(problem: Problem, block: IntArray) -> Problem:
     hashprice = np.bincount(
         block, weights=dt * np.asarray(problem.hashprice_usd_per_th_day), minlength=blocks
     )
+
+    def mean(values: tuple[float, ...]) -> tuple[float, ...]:
+        weighted = np.bincount(block, weights=dt * np.asarray(values), minlength=blocks)
+        return tuple((weighted / duration).tolist())
+
+    def extreme(values: tuple[float, ...], ufunc: np.ufunc) -> tuple[float, ...]:
+        out = np.full(blocks, np.inf if ufunc is np.minimum else -np.inf)
+        ufunc.at(out, block, np.asarray(values, dtype=np.float64))
+        return tuple(out.tolist())
+
+    programs = problem.programs
+    if programs.reserves or programs.transmission_usd_per_mwh:
+        programs = replace(
+            programs,
+            reserves=tuple(
+                replace(
+                    r,
+                    usd_per_mw_h=mean(r.usd_per_mw_h),
+                    max_mw=extreme(r.max_mw, np.minimum),
+                    awarded_mw=extreme(r.awarded_mw, np.maximum),
+                )
+                for r in programs.reserves
+            ),
+            transmission_usd_per_mwh=(
+                mean(programs.transmission_usd_per_mwh) if programs.transmission_usd_per_mwh else ()
+            ),
+        )
     return replace(
         problem,
         step_s=tuple(duration.tolist()),
         price_usd_per_mwh=tuple((price / duration).tolist()),
         hashprice_usd_per_th_day=tuple((hashprice / duration).tolist()),
+        programs=programs,
     )
 
 
@@ -94,4 +127,5 @@ def stretch(schedule: Schedule, block: IntArray) -> Schedule:
         gpu_level=schedule.gpu_level[:, block],
         gpu_capped_nodes=schedule.gpu_capped_nodes[:, block],
         gpu_paused_nodes=schedule.gpu_paused_nodes[:, block],
+        reserve_watts=None if schedule.reserve_watts is None else schedule.reserve_watts[:, block],
     )

@@ -10,16 +10,22 @@ Columns, per class (merged groups) and step:
 - ``start``  GPU nodes whose curtailment begins in the step (only where an event length is limited)
 - ``excess`` node-hours beyond the allowance (only in grid events; penalised)
 - ``slack``  watts over the site's cap (priced at `SOFT_LIMIT_USD_PER_MWH`, so never "infeasible")
+- ``hold``   watts held for a reserve product, per group of classes qualified alike and step:
+             at most what those classes draw and could drop (miners awake; GPU nodes at full
+             power, down to their contract's deepest cap or to a pause)
+- ``short``  watts of a reserve award not held (charged at the product's failure price)
 
-The objective is profit: hash revenue less waking losses, plus AI revenue, less energy cost,
-penalties and the reservation value of allowance spent. The whole matrix is assembled as COO
+The objective is profit: hash revenue less waking losses, plus AI revenue, less energy cost
+(the price plus any expected 4CP transmission charge per MWh), penalties and the reservation
+value of allowance spent, plus what reserves held earn less their expected deployment cost and
+the failure charge of awards not held. The whole matrix is assembled as COO
 triplets in numpy and handed to OR-Tools in one call; Python never loops over terms.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import numpy.typing as npt
@@ -28,8 +34,21 @@ from ortools.linear_solver.python import model_builder_helper as mbh
 
 from gridpilot.optimizer.aggregate import AsicClass, GpuClass
 from gridpilot.optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR, WATT_SECONDS_PER_MWH
-from gridpilot.optimizer.problem import FloatArray, GpuGroup, Problem, SolveOptions
-from gridpilot.optimizer.schedule import SOFT_LIMIT_USD_PER_MWH, allowance_periods, curtailable
+from gridpilot.optimizer.problem import (
+    AsicGroup,
+    FloatArray,
+    GpuGroup,
+    Problem,
+    ReserveProduct,
+    SolveOptions,
+    Tier,
+)
+from gridpilot.optimizer.schedule import (
+    SOFT_LIMIT_USD_PER_MWH,
+    allowance_periods,
+    curtailable,
+    flexible_floor_level,
+)
 
 IntArray = npt.NDArray[np.int64]
 INF = np.inf
@@ -120,6 +139,9 @@ class LinearModel:
     pause: IntArray  # (H, T) columns of paused nodes, -1 where pausing is not allowed at all
     # class -> [(level, (T,) columns of nodes capped at that shallower level)], where one applies
     shallower: dict[int, list[tuple[int, IntArray]]]
+    # Per qualification set, the (T,) hold columns of each product it carries (problem order).
+    reserve: dict[frozenset[str], tuple[tuple[int, IntArray], ...]] = field(default_factory=dict)
+    reserve_count: int = 0  # the problem's reserve products
 
     @property
     def columns(self) -> int:
@@ -139,6 +161,9 @@ class ClassSolution:
     cap_level: IntArray  # (H, T)
     capped: FloatArray  # (H, T) nodes
     paused: FloatArray  # (H, T) nodes
+    # Per qualification set, (R, T) watts held per product (rows of products it does not carry
+    # are zero).
+    reserve_watts: dict[frozenset[str], FloatArray] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,7 +231,10 @@ def build(
         hash_usd_per_th_s=np.asarray(problem.hashprice_usd_per_th_day)
         * (1 - problem.pool_fee)
         / SECONDS_PER_DAY,
-        usd_per_watt_step=price * dt / WATT_SECONDS_PER_MWH,
+        # The expected 4CP charge of a MWh drawn is a price like the energy's.
+        usd_per_watt_step=(price + problem.programs.transmission(steps))
+        * dt
+        / WATT_SECONDS_PER_MWH,
         cols=_Columns(),
         rows=_Rows(),
         step_index=np.arange(steps),
@@ -216,7 +244,11 @@ def build(
     on, target_cols = _asic_block(ctx, asics)
     gpu = _gpu_block(ctx, gpus)
     _allowance_rows(ctx, gpu.contracts_use)
-    return _assemble(ctx, on, target_cols, gpu)
+    reserve = _reserve_block(ctx, asics, gpus, on=on, target_cols=target_cols, gpu=gpu)
+    model = _assemble(ctx, on, target_cols, gpu)
+    if not reserve:
+        return model
+    return replace(model, reserve=reserve, reserve_count=len(problem.programs.reserves))
 
 
 def _asic_block(
@@ -535,6 +567,118 @@ def _gpu_rules(
         )
 
 
+def reserve_sets(
+    asics: tuple[AsicClass, ...], gpus: tuple[GpuClass, ...]
+) -> dict[frozenset[str], tuple[list[int], list[int]]]:
+    """The classes that carry the same reserve products, by those products: (ASIC classes, GPU
+    classes). One watt of load serves one product at a time, so each set's droppable load is
+    shared among its products; sets are few (a site qualifies a handful of ways)."""
+    sets: dict[frozenset[str], tuple[list[int], list[int]]] = {}
+    for a, asic_class in enumerate(asics):
+        if asic_class.group.reserve_products:
+            sets.setdefault(asic_class.group.reserve_products, ([], []))[0].append(a)
+    for h, gpu_class in enumerate(gpus):
+        if gpu_class.group.reserve_products:
+            sets.setdefault(gpu_class.group.reserve_products, ([], []))[1].append(h)
+    return sets
+
+
+def gpu_droppable_watts_per_node(problem: Problem, gpu: GpuGroup) -> float:
+    """What one node at full power frees at the meter when a deployment drops it: down to its
+    flexible contract's deepest usable cap, or to a pause; a firm contract frees nothing."""
+    contract = problem.contract(gpu.contract)
+    if contract.tier is Tier.FLEXIBLE:
+        floor = flexible_floor_level(gpu.cap_levels, contract.min_power_fraction)
+        return gpu.overhead_factor * (gpu.full_node_watts - gpu.node_watts(floor))
+    if contract.tier is Tier.INTERRUPTIBLE:
+        return gpu.overhead_factor * (gpu.full_node_watts - gpu.paused_node_watts)
+    return 0.0
+
+
+def _reserve_block(
+    ctx: _Context,
+    asics: tuple[AsicClass, ...],
+    gpus: tuple[GpuClass, ...],
+    *,
+    on: IntArray,
+    target_cols: dict[int, IntArray],
+    gpu: _GpuBlock,
+) -> dict[frozenset[str], tuple[tuple[int, IntArray], ...]]:
+    """Reserve holds per product and qualification set, within what each set could drop, and
+    the shortfall of each award; returns each set's hold columns by product index."""
+    reserves = ctx.problem.programs.reserves
+    if not reserves:
+        return {}
+    holds: list[list[IntArray]] = [[] for _ in reserves]
+    by_set: dict[frozenset[str], tuple[tuple[int, IntArray], ...]] = {}
+    for products, (asic_members, gpu_members) in reserve_sets(asics, gpus).items():
+        terms: list[tuple[IntArray, IntArray, FloatArray | float]] = []
+        carried: list[tuple[int, IntArray]] = []
+        for r, reserve in enumerate(reserves):
+            if reserve.name in products:
+                price = np.asarray(reserve.usd_per_mw_h) - reserve.deploy_usd_per_mw_h
+                hold = ctx.cols.add(
+                    np.zeros(1), np.asarray(reserve.max_mw) * 1e6, price * ctx.hours / 1e6
+                )
+                holds[r].append(hold)
+                carried.append((r, hold))
+                terms.append((ctx.step_index, hold, 1.0))
+        by_set[products] = tuple(carried)
+        if terms:
+            droppable, constant = _droppable_terms(
+                ctx,
+                asics=[(a, asics[a].group, on[a], target_cols.get(a)) for a in asic_members],
+                gpus=[(h, gpus[h].group) for h in gpu_members],
+                gpu=gpu,
+            )
+            # held <= what the set's miners draw awake and its full-power GPU nodes could drop
+            ctx.rows.add(-INF, constant, terms + droppable, ctx.steps)
+    for r, reserve in enumerate(reserves):
+        _award_rows(ctx, reserve, holds[r])
+    return by_set
+
+
+def _droppable_terms(
+    ctx: _Context,
+    *,
+    asics: list[tuple[int, AsicGroup, IntArray, IntArray | None]],
+    gpus: list[tuple[int, GpuGroup]],
+    gpu: _GpuBlock,
+) -> tuple[list[tuple[IntArray, IntArray, FloatArray | float]], FloatArray]:
+    """A set's droppable watts as row terms, negated (the row reads held - droppable <= 0),
+    and its constant part for the right-hand side (the set's GPU nodes all at full power).
+    `asics`: (class, group, its units-awake columns, its power-target columns or None)."""
+    terms: list[tuple[IntArray, IntArray, FloatArray | float]] = []
+    for _, group, on_cols, target in asics:
+        if target is not None:
+            terms.append((ctx.step_index, target, -group.overhead_factor))
+        else:
+            watts = group.overhead_factor * group.watts_per_unit
+            terms.append((ctx.step_index, on_cols, -watts))
+    constant = np.zeros(ctx.steps)
+    for h, gpu_group in gpus:
+        saved = gpu_droppable_watts_per_node(ctx.problem, gpu_group)
+        constant += saved * gpu_group.nodes
+        curtailing = [gpu.cap_cols[h], gpu.pause_cols[h]]
+        curtailing += [columns for _, columns in gpu.shallower.get(h, [])]
+        for columns in curtailing:
+            present = columns >= 0
+            if present.any():
+                terms.append((ctx.step_index[present], columns[present], saved))
+    return terms, constant
+
+
+def _award_rows(ctx: _Context, reserve: ReserveProduct, holds: list[IntArray]) -> None:
+    """What is held for an award, plus its shortfall (charged), covers the award."""
+    award = np.asarray(reserve.awarded_mw) * 1e6
+    if not (award > 0).any():
+        return
+    short = ctx.cols.add(np.zeros(1), award, -reserve.failure_usd_per_mw_h * ctx.hours / 1e6)
+    terms: list[tuple[IntArray, IntArray, FloatArray | float]] = [(ctx.step_index, short, 1.0)]
+    terms += [(ctx.step_index, hold, 1.0) for hold in holds]
+    ctx.rows.add(award, INF, terms, ctx.steps)
+
+
 def _allowance_rows(
     ctx: _Context, contracts_use: dict[str, list[tuple[IntArray, FloatArray]]]
 ) -> None:
@@ -841,10 +985,17 @@ def read_solution(model: LinearModel, values: FloatArray) -> ClassSolution:
             nodes = np.clip(values[col], 0.0, None)
             cap_level[h] = np.where(nodes > 0.5, level, cap_level[h])
             capped[h] += nodes
+    reserve: dict[frozenset[str], FloatArray] = {}
+    for products, held_columns in model.reserve.items():
+        held = np.zeros((model.reserve_count, on.shape[1]))
+        for r, cols in held_columns:
+            held[r] = np.clip(values[cols], 0.0, None)
+        reserve[products] = held
     return ClassSolution(
         on=on,
         watts_per_unit=watts,
         cap_level=cap_level,
         capped=capped,
         paused=_values(values, model.pause),
+        reserve_watts=reserve,
     )

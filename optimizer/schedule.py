@@ -36,6 +36,14 @@ class Schedule:
     gpu_level: IntArray  # (gpu groups, T)
     gpu_capped_nodes: IntArray  # (gpu groups, T)
     gpu_paused_nodes: IntArray  # (gpu groups, T)
+    # (reserve products, T): watts held ready to drop per product; None: nothing held
+    reserve_watts: FloatArray | None = None
+
+    def held_watts(self, products: int) -> FloatArray:
+        """Watts held per product and step, zeros where the schedule holds none."""
+        if self.reserve_watts is None:
+            return np.zeros((products, self.asic_units_on.shape[1]))
+        return self.reserve_watts
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +60,27 @@ class Outcome:
     allowance_used_node_hours: dict[str, float]
     allowance_excess_node_hours: dict[str, float]
     site_watts: FloatArray  # planned draw per step
+    # Grid programs: what reserves held earn, the expected cost of their deployments, the
+    # charge for awards not held, and the expected 4CP transmission charge.
+    ancillary_usd: float = 0.0
+    reserve_deploy_usd: float = 0.0
+    reserve_failure_usd: float = 0.0
+    transmission_usd: float = 0.0
+
+    @property
+    def programs_usd(self) -> float:
+        """The grid programs' net: reserves earned less their costs, less transmission."""
+        return (
+            self.ancillary_usd
+            - self.reserve_deploy_usd
+            - self.reserve_failure_usd
+            - self.transmission_usd
+        )
 
     @property
     def profit_usd(self) -> float:
-        return self.hash_revenue_usd + self.ai_revenue_usd - self.energy_cost_usd - self.penalty_usd
+        energy = self.hash_revenue_usd + self.ai_revenue_usd - self.energy_cost_usd
+        return energy - self.penalty_usd + self.programs_usd
 
 
 def _asic_array(problem: Problem, field: str) -> FloatArray:
@@ -138,6 +163,7 @@ def evaluate(problem: Problem, schedule: Schedule) -> Outcome:
         gpus_per_node = _gpus_per_node(problem, contract.name)
         penalty += excess[contract.name] * gpus_per_node * contract.penalty_usd_per_gpu_hour
 
+    ancillary, deploy, failure = _reserves(problem, schedule, hours)
     return Outcome(
         hash_revenue_usd=hash_gross - wake_loss,
         wake_loss_usd=wake_loss,
@@ -149,7 +175,25 @@ def evaluate(problem: Problem, schedule: Schedule) -> Outcome:
         allowance_used_node_hours=used,
         allowance_excess_node_hours=excess,
         site_watts=watts,
+        ancillary_usd=ancillary,
+        reserve_deploy_usd=deploy,
+        reserve_failure_usd=failure,
+        transmission_usd=float(np.sum(energy_mwh * problem.programs.transmission(problem.steps))),
     )
+
+
+def _reserves(problem: Problem, schedule: Schedule, hours: FloatArray) -> tuple[float, ...]:
+    """(earned, expected deployment cost, failure charge) of the reserves a schedule holds."""
+    reserves = problem.programs.reserves
+    held_mw = schedule.held_watts(len(reserves)) / 1e6
+    earned = deploy = failure = 0.0
+    for r, reserve in enumerate(reserves):
+        mw_h = held_mw[r] * hours
+        earned += float(np.sum(mw_h * np.asarray(reserve.usd_per_mw_h)))
+        deploy += float(np.sum(mw_h)) * reserve.deploy_usd_per_mw_h
+        short = np.maximum(0.0, np.asarray(reserve.awarded_mw) - held_mw[r])
+        failure += float(np.sum(short * hours)) * reserve.failure_usd_per_mw_h
+    return earned, deploy, failure
 
 
 def _gpus_per_node(problem: Problem, contract: str) -> int:

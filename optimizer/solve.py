@@ -24,7 +24,13 @@ from gridpilot.optimizer.aggregate import (
 from gridpilot.optimizer.economics import SECONDS_PER_HOUR
 from gridpilot.optimizer.horizon import block_index, coarsen, stretch
 from gridpilot.optimizer.merit import fallback_plan
-from gridpilot.optimizer.model import ClassSolution, build, run
+from gridpilot.optimizer.model import (
+    ClassSolution,
+    build,
+    gpu_droppable_watts_per_node,
+    reserve_sets,
+    run,
+)
 from gridpilot.optimizer.plan import Plan, PlanStatus
 from gridpilot.optimizer.problem import FloatArray, Problem
 from gridpilot.optimizer.schedule import (
@@ -114,6 +120,9 @@ def _to_schedule(
         paused=paused,
     )
     _respect_min_off(problem, asics, on)
+    held = _fit_reserves(
+        problem, asics, gpus, solution, on=on, watts=watts, capped=capped, paused=paused
+    )
 
     schedule = Schedule(
         asic_units_on=np.zeros((len(problem.asic_groups), steps), dtype=np.int64),
@@ -121,6 +130,7 @@ def _to_schedule(
         gpu_level=np.zeros((len(problem.gpu_groups), steps), dtype=np.int64),
         gpu_capped_nodes=np.zeros((len(problem.gpu_groups), steps), dtype=np.int64),
         gpu_paused_nodes=np.zeros((len(problem.gpu_groups), steps), dtype=np.int64),
+        reserve_watts=held,
     )
     for a, asic_class in enumerate(asics):
         members = np.array(asic_class.members)
@@ -141,6 +151,40 @@ def _to_schedule(
         schedule.gpu_paused_nodes[members] = split_paused
         schedule.gpu_level[members] = level[h]
     return schedule
+
+
+def _fit_reserves(
+    problem: Problem,
+    asics: tuple[AsicClass, ...],
+    gpus: tuple[GpuClass, ...],
+    solution: ClassSolution,
+    *,
+    on: IntArray,
+    watts: FloatArray,
+    capped: IntArray,
+    paused: IntArray,
+) -> FloatArray | None:
+    """The reserves the solution holds, per product, trimmed to what each qualification set
+    can still drop once units and nodes are whole (rounding down may leave a set a unit
+    short); None when the problem has no reserve products."""
+    if not problem.programs.reserves:
+        return None
+    total = np.zeros((len(problem.programs.reserves), problem.steps))
+    for products, (asic_members, gpu_members) in reserve_sets(asics, gpus).items():
+        held = solution.reserve_watts.get(products)
+        if held is None:
+            continue
+        droppable = np.zeros(problem.steps)
+        for a in asic_members:
+            droppable += asics[a].group.overhead_factor * watts[a] * on[a]
+        for h in gpu_members:
+            group = gpus[h].group
+            full = group.nodes - capped[h] - paused[h]
+            droppable += gpu_droppable_watts_per_node(problem, group) * full
+        wanted = held.sum(axis=0)
+        scale = np.where(wanted > droppable, droppable / np.maximum(wanted, 1e-9), 1.0)
+        total += held * scale
+    return total
 
 
 def _round_gpus(
