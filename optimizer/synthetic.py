@@ -9,6 +9,7 @@ late afternoon, with noise; a grid event caps the site for an hour in the evenin
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -20,6 +21,8 @@ from gridpilot.optimizer.problem import (
     GpuGroup,
     GridEvent,
     Problem,
+    Programs,
+    ReserveProduct,
     SolveOptions,
     Tier,
     uniform_steps,
@@ -146,4 +149,64 @@ def synthetic_problem(
         events=events,
         pool_fee=0.02,
         options=options or SolveOptions(),
+    )
+
+
+# How a synthetic site's miners are qualified as Load Resources: most carry the slower
+# reserves, some (with under-frequency relays) Responsive Reserve too, some nothing.
+_QUALIFICATIONS: tuple[frozenset[str], ...] = (
+    frozenset({"ECRS", "NSPIN"}),
+    frozenset({"RRS", "ECRS", "NSPIN"}),
+    frozenset(),
+)
+# Product, response (s), a day's mean price ($/MW-h): about the 2024 day-ahead means of
+# docs/domain.md (RRS 5.71, NSPIN 6.26, ECRS 8.28).
+_PRODUCTS = (("RRS", 0.5, 5.7), ("ECRS", 600.0, 8.3), ("NSPIN", 1_800.0, 6.3))
+
+
+def with_programs(problem: Problem, *, seed: int = 11, awarded_s: float = 12 * 3_600.0) -> Problem:
+    """`problem` taking part in grid programs: its groups qualified for reserves (miners by a
+    seeded draw, flexible GPU groups for ECRS), three reserve products priced through the day
+    and awarded over the first `awarded_s` (as day-ahead awards would be), and an expected 4CP
+    charge on summer afternoons peaking at 17:00 Central (22:00 UTC)."""
+    rng = np.random.default_rng(seed)
+    asics = tuple(
+        replace(g, reserve_products=_QUALIFICATIONS[int(rng.integers(0, 3))])
+        for g in problem.asic_groups
+    )
+    flexible = {c.name for c in problem.contracts if c.tier is Tier.FLEXIBLE}
+    gpus = tuple(
+        replace(g, reserve_products=frozenset({"ECRS"})) if g.contract in flexible else g
+        for g in problem.gpu_groups
+    )
+    offsets = problem.step_offsets_s()
+    hours_utc = (problem.start.hour + offsets / 3_600.0) % 24
+    awarded = offsets < awarded_s
+    reserves = []
+    for name, response_s, mean in _PRODUCTS:
+        price = mean * (0.5 + np.exp(-0.5 * ((hours_utc - 23.0) / 2.0) ** 2))
+        price *= rng.lognormal(0.0, 0.3, problem.steps)
+        award = np.where(awarded, 5.0, 0.0)
+        reserves.append(
+            ReserveProduct(
+                name=name,
+                response_s=response_s,
+                usd_per_mw_h=tuple(price.tolist()),
+                max_mw=tuple(np.where(awarded, award, 50.0).tolist()),
+                awarded_mw=tuple(award.tolist()),
+                failure_usd_per_mw_h=250.0,
+                deploy_usd_per_mw_h=0.5,
+            )
+        )
+    # 68,547 $/MW-yr over four intervals is about 17,137 $/MW each; as $/MWh of a 15-minute
+    # interval, 68,547 $/MWh, times the chance that the interval is a peak.
+    chance = 0.01 * np.exp(-0.5 * ((hours_utc - 22.0) / 1.0) ** 2)
+    charge = chance * 68_547.0
+    return replace(
+        problem,
+        asic_groups=asics,
+        gpu_groups=gpus,
+        programs=Programs(
+            reserves=tuple(reserves), transmission_usd_per_mwh=tuple(charge.tolist())
+        ),
     )

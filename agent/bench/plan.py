@@ -1,7 +1,8 @@
 """`gridpilot bench plan`: how long the optimizer takes on a synthetic site.
 
 The problem is `optimizer.synthetic.synthetic_problem`: N groups that cannot be merged (each its
-own efficiency and state) over T five-minute steps. Each run solves the same problem afresh; the
+own efficiency and state) over T five-minute steps; with `programs`, taking part in reserves and
+4CP as `optimizer.synthetic.with_programs` sets them. Each run solves the same problem afresh; the
 figures are medians, since the machines this runs on are shared and noisy.
 """
 
@@ -16,13 +17,14 @@ from dataclasses import dataclass
 from gridpilot.optimizer.horizon import block_index
 from gridpilot.optimizer.problem import SolveOptions
 from gridpilot.optimizer.solve import solve
-from gridpilot.optimizer.synthetic import synthetic_problem
+from gridpilot.optimizer.synthetic import synthetic_problem, with_programs
 
 
 @dataclass(frozen=True, slots=True)
 class PlanBenchmark:
     groups: int
     steps: int
+    programs: bool
     runs: int
     model_steps: int  # steps the model decides on its own, after move blocking
     build_s: float  # median: problem to model arrays
@@ -35,6 +37,7 @@ class PlanBenchmark:
             {
                 "groups": self.groups,
                 "steps": self.steps,
+                "programs": self.programs,
                 "runs": self.runs,
                 "model_steps": self.model_steps,
                 "build_s": round(self.build_s, 4),
@@ -47,17 +50,22 @@ class PlanBenchmark:
     def as_text(self) -> str:
         return (
             f"plan bench: {self.groups} groups x {self.steps} steps"
+            f"{', grid programs on' if self.programs else ''}"
             f" ({self.model_steps} decided after move blocking), {self.runs} runs, medians:\n"
             f"  build {self.build_s:.3f} s   solve {self.solve_s:.3f} s"
             f"   total {self.total_s:.3f} s   status {self.status}"
         )
 
 
-def bench_plan(groups: int, steps: int, *, runs: int, full_resolution: bool) -> PlanBenchmark:
+def bench_plan(
+    groups: int, steps: int, *, runs: int, full_resolution: bool, programs: bool = False
+) -> PlanBenchmark:
     options = SolveOptions(time_limit_s=120.0)
     if full_resolution:
         options = SolveOptions(time_limit_s=120.0, blocking=())
     problem = synthetic_problem(groups, steps, options=options)
+    if programs:
+        problem = with_programs(problem)
     builds: list[float] = []
     solves: list[float] = []
     totals: list[float] = []
@@ -73,6 +81,7 @@ def bench_plan(groups: int, steps: int, *, runs: int, full_resolution: bool) -> 
     return PlanBenchmark(
         groups=groups,
         steps=steps,
+        programs=programs,
         runs=runs,
         model_steps=model_steps,
         build_s=statistics.median(builds),

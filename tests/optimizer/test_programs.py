@@ -10,6 +10,7 @@ import pytest
 
 from gridpilot.optimizer.hindsight import hindsight
 from gridpilot.optimizer.horizon import block_index, coarsen
+from gridpilot.optimizer.model import gpu_droppable_watts_per_node
 from gridpilot.optimizer.problem import (
     AsicGroup,
     CapLevel,
@@ -19,11 +20,13 @@ from gridpilot.optimizer.problem import (
     Problem,
     Programs,
     ReserveProduct,
+    SolveOptions,
     Tier,
     uniform_steps,
 )
 from gridpilot.optimizer.schedule import evaluate
 from gridpilot.optimizer.solve import solve
+from gridpilot.optimizer.synthetic import synthetic_problem, with_programs
 from tests.optimizer.strategies import EXACT, START
 
 UNIT_WATTS = 3_050.0 * 1.05  # an S19j Pro at the meter
@@ -38,6 +41,7 @@ QUALIFIED = AsicGroup(
 )
 PLAIN = replace(QUALIFIED, name="s19-plain", reserve_products=frozenset())
 NO_PROGRAMS = Programs()
+BLOCKING = SolveOptions().blocking
 
 
 def _reserve(
@@ -196,3 +200,26 @@ def test_hindsight_over_chunks_keeps_the_programs_aligned() -> None:
     assert plan.outcome.ancillary_usd == pytest.approx(
         evaluate(problem, plan.schedule).ancillary_usd
     )
+
+
+def test_a_large_site_with_programs_holds_no_more_than_its_qualified_miners_draw() -> None:
+    """On the bench's synthetic site with programs (blocked as in the daemon), the plan holds
+    reserves, meets its awards, and in no step holds more than its qualified miners draw awake
+    plus what its qualified GPU nodes at full power could drop."""
+    problem = with_programs(synthetic_problem(60, 96, options=replace(EXACT, blocking=BLOCKING)))
+    plan = solve(problem)
+    held = plan.schedule.held_watts(len(problem.programs.reserves)).sum(axis=0)
+    assert held.sum() > 0
+    assert plan.outcome.reserve_failure_usd == pytest.approx(0.0, abs=1e-6)
+    qualified = np.array([[float(bool(g.reserve_products))] for g in problem.asic_groups])
+    unit_watts = np.array([[g.watts_per_unit * g.overhead_factor] for g in problem.asic_groups])
+    droppable = (plan.schedule.asic_units_on * unit_watts * qualified).sum(axis=0)
+    for index, gpu in enumerate(problem.gpu_groups):
+        if gpu.reserve_products:
+            full = (
+                gpu.nodes
+                - plan.schedule.gpu_capped_nodes[index]
+                - plan.schedule.gpu_paused_nodes[index]
+            )
+            droppable += full * gpu_droppable_watts_per_node(problem, gpu)
+    assert (held <= droppable + 1e-3).all()
