@@ -19,6 +19,11 @@ reported as a `Gap` on the series it returns:
 
 Times are timezone-aware UTC. ERCOT's operating day and its hour-ending labels are Central
 prevailing time (America/Chicago), with daylight saving.
+
+The grid programs' files (system load, 4CP, transmission rates, grid events, ancillary prices)
+have their readers in `gridpilot.adapters.grid`, built on the helpers here: the hour-ending
+conversion (`hour_ending_columns`), the day-ahead publication rule (`day_ahead_known_until`)
+and the hourly window (`hourly_window`).
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import gzip
 import io
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
@@ -121,50 +126,87 @@ class DayAheadSeries:
         """The forecast for `count` intervals of `interval_s` from `start_utc`: the
         time-weighted mean of the hourly prices each interval covers (so a quarter hour repeats
         its hour's price), NaN where any part of it has no price or lies outside the file."""
-        if start_utc.tzinfo is None:
-            raise ValueError("start_utc: must be timezone-aware")
-        if count < 0 or interval_s <= 0:
-            raise ValueError("count must be >= 0 and interval_s > 0")
-        offset = (start_utc - self.start_utc[0]).total_seconds()
-        begin = offset + interval_s * np.arange(count, dtype=np.float64)
-        end = begin + interval_s
-        span = self.interval_s * len(self.usd_per_mwh)
-        inside = (begin >= 0) & (end <= span)
-        first = np.clip(np.floor(begin / self.interval_s).astype(np.int64), 0, None)
-        last = np.clip(np.ceil(end / self.interval_s).astype(np.int64) - 1, 0, None)
-        single = inside & (first == last)
-        result = np.full(count, np.nan)
-        result[single] = self.usd_per_mwh[first[single]]
-        spread = inside & ~single
-        if spread.any():
-            # Piecewise-constant prices integrate exactly by interpolating their running sum.
-            missing = np.isnan(self.usd_per_mwh)
-            edges = self.interval_s * np.arange(len(self.usd_per_mwh) + 1, dtype=np.float64)
-            energy = np.concatenate(([0.0], np.cumsum(np.where(missing, 0.0, self.usd_per_mwh))))
-            holes = np.concatenate(([0.0], np.cumsum(missing)))
-            lo, hi = begin[spread], end[spread]
-            total = np.interp(hi, edges, energy) - np.interp(lo, edges, energy)
-            unpriced = np.interp(hi, edges, holes) - np.interp(lo, edges, holes)
-            mean = total * self.interval_s / interval_s
-            result[spread] = np.where(unpriced > 1e-9, np.nan, mean)
-        return result
+        return hourly_window(
+            self.usd_per_mwh,
+            self.start_utc[0],
+            start_utc,
+            count,
+            interval_s,
+            values_interval_s=self.interval_s,
+        )
 
     def published_at(self, delivery_start_utc: datetime) -> datetime:
-        """When the price for the hour starting at `delivery_start_utc` becomes known: 13:30
-        Central on the day before its operating day (ERCOT DAM timeline, see module notes)."""
-        operating_day = delivery_start_utc.astimezone(CENTRAL).date()
-        published = datetime.combine(
-            operating_day - timedelta(days=1), DAY_AHEAD_PUBLISHED_LOCAL, CENTRAL
-        )
-        return published.astimezone(UTC)
+        """When the price for the hour starting at `delivery_start_utc` becomes known (see
+        `day_ahead_published_at`)."""
+        return day_ahead_published_at(delivery_start_utc)
 
     def known_until(self, as_of_utc: datetime) -> datetime:
-        """End (exclusive, UTC) of the last operating day whose prices are published by
-        `as_of_utc`: tomorrow's end from 13:30 Central on, today's end before."""
-        local = as_of_utc.astimezone(CENTRAL)
-        days_ahead = 2 if local.time() >= DAY_AHEAD_PUBLISHED_LOCAL else 1
-        end = datetime.combine(local.date() + timedelta(days=days_ahead), time(0), CENTRAL)
-        return end.astimezone(UTC)
+        """End (exclusive, UTC) of the prices published by `as_of_utc` (see
+        `day_ahead_known_until`)."""
+        return day_ahead_known_until(as_of_utc)
+
+
+def day_ahead_published_at(delivery_start_utc: datetime) -> datetime:
+    """When a day-ahead result for the hour starting at `delivery_start_utc` becomes known:
+    13:30 Central on the day before its operating day (ERCOT DAM timeline, see module notes).
+    Energy and ancillary service prices clear in the same market and publish together."""
+    operating_day = delivery_start_utc.astimezone(CENTRAL).date()
+    published = datetime.combine(
+        operating_day - timedelta(days=1), DAY_AHEAD_PUBLISHED_LOCAL, CENTRAL
+    )
+    return published.astimezone(UTC)
+
+
+def day_ahead_known_until(as_of_utc: datetime) -> datetime:
+    """End (exclusive, UTC) of the last operating day whose day-ahead results are published by
+    `as_of_utc`: tomorrow's end from 13:30 Central on, today's end before."""
+    local = as_of_utc.astimezone(CENTRAL)
+    days_ahead = 2 if local.time() >= DAY_AHEAD_PUBLISHED_LOCAL else 1
+    end = datetime.combine(local.date() + timedelta(days=days_ahead), time(0), CENTRAL)
+    return end.astimezone(UTC)
+
+
+def hourly_window(
+    values: FloatArray,
+    first_utc: datetime,
+    start_utc: datetime,
+    count: int,
+    interval_s: float,
+    *,
+    values_interval_s: float = _HOUR_S,
+) -> FloatArray:
+    """`count` intervals of `interval_s` from `start_utc` over a piecewise-constant series
+    whose `values[i]` holds from `first_utc + i * values_interval_s`: each interval is the
+    time-weighted mean of the values it covers (an interval inside one of them takes that
+    value), NaN where any part of it has no value or lies outside the series."""
+    if start_utc.tzinfo is None:
+        raise ValueError("start_utc: must be timezone-aware")
+    if count < 0 or interval_s <= 0:
+        raise ValueError("count must be >= 0 and interval_s > 0")
+    step = values_interval_s
+    offset = (start_utc - first_utc).total_seconds()
+    begin = offset + interval_s * np.arange(count, dtype=np.float64)
+    end = begin + interval_s
+    span = step * len(values)
+    inside = (begin >= 0) & (end <= span)
+    first = np.clip(np.floor(begin / step).astype(np.int64), 0, None)
+    last = np.clip(np.ceil(end / step).astype(np.int64) - 1, 0, None)
+    single = inside & (first == last)
+    result = np.full(count, np.nan)
+    result[single] = values[first[single]]
+    spread = inside & ~single
+    if spread.any():
+        # Piecewise-constant values integrate exactly by interpolating their running sum.
+        missing = np.isnan(values)
+        edges = step * np.arange(len(values) + 1, dtype=np.float64)
+        energy = np.concatenate(([0.0], np.cumsum(np.where(missing, 0.0, values))))
+        holes = np.concatenate(([0.0], np.cumsum(missing)))
+        lo, hi = begin[spread], end[spread]
+        total = np.interp(hi, edges, energy) - np.interp(lo, edges, energy)
+        unpriced = np.interp(hi, edges, holes) - np.interp(lo, edges, holes)
+        mean = total * step / interval_s
+        result[spread] = np.where(unpriced > 1e-9, np.nan, mean)
+    return result
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -256,6 +298,13 @@ def _require_columns(path: Path, header: list[str] | None, needed: list[str]) ->
         raise RecordedDataError(
             path, f"missing column(s) {', '.join(missing)}; found: {', '.join(header or [])}"
         )
+
+
+def _complete(path: Path, line: int, row: dict[str, str], columns: Iterable[str]) -> None:
+    """A row cut short has no cell (None) for its last columns: an error, not a crash later."""
+    for column in columns:
+        if row.get(column) is None:
+            raise RecordedDataError(path, f"line {line}, {column}: missing cell (short row)")
 
 
 def _number(path: Path, line: int, column: str, text: str | None) -> float:
@@ -420,10 +469,23 @@ def read_day_ahead_prices(path: Path, settlement_point: str) -> DayAheadSeries:
             f"unknown settlement point {settlement_point!r} (no column {column});"
             f" this file has: {', '.join(points)}",
         )
+    grid, (values,) = hour_ending_columns(path, [first, *rows], [column])
+    gaps = _nan_gaps(values, grid[0], _HOUR_S, NO_FORECAST)
+    return DayAheadSeries(settlement_point, grid, values, gaps)
+
+
+def hour_ending_columns(
+    path: Path, rows: Iterable[dict[str, str]], columns: Sequence[str]
+) -> tuple[tuple[datetime, ...], tuple[FloatArray, ...]]:
+    """The hourly UTC grid of ERCOT hour-ending rows (`delivery_date`, `hour_ending`, from
+    line 2 of `path` on) and each of `columns` on it, NaN for empty cells and missing rows.
+    The conversion and its daylight-saving rules are `read_day_ahead_prices`'s; a row for the
+    hour that does not exist (spring forward) is skipped if all its `columns` are empty."""
     stamps: list[float] = []
-    prices: list[float] = []
+    table: list[list[float]] = []
     previous: tuple[date, int] | None = None
-    for line, row in enumerate([first, *rows], start=2):
+    for line, row in enumerate(rows, start=2):
+        _complete(path, line, row, ("delivery_date", "hour_ending", *columns))
         day = _day(path, line, "delivery_date", row["delivery_date"])
         text = row["hour_ending"]
         if not (text.strip().isdigit() and 1 <= int(text) <= 24):
@@ -436,28 +498,33 @@ def read_day_ahead_prices(path: Path, settlement_point: str) -> DayAheadSeries:
                 path, line, f"{day.isoformat()} hour ending {key[1]}", key == previous
             )
         previous = key
-        price = _optional_number(path, line, column, row[column])
+        cells = [_optional_number(path, line, column, row[column]) for column in columns]
         start = _hour_ending_start_utc(*key)
         if start is None:
-            if not math.isnan(price):
-                raise RecordedDataError(
-                    path,
-                    f"line {line}, {column}: a price for hour ending {key[1]} on"
-                    f" {day.isoformat()}, an hour that does not exist (clocks spring forward)",
-                )
+            for column, value in zip(columns, cells, strict=True):
+                if not math.isnan(value):
+                    raise RecordedDataError(
+                        path,
+                        f"line {line}, {column}: a price for hour ending {key[1]} on"
+                        f" {day.isoformat()}, an hour that does not exist (clocks spring"
+                        " forward)",
+                    )
             continue
         stamps.append(start.timestamp())
-        prices.append(price)
+        table.append(cells)
     if not stamps:
         raise RecordedDataError(path, "no hour that exists")
     origin = datetime.fromtimestamp(stamps[0], UTC)
     index = np.rint((np.array(stamps) - stamps[0]) / _HOUR_S).astype(np.int64)
-    values = np.full(int(index[-1]) + 1, np.nan)
-    values[index] = prices
+    recorded = np.array(table, dtype=np.float64).reshape(len(stamps), len(columns))
+    series = []
+    for k in range(len(columns)):
+        values = np.full(int(index[-1]) + 1, np.nan)
+        values[index] = recorded[:, k]
+        series.append(values)
     step = timedelta(hours=1)
-    grid = tuple(origin + i * step for i in range(len(values)))
-    gaps = _nan_gaps(values, origin, _HOUR_S, NO_FORECAST)
-    return DayAheadSeries(settlement_point, grid, values, gaps)
+    grid = tuple(origin + i * step for i in range(int(index[-1]) + 1))
+    return grid, tuple(series)
 
 
 def read_bitcoin_daily(path: Path) -> HashpriceSeries:

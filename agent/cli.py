@@ -20,6 +20,7 @@ from typing import TypeAlias
 from gridpilot.adapters import minersim
 from gridpilot.adapters.actuation import DeviceUnavailableError
 from gridpilot.adapters.broker import BrokerError
+from gridpilot.adapters.grid import read_transmission_rates
 from gridpilot.adapters.recorded import (
     NotRecordedError,
     RecordedDataError,
@@ -39,6 +40,7 @@ from gridpilot.agent.bundled import (
     BUNDLED_PRICES,
     BUNDLED_TRACE,
     REFERENCE_SITE,
+    bundled,
 )
 from gridpilot.agent.daemon import actuators, service
 from gridpilot.agent.replay import report
@@ -53,7 +55,16 @@ from gridpilot.agent.replay.simulation import (
     data_gaps,
     replay,
 )
-from gridpilot.agent.settings import ConfigError, Settings, load_settings
+from gridpilot.agent.settings import (
+    RESERVE_PRODUCTS,
+    ConfigError,
+    ProgramSettings,
+    Settings,
+    load_settings,
+)
+
+# ERCOT's wholesale transmission rates by charge year, for a site file that sets none.
+BUNDLED_RATES = bundled("data/ercot_4cp_transmission_rates.csv")
 
 # sysexits.h EX_USAGE: a command line asking for what cannot be done (argparse's own errors
 # exit 2).
@@ -133,6 +144,8 @@ def _check_config(args: argparse.Namespace) -> int:
     print("\n".join(_site_summary(settings)))
     print()
     print("\n".join(_merit_table(settings, args.hashprice)))
+    print()
+    print("\n".join(_programs_summary(settings, BUNDLED_RATES)))
     print()
     topics = settings.mqtt.topics
     print("actuation: what carries out each entry's setpoints")
@@ -475,6 +488,11 @@ def _add_bench(commands: SubParsers) -> None:
         action="store_true",
         help="decide every step on its own (no move blocking)",
     )
+    plan.add_argument(
+        "--programs",
+        action="store_true",
+        help="with grid programs: three reserve products, awards, an expected 4CP charge",
+    )
     plan.add_argument("--json", action="store_true", help="print one JSON object")
     plan.set_defaults(handler=_bench_plan)
     guard = kinds.add_parser(
@@ -494,7 +512,11 @@ def _add_bench(commands: SubParsers) -> None:
 
 def _bench_plan(args: argparse.Namespace) -> int:
     result = bench_plan(
-        args.groups, args.steps, runs=args.runs, full_resolution=args.full_resolution
+        args.groups,
+        args.steps,
+        runs=args.runs,
+        full_resolution=args.full_resolution,
+        programs=args.programs,
     )
     print(result.as_json() if args.json else result.as_text())
     return 0
@@ -596,6 +618,50 @@ def _merit_table(settings: Settings, hashprice_usd_per_th_day: float) -> list[st
             ),
         ]
     return lines
+
+
+def _programs_summary(settings: Settings, rates_file: Path) -> list[str]:
+    """What the site offers ERCOT beside energy: reserves by product, ERS periods, 4CP."""
+    programs = settings.programs
+    qualified = site.reserve_qualifications(settings)
+    lines = ["grid programs (reserves at full power, at the meter; a MW serves one at a time)"]
+    rows = []
+    for product in RESERVE_PRODUCTS:
+        carriers = [q for q in qualified if product in q.products]
+        names = ", ".join(
+            f"{q.name} ({q.groups} group{'s' if q.groups != 1 else ''})" for q in carriers
+        )
+        watts = sum(q.full_power_watts for q in carriers)
+        chance = f"{programs.deploy_chance(product):g}"
+        rows.append((product, _mw(watts) if carriers else "-", chance, names or "no group"))
+    lines += _table(("reserve", "qualified", "deployed/h", "groups"), "<>><", rows)
+    lines.append(f"  an award not held costs {programs.failure_usd_per_mw_h:,.0f} $/MW-h")
+    if not programs.ers:
+        lines.append("  ERS: no contract period")
+    for entry in programs.ers:
+        lines.append(
+            f"  {entry.product}: {entry.start.isoformat()} up to {entry.end.isoformat()},"
+            f" {entry.mw:g} MW at {entry.usd_per_mw_h:g} $/MW-h"
+        )
+    months = ", ".join(str(month) for month in programs.cp_months) or "none"
+    lines.append(f"  4CP: the system peaks of months {months} set next year's transmission charge")
+    lines.append(f"       {_cp_rate(programs, rates_file)}")
+    return lines
+
+
+def _cp_rate(programs: ProgramSettings, rates_file: Path) -> str:
+    if programs.transmission_usd_per_kw_year is not None:
+        return f"rate {programs.transmission_usd_per_kw_year:g} $/kW-yr, from the site file"
+    try:
+        rates = read_transmission_rates(rates_file)
+    except RecordedDataError as error:
+        return f"no rate: the bundled rates cannot be read ({error})"
+    known = ", ".join(
+        f"{rate.usd_per_kw_year:.3f} in {rate.charge_year}"
+        + (" (not final)" if "not final" in rate.status else "")
+        for rate in rates.rates
+    )
+    return f"rate of the year billed, $/kW-yr (bundled rates file): {known}"
 
 
 def _table(

@@ -3,9 +3,11 @@
 Values come from the TOML file given to `load_settings`, overridden by `GRIDPILOT_`-prefixed
 environment variables with `__` between levels (`GRIDPILOT_SITE__INTERCONNECT_WATTS=7e7`). Every
 model forbids unknown keys, so a typo is an error rather than a silently ignored setting. The
-site and its loads come first; `[mqtt]`, `[agent]` and `[devices]` say how the daemon runs.
+site and its loads come first, then the grid programs it takes part in (`[programs]`); `[mqtt]`,
+`[agent]` and `[devices]` say how the daemon runs.
 
-Units are in the field names: watts, seconds (`_s`), $/GPU-hour, TH/s per unit.
+Units are in the field names: watts, seconds (`_s`), $/GPU-hour, TH/s per unit, MW and $/MW-h for
+grid programs.
 """
 
 from __future__ import annotations
@@ -16,11 +18,13 @@ import itertools
 import os
 import tomllib
 from collections.abc import Iterator, Mapping, Sequence
+from datetime import date
 from pathlib import Path
-from typing import Any, Literal, Self, get_args, get_origin
+from typing import Annotated, Any, Literal, Self, get_args, get_origin
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     SecretStr,
@@ -50,6 +54,51 @@ NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 # problem keeps its own field path instead of pointing at the whole file.
 _CROSS_FIELD_ERROR = "gridpilot_cross_field"
 _RELATIVE_TOLERANCE = 1e-9
+
+
+# The reserves a site's loads may carry as ERCOT Load Resources: Responsive Reserve (tripped by
+# an under-frequency relay at 59.7 Hz, or deployed by ERCOT), ERCOT Contingency Reserve (10
+# minutes) and Non-Spinning Reserve (30 minutes). Regulation needs a Controllable Load Resource
+# following ERCOT's 4-second signal, which these loads are not modelled as; Emergency Response
+# Service is contracted per period (`[[programs.ers]]`), not carried per group.
+ReserveProductName = Literal["RRS", "ECRS", "NSPIN"]
+RESERVE_PRODUCTS: tuple[ReserveProductName, ...] = get_args(ReserveProductName)
+
+
+def _known_reserve_products(value: Any) -> Any:
+    """Reject what a group cannot carry with the reason, before the type check's bare list."""
+    if not isinstance(value, list | tuple):
+        return value
+    allowed = f"use one of: {', '.join(RESERVE_PRODUCTS)}"
+    seen: set[str] = set()
+    for index, product in enumerate(value):
+        if not isinstance(product, str):
+            continue  # the type check reports it
+        where = f"item {index} ({product!r})"
+        if product in ("REGUP", "REGDN"):
+            raise ValueError(
+                f"{where}: Regulation needs a Controllable Load Resource following ERCOT's"
+                f" 4-second signal, which these loads are not modelled as; {allowed}"
+            )
+        if product.upper().startswith("ERS"):
+            raise ValueError(
+                f"{where}: Emergency Response Service is contracted per period, not carried"
+                " per group; give its periods as [[programs.ers]] entries"
+            )
+        if product not in RESERVE_PRODUCTS:
+            close = [p for p in RESERVE_PRODUCTS if p == product.upper().replace("-", "")]
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise ValueError(f"{where} is not a reserve product; {hint}{allowed}")
+        if product in seen:
+            raise ValueError(f"{where} is listed twice")
+        seen.add(product)
+    return value
+
+
+# Products a group is qualified to carry: its consuming load may be held ready to drop.
+ReserveProducts = Annotated[
+    tuple[ReserveProductName, ...], BeforeValidator(_known_reserve_products)
+]
 
 Issue = tuple[str, str]  # (field path such as "gpu_groups[0].contract", what is wrong and the fix)
 
@@ -125,6 +174,9 @@ class AsicGroupSettings(_Section):
     # to the `miners` (IP addresses or first-last ranges, one per miner, in container order).
     actuator: Literal["mqtt", "pyasic"] = "mqtt"
     miners: tuple[str, ...] = ()
+    # Reserves the miners are qualified for as a Load Resource (RRS needs an under-frequency
+    # relay on their feeder); empty: none.
+    reserve_products: ReserveProducts = ()
 
     @model_validator(mode="after")
     def _miners_for_pyasic(self) -> Self:
@@ -196,6 +248,9 @@ class GpuGroupSettings(_Section):
     pause_command: tuple[str, ...] = ()
     resume_command: tuple[str, ...] = ()
     command_timeout_s: float = Field(default=30.0, gt=0)
+    # Reserves the nodes are qualified for as a Load Resource: held at full power, ready to drop
+    # to the contract's deepest cap (flexible) or to pause (interruptible); empty: none.
+    reserve_products: ReserveProducts = ()
 
     @model_validator(mode="after")
     def _actuator_needs(self) -> Self:
@@ -279,6 +334,81 @@ class ContractSettings(_Section):
                 " remove min_power_fraction or set tier = 'flexible'"
             )
         return fraction
+
+
+class DeployChanceSettings(_Section):
+    """The expected-deployment model of each reserve product: the chance that an hour in which
+    a MW is held is an hour it is deployed (expected deployed hours per hour held). The planner
+    charges each MW-hour held this chance times what dropping the load for it forgoes.
+
+    The defaults are our assumption, of the order of the few deployments reported (the EEA2 of
+    2023-09-06, ECRS deployments in summer 2023, none of RRS or ECRS in June 2024): about 2, 9
+    and 18 deployed hours a year of a MW held all year. ERCOT publishes no deployment log that
+    we found (deploy/data/SOURCES.md); set them from the site's own record."""
+
+    RRS: float = Field(default=0.0002, ge=0, le=1)  # relay trips and EEA deployments: rare
+    ECRS: float = Field(default=0.001, ge=0, le=1)
+    NSPIN: float = Field(default=0.002, ge=0, le=1)
+
+
+class ErsSettings(_Section):
+    """An Emergency Response Service obligation for one contract period: `mw` of load to drop
+    within 10 (ERS-10) or 30 minutes (ERS-30) when ERCOT deploys it in an emergency, paid
+    `usd_per_mw_h` for each MW-hour of availability. From `start` up to `end` (Central operating
+    days; `end` is the first day after the period, so consecutive periods share a date)."""
+
+    product: Literal["ERS-10", "ERS-30"]
+    start: date
+    end: date
+    mw: float = Field(gt=0)
+    usd_per_mw_h: float = Field(ge=0)
+
+    @field_validator("end")
+    @classmethod
+    def _after_start(cls, end: date, info: ValidationInfo) -> date:
+        start = info.data.get("start")
+        if start is not None and end <= start:
+            raise ValueError(
+                f"{end.isoformat()} is not after start ({start.isoformat()}); end is the first"
+                " day after the period"
+            )
+        return end
+
+
+# A MW of an award not held, per hour. Our assumption, not ERCOT's settlement formula: ERCOT
+# charges a shortfall back at a market price for the service, which in scarcity rises with the
+# energy price, and failed deployments can cost a resource its qualification. At the
+# 5,000 $/MWh offer cap an award is kept whatever energy costs, as an operator keeps one.
+DEFAULT_FAILURE_USD_PER_MW_H = 5_000.0
+
+
+class ProgramSettings(_Section):
+    """The ERCOT grid programs the site takes part in beside energy: 4CP transmission-charge
+    avoidance, reserves carried by the qualified groups (their `reserve_products`) and ERS."""
+
+    # The wholesale transmission rate, $/kW-yr. None: the bundled rates file's rate for the
+    # year billed (a year's 4CP is billed the year after).
+    transmission_usd_per_kw_year: float | None = Field(default=None, gt=0)
+    # The months whose system peak sets next year's transmission charge.
+    cp_months: tuple[int, ...] = (6, 7, 8, 9)
+    failure_usd_per_mw_h: float = Field(default=DEFAULT_FAILURE_USD_PER_MW_H, ge=0)
+    deploy_chance_per_hour: DeployChanceSettings = DeployChanceSettings()
+    ers: tuple[ErsSettings, ...] = ()
+
+    @field_validator("cp_months")
+    @classmethod
+    def _months(cls, months: tuple[int, ...]) -> tuple[int, ...]:
+        bad = [month for month in months if not 1 <= month <= 12]
+        if bad:
+            raise ValueError(f"{bad[0]} is not a month; give months as 1 (January) to 12")
+        if len(set(months)) != len(months):
+            raise ValueError("a month is listed twice")
+        return tuple(sorted(months))
+
+    def deploy_chance(self, product: ReserveProductName) -> float:
+        """The expected deployed hours per hour held of `product`."""
+        chance: float = getattr(self.deploy_chance_per_hour, product)
+        return chance
 
 
 class DeviceSettings(_Section):
@@ -427,6 +557,7 @@ class Settings(BaseSettings):
     contracts: tuple[ContractSettings, ...] = ()
     asic_groups: tuple[AsicGroupSettings, ...] = ()
     gpu_groups: tuple[GpuGroupSettings, ...] = ()
+    programs: ProgramSettings = ProgramSettings()
     mqtt: MqttSettings = MqttSettings()
     # A factory, not one shared instance: its default ledger path reads the environment.
     agent: AgentSettings = Field(default_factory=AgentSettings)
@@ -448,7 +579,13 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _cross_check(self) -> Self:
-        issues = [*_duplicate_names(self), *_contract_references(self), *_flexible_caps(self)]
+        issues = [
+            *_duplicate_names(self),
+            *_contract_references(self),
+            *_flexible_caps(self),
+            *_reserves_on_firm_contracts(self),
+            *_ers_overlaps(self),
+        ]
         if issues:
             summary = "; ".join(f"{path}: {message}" for path, message in issues)
             raise PydanticCustomError(
@@ -575,6 +712,39 @@ def _flexible_caps(settings: Settings) -> Iterator[Issue]:
                     f" {highest:.3f} of {full:g} W; lower min_power_fraction to at most"
                     f" {highest:.3f} or add a cap level between",
                 )
+
+
+def _reserves_on_firm_contracts(settings: Settings) -> Iterator[Issue]:
+    """A firm contract's GPUs are never dropped for a deployment, so they can carry nothing."""
+    firm = {c.name for c in settings.contracts if c.tier == Tier.FIRM}
+    for index, group in enumerate(settings.gpu_groups):
+        if group.reserve_products and group.contract in firm:
+            yield (
+                f"gpu_groups[{index}].reserve_products",
+                f"contract {group.contract!r} is firm, so its GPUs are never dropped for a"
+                " deployment and carry no reserve; remove reserve_products or qualify a group"
+                " of a flexible or interruptible contract",
+            )
+
+
+def _ers_overlaps(settings: Settings) -> Iterator[Issue]:
+    """One product's ERS periods do not overlap (each `end` is exclusive)."""
+    periods = sorted(enumerate(settings.programs.ers), key=lambda item: item[1].start)
+    for product in ("ERS-10", "ERS-30"):
+        reaching: tuple[int, ErsSettings] | None = None  # the period that ends last so far
+        for index, entry in periods:
+            if entry.product != product:
+                continue
+            if reaching is not None and entry.start < reaching[1].end:
+                before, earlier = reaching
+                yield (
+                    f"programs.ers[{index}].start",
+                    f"{product} from {entry.start.isoformat()} overlaps programs.ers[{before}]"
+                    f" ({earlier.start.isoformat()} up to {earlier.end.isoformat()}); periods"
+                    " of one product must not overlap (end is the first day after a period)",
+                )
+            if reaching is None or entry.end > reaching[1].end:
+                reaching = (index, entry)
 
 
 def _issues(error: ValidationError) -> list[Issue]:

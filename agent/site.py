@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
+from gridpilot.adapters.grid import TransmissionRates
 from gridpilot.agent.settings import AsicGroupSettings, PowerTargetSettings, Settings
 from gridpilot.optimizer.economics import breakeven_usd_per_mwh, gpu_value_usd_per_mwh
 from gridpilot.optimizer.problem import (
@@ -33,6 +35,7 @@ def asic_groups(settings: Settings) -> tuple[AsicGroup, ...]:
             wake_loss_s=entry.wake_loss_s,
             min_off_s=entry.min_off_s,
             power_target=_power_target(entry.power_target),
+            reserve_products=frozenset(entry.reserve_products),
         )
         for entry in settings.asic_groups
         for name, units in entry.split()
@@ -54,6 +57,7 @@ def gpu_groups(settings: Settings) -> tuple[GpuGroup, ...]:
             idle_watts_per_gpu=entry.idle_watts_per_gpu,
             host_watts_per_node=entry.host_watts_per_node,
             overhead_factor=settings.site.gpu_overhead_factor,
+            reserve_products=frozenset(entry.reserve_products),
         )
         for entry in settings.gpu_groups
         for name, nodes in entry.split()
@@ -80,6 +84,56 @@ def contracts(settings: Settings) -> tuple[Contract, ...]:
             )
         )
     return tuple(result)
+
+
+@dataclass(frozen=True, slots=True)
+class ReserveQualification:
+    """One `[[asic_groups]]` or `[[gpu_groups]]` entry qualified for reserves: its products and
+    what its load draws at the meter at full power (the most it could hold ready)."""
+
+    name: str
+    kind: Literal["asic", "gpu"]
+    products: tuple[str, ...]
+    groups: int
+    full_power_watts: float
+
+
+def reserve_qualifications(settings: Settings) -> tuple[ReserveQualification, ...]:
+    """The entries that carry reserves, ASICs first, in the file's order."""
+    result = [
+        ReserveQualification(
+            entry.name,
+            "asic",
+            entry.reserve_products,
+            len(entry.split()),
+            entry.count * entry.watts_per_unit * settings.site.asic_overhead_factor,
+        )
+        for entry in settings.asic_groups
+        if entry.reserve_products
+    ]
+    result += [
+        ReserveQualification(
+            entry.name,
+            "gpu",
+            entry.reserve_products,
+            len(entry.split()),
+            entry.nodes
+            * (entry.gpus_per_node * entry.cap_levels[0].watts_per_gpu + entry.host_watts_per_node)
+            * settings.site.gpu_overhead_factor,
+        )
+        for entry in settings.gpu_groups
+        if entry.reserve_products
+    ]
+    return tuple(result)
+
+
+def transmission_usd_per_kw_year(
+    settings: Settings, rates: TransmissionRates, charge_year: int
+) -> float:
+    """The 4CP rate billed in `charge_year`, $/kW-yr: the site file's, or else the rates
+    file's for that year (`NotRecordedError` if it has none)."""
+    configured = settings.programs.transmission_usd_per_kw_year
+    return configured if configured is not None else rates.for_charge_year(charge_year)
 
 
 def asic_peak_watts(settings: Settings) -> float:

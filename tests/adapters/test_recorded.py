@@ -47,6 +47,16 @@ def test_bundled_prices_match_their_provenance_notes() -> None:
     assert series.gaps == ()
 
 
+def test_bundled_2023_prices_are_the_scarcer_year() -> None:
+    """2023 at HB_WEST has 35,040 quarter hours without gaps and 239 above 1,000 $/MWh."""
+    series = read_realtime_prices(DATA / "ercot_rtm_spp_2023_hubs_15min.csv.gz", "HB_WEST")
+    assert len(series.start_utc) == 35_040
+    assert series.start_utc[0] == datetime(2023, 1, 1, 6, tzinfo=UTC)
+    assert series.gaps == ()
+    assert int(np.count_nonzero(series.usd_per_mwh > 1_000)) == 239
+    assert series.usd_per_mwh.mean() == pytest.approx(49.4, abs=0.05)
+
+
 def test_bundled_hashprice_matches_its_provenance_notes() -> None:
     """The daily file gives 0.0703 $/TH/day on 2023-11-02 and 0.0410 on 2025-04-07."""
     series = read_bitcoin_daily(BTC)

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import tomllib
+from datetime import date
 from pathlib import Path
 
 import pytest
 
 from gridpilot.agent import site
-from gridpilot.agent.settings import ConfigError, Settings, default_ledger_path, load_settings
+from gridpilot.agent.settings import (
+    DEFAULT_FAILURE_USD_PER_MW_H,
+    RESERVE_PRODUCTS,
+    ConfigError,
+    Settings,
+    default_ledger_path,
+    load_settings,
+)
 from gridpilot.optimizer.problem import Tier
 from tests.agent.site_files import REFERENCE_FILE, write_variant
 
@@ -95,7 +103,7 @@ def test_unknown_section_is_rejected(tmp_path: Path) -> None:
 
     assert where == "metrics"
     assert message.endswith(
-        "use one of: site, contracts, asic_groups, gpu_groups, mqtt, agent, devices"
+        "use one of: site, contracts, asic_groups, gpu_groups, programs, mqtt, agent, devices"
     )
 
 
@@ -240,3 +248,191 @@ def test_an_unset_ledger_path_follows_the_state_directory(
     """The reference site, which leaves the ledger unset, puts it where systemd says."""
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path))
     assert load_settings(REFERENCE_FILE).agent.ledger_path == tmp_path / "ledger.sqlite3"
+
+
+# --- Grid programs ---------------------------------------------------------------------------
+
+PROGRAMS = """
+[programs]
+transmission_usd_per_kw_year = 70.5
+cp_months = [9, 6, 7, 8]
+failure_usd_per_mw_h = 250
+
+[programs.deploy_chance_per_hour]
+ECRS = 0.004
+
+[[programs.ers]]
+product = "ERS-10"
+start = 2025-06-01
+end = 2025-10-01
+mw = 10
+usd_per_mw_h = 8.5
+
+[[programs.ers]]
+product = "ERS-10"
+start = 2025-10-01
+end = 2026-02-01
+mw = 8
+usd_per_mw_h = 4
+
+[[programs.ers]]
+product = "ERS-30"
+start = 2025-07-01
+end = 2025-08-01
+mw = 5
+usd_per_mw_h = 3
+"""
+
+
+def _with_programs(tmp_path: Path, programs: str) -> Path:
+    path = tmp_path / "site.toml"
+    path.write_text(REFERENCE_FILE.read_text(encoding="utf-8") + programs, encoding="utf-8")
+    return path
+
+
+def test_reference_site_qualifies_its_steady_miners_for_reserves() -> None:
+    """The S21 (with under-frequency relays) carry RRS, ECRS and NSPIN, the S19 XP ECRS and
+    NSPIN; the S19j Pro and the GPU hall carry none."""
+    settings = load_settings(REFERENCE_FILE)
+
+    qualified = {entry.name: entry.reserve_products for entry in settings.asic_groups}
+    assert qualified == {"s19jpro": (), "s19xp": ("ECRS", "NSPIN"), "s21": ("RRS", "ECRS", "NSPIN")}
+    assert all(entry.reserve_products == () for entry in settings.gpu_groups)
+
+
+def test_programs_default_when_the_section_is_absent() -> None:
+    """Without [programs] the rate comes from the rates file, 4CP months are June-September,
+    no ERS is contracted and an award not held costs the documented default."""
+    programs = load_settings(REFERENCE_FILE).programs
+
+    assert programs.transmission_usd_per_kw_year is None
+    assert programs.cp_months == (6, 7, 8, 9)
+    assert programs.failure_usd_per_mw_h == DEFAULT_FAILURE_USD_PER_MW_H == 5_000
+    assert programs.ers == ()
+    assert [programs.deploy_chance(p) for p in RESERVE_PRODUCTS] == [0.0002, 0.001, 0.002]
+
+
+def test_programs_section_reads_rates_months_chances_and_ers_periods(tmp_path: Path) -> None:
+    """Given keys override the defaults one by one; ERS periods of one product may touch, and
+    periods of different products may overlap."""
+    programs = load_settings(_with_programs(tmp_path, PROGRAMS)).programs
+
+    assert programs.transmission_usd_per_kw_year == 70.5
+    assert programs.cp_months == (6, 7, 8, 9)
+    assert programs.failure_usd_per_mw_h == 250
+    assert programs.deploy_chance("ECRS") == 0.004
+    assert programs.deploy_chance("RRS") == 0.0002
+    assert [(e.product, e.start, e.end, e.mw) for e in programs.ers] == [
+        ("ERS-10", date(2025, 6, 1), date(2025, 10, 1), 10),
+        ("ERS-10", date(2025, 10, 1), date(2026, 2, 1), 8),
+        ("ERS-30", date(2025, 7, 1), date(2025, 8, 1), 5),
+    ]
+
+
+def test_environment_overrides_a_deployment_chance(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GRIDPILOT_PROGRAMS__DEPLOY_CHANCE_PER_HOUR__NSPIN reaches the one product it names."""
+    monkeypatch.setenv("GRIDPILOT_PROGRAMS__DEPLOY_CHANCE_PER_HOUR__NSPIN", "0.01")
+
+    programs = load_settings(REFERENCE_FILE).programs
+
+    assert programs.deploy_chance("NSPIN") == 0.01
+    assert programs.deploy_chance("ECRS") == 0.001
+
+
+@pytest.mark.parametrize(
+    ("products", "expected"),
+    [
+        ('["ECRS", "REGUP"]', "item 1 ('REGUP'): Regulation needs a Controllable Load Resource"),
+        ('["ERS-10"]', "ERS-10'): Emergency Response Service is contracted per period"),
+        ('["ecrs"]', "item 0 ('ecrs') is not a reserve product; did you mean 'ECRS'?"),
+        ('["SPIN"]', "item 0 ('SPIN') is not a reserve product; use one of: RRS, ECRS, NSPIN"),
+        ('["NSPIN", "NSPIN"]', "item 1 ('NSPIN') is listed twice"),
+    ],
+)
+def test_a_product_a_group_cannot_carry_is_named_with_the_reason(
+    tmp_path: Path, products: str, expected: str
+) -> None:
+    """Regulation, ERS, misspelt and repeated products are errors at the group's field."""
+    path = write_variant(
+        tmp_path, ('reserve_products = ["ECRS", "NSPIN"]', f"reserve_products = {products}")
+    )
+
+    [(where, message)] = _issues(path)
+
+    assert where == "asic_groups[1].reserve_products"
+    assert expected in message
+
+
+def test_a_firm_gpu_group_cannot_carry_reserves(tmp_path: Path) -> None:
+    """A firm contract's nodes are never dropped, so qualifying them is an error saying why."""
+    path = write_variant(
+        tmp_path, ('contract = "firm"\n', 'contract = "firm"\nreserve_products = ["ECRS"]\n')
+    )
+
+    [(where, message)] = _issues(path)
+
+    assert where == "gpu_groups[0].reserve_products"
+    assert "contract 'firm' is firm" in message
+
+
+def test_an_interruptible_gpu_group_may_carry_reserves(tmp_path: Path) -> None:
+    """A GPU group of an interruptible contract qualified for NSPIN loads."""
+    path = write_variant(
+        tmp_path,
+        (
+            'contract = "interruptible"\n',
+            'contract = "interruptible"\nreserve_products = ["NSPIN"]\n',
+        ),
+    )
+
+    assert load_settings(path).gpu_groups[2].reserve_products == ("NSPIN",)
+
+
+def test_overlapping_ers_periods_of_one_product_are_rejected(tmp_path: Path) -> None:
+    """A second ERS-10 period starting inside the first names its start and the other entry,
+    even when a short period lies between them."""
+    programs = PROGRAMS.replace("start = 2025-10-01", "start = 2025-09-15")
+    programs += (
+        '\n[[programs.ers]]\nproduct = "ERS-10"\nstart = 2025-06-10\nend = 2025-06-20\n'
+        "mw = 1\nusd_per_mw_h = 1\n"
+    )
+
+    issues = _issues(_with_programs(tmp_path, programs))
+
+    assert [where for where, _ in issues] == ["programs.ers[3].start", "programs.ers[1].start"]
+    assert issues[1][1].startswith(
+        "ERS-10 from 2025-09-15 overlaps programs.ers[0] (2025-06-01 up to 2025-10-01)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "where", "expected"),
+    [
+        ("end = 2025-10-01", "end = 2025-06-01", "programs.ers[0].end", "is not after start"),
+        ("mw = 10", "mw = 0", "programs.ers[0].mw", "greater than 0"),
+        ('product = "ERS-30"', 'product = "ERS-60"', "programs.ers[2].product", "'ERS-10' or"),
+        ("usd_per_mw_h = 3", "usd_per_mw_h = -3", "programs.ers[2].usd_per_mw_h", "equal to 0"),
+        ("cp_months = [9, 6, 7, 8]", "cp_months = [6, 13]", "programs.cp_months", "13 is not a"),
+        ("cp_months = [9, 6, 7, 8]", "cp_months = [6, 6]", "programs.cp_months", "listed twice"),
+        (
+            "failure_usd_per_mw_h = 250",
+            "failure_usd_per_mw_h = -1",
+            "programs.failure",
+            "equal to 0",
+        ),
+        ("ECRS = 0.004", "ECRS = 1.5", "programs.deploy_chance_per_hour.ECRS", "less than or eq"),
+        ("ECRS = 0.004", "REGUP = 0.004", "programs.deploy_chance_per_hour.REGUP", "not a known"),
+        ("70.5", "0", "programs.transmission_usd_per_kw_year", "greater than 0"),
+    ],
+)
+def test_bad_program_values_name_their_field(
+    tmp_path: Path, old: str, new: str, where: str, expected: str
+) -> None:
+    """Each bad [programs] value is one issue at its own field path."""
+    assert old in PROGRAMS
+    [(path, message)] = _issues(_with_programs(tmp_path, PROGRAMS.replace(old, new, 1)))
+
+    assert path.startswith(where)
+    assert expected in message

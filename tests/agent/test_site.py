@@ -6,10 +6,14 @@ from pathlib import Path
 
 import pytest
 
+from gridpilot.adapters.grid import read_transmission_rates
+from gridpilot.adapters.recorded import NotRecordedError
 from gridpilot.agent import site
 from gridpilot.agent.settings import load_settings
 from gridpilot.optimizer.problem import PowerTarget, Tier
 from tests.agent.site_files import REFERENCE_FILE, write_variant
+
+RATES_FILE = "ercot_4cp_transmission_rates.csv"
 
 
 def test_containers_are_expanded_with_the_remainder_last(tmp_path: Path) -> None:
@@ -98,3 +102,78 @@ def test_merit_order_sheds_least_efficient_miners_first_then_cheapest_gpus() -> 
     firm = gpus[-1]
     assert firm.value_usd_per_mwh == pytest.approx(2.10 * 8 / 0.0071)
     assert firm.value_at_meter_usd_per_mwh == pytest.approx(firm.value_usd_per_mwh / 1.25)
+
+
+def test_reserve_products_reach_every_container_as_frozensets() -> None:
+    """Each S21 container carries RRS, ECRS and NSPIN, each S19 XP ECRS and NSPIN, the rest none."""
+    groups = site.asic_groups(load_settings(REFERENCE_FILE))
+
+    by_entry: dict[str, set[frozenset[str]]] = {}
+    for group in groups:
+        by_entry.setdefault(group.name.rsplit("-", 1)[0], set()).add(group.reserve_products)
+    assert by_entry == {
+        "s19jpro": {frozenset()},
+        "s19xp": {frozenset({"ECRS", "NSPIN"})},
+        "s21": {frozenset({"RRS", "ECRS", "NSPIN"})},
+    }
+    assert all(
+        g.reserve_products == frozenset() for g in site.gpu_groups(load_settings(REFERENCE_FILE))
+    )
+
+
+def test_gpu_reserve_qualification_reaches_the_optimizer(tmp_path: Path) -> None:
+    """A qualified interruptible GPU entry's groups carry its products, and the summary counts
+    its nodes at full power with the hall's overhead."""
+    path = write_variant(
+        tmp_path,
+        (
+            'contract = "interruptible"\n',
+            'contract = "interruptible"\nreserve_products = ["NSPIN"]\nnodes_per_group = 100\n',
+        ),
+    )
+    settings = load_settings(path)
+
+    qualified = [g for g in site.gpu_groups(settings) if g.reserve_products]
+    assert [(g.name, g.reserve_products) for g in qualified] == [
+        (f"h100-interruptible-0{k}", frozenset({"NSPIN"})) for k in (1, 2, 3)
+    ]
+    gpu = site.reserve_qualifications(settings)[-1]
+    assert (gpu.name, gpu.kind, gpu.products, gpu.groups) == (
+        "h100-interruptible",
+        "gpu",
+        ("NSPIN",),
+        3,
+    )
+    assert gpu.full_power_watts == pytest.approx(300 * (8 * 700 + 1500) * 1.25)
+
+
+def test_reserve_qualifications_give_each_entry_at_full_power() -> None:
+    """The S19 XP entry qualifies 6,000 x 3,010 W and the S21 5,000 x 3,500 W, with overhead."""
+    rows = site.reserve_qualifications(load_settings(REFERENCE_FILE))
+
+    assert [(q.name, q.kind, q.groups) for q in rows] == [
+        ("s19xp", "asic", 30),
+        ("s21", "asic", 25),
+    ]
+    assert rows[0].full_power_watts == pytest.approx(6_000 * 3_010 * 1.05)
+    assert rows[1].full_power_watts == pytest.approx(5_000 * 3_500 * 1.05)
+
+
+def test_transmission_rate_is_the_files_unless_the_site_sets_one(tmp_path: Path) -> None:
+    """Unset, the rate is the rates file's for the year billed; set, it is the site's for any
+    year."""
+    rates = read_transmission_rates(REFERENCE_FILE.parents[1] / "data" / RATES_FILE)
+    settings = load_settings(REFERENCE_FILE)
+
+    assert site.transmission_usd_per_kw_year(settings, rates, 2025) == pytest.approx(
+        68.547, abs=5e-4
+    )
+    with pytest.raises(NotRecordedError, match="charge year 2030"):
+        site.transmission_usd_per_kw_year(settings, rates, 2030)
+    path = tmp_path / "site.toml"
+    path.write_text(
+        REFERENCE_FILE.read_text(encoding="utf-8")
+        + "\n[programs]\ntransmission_usd_per_kw_year = 70\n",
+        encoding="utf-8",
+    )
+    assert site.transmission_usd_per_kw_year(load_settings(path), rates, 2030) == 70
