@@ -205,7 +205,7 @@ class Daemon:
                 tasks.create_task(self.recorder.run(), name="ledger")
                 tasks.create_task(
                     serve_metrics(
-                        self.metrics,
+                        self.metrics.registry,
                         self.config.metrics_host,
                         self.config.metrics_port,
                         self.metrics_port,
