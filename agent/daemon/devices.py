@@ -43,7 +43,7 @@ MAX_RETRY_S = 300.0
 # Wall seconds for the first start, well inside systemd's default TimeoutStartSec (90 s).
 START_TIMEOUT_S = 30.0
 
-# Sends the named groups their current setpoints (the daemon's `_send`, through this actuator).
+# Sends the named groups their current setpoints (the daemon's `Commands.resend`).
 Resend = Callable[[tuple[str, ...]], Awaitable[None]]
 
 

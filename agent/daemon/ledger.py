@@ -143,66 +143,30 @@ class RecordedCommand:
     command: CommandRecord
 
 
-class Ledger:
-    """The daemon's durable memory. Open it with `Ledger.open`; close it, or use it as a
-    context manager. Not safe for concurrent calls: the caller serialises them."""
+class _Book:
+    """The open connection and its transactions: what the ledger's parts below share."""
 
     def __init__(self, connection: sqlite3.Connection, path: Path) -> None:
         """Wrap an already prepared connection; `Ledger.open` is the way to get one."""
         self._conn = connection
         self.path = path
 
-    @classmethod
-    def open(cls, path: Path) -> Ledger:
-        """Open the ledger at `path`, creating its directory and schema if need be.
+    @contextmanager
+    def _write(self, action: str) -> Iterator[None]:
+        """One transaction: committed on success, rolled back on any exception."""
+        with self._read(action), self._conn:
+            yield
 
-        Raises `LedgerError` if the directory cannot be created, the file is not a SQLite
-        database or not a gridpilot ledger, or it was written by a newer schema.
-        """
+    @contextmanager
+    def _read(self, action: str) -> Iterator[None]:
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LedgerError(
-                path, f"cannot create its directory ({exc})", "choose a writable ledger path"
-            ) from exc
-        try:
-            # The daemon calls the ledger from a worker thread (asyncio.to_thread); sqlite3's
-            # own same-thread check would refuse that, so serialising calls is the caller's job.
-            connection = sqlite3.connect(path, check_same_thread=False)
+            yield
         except sqlite3.Error as exc:
-            raise LedgerError(
-                path, f"cannot open it ({exc})", "point the ledger at a file, not a directory"
-            ) from exc
-        try:
-            _prepare(connection, path)
-        except LedgerError:
-            connection.close()
-            raise
-        except sqlite3.Error as exc:
-            connection.close()
-            raise LedgerError(
-                path,
-                f"not a usable SQLite database ({exc})",
-                "move the file aside or point the ledger at another path",
-            ) from exc
-        return cls(connection, path)
+            raise LedgerError(self.path, f"{action} failed ({exc})", _DISK_FIX) from exc
 
-    def close(self) -> None:
-        """Close the file; further calls raise `LedgerError`. Closing twice is harmless."""
-        self._conn.close()
 
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    # Allowance
+class _AllowanceRecords(_Book):
+    """Allowance used per contract and billing month, and the interruptions that use it."""
 
     def add_allowance(self, contract: str, period_start: datetime, node_hours: float) -> None:
         """Add curtailed `node_hours` to `contract`'s use in the UTC billing month that contains
@@ -283,7 +247,10 @@ class Ledger:
             for event_id, contract, group, start, nodes, reason in rows
         ]
 
-    # Plans and commands
+
+class _DecisionRecords(_Book):
+    """Plans and commands with their reasons, the latest command per group, and their
+    retention."""
 
     def record_plan(
         self,
@@ -386,23 +353,6 @@ class Ledger:
             for at, plan_id, kind, group, payload, reason in rows
         ]
 
-    # Meta
-
-    def set_meta(self, key: str, value: str) -> None:
-        """Set a small bookkeeping value, such as when allowance was last accounted."""
-        with self._write("set meta"):
-            self._conn.execute(
-                "INSERT INTO meta (key, value) VALUES (?, ?)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (key, value),
-            )
-
-    def get_meta(self, key: str) -> str | None:
-        """The value set for `key`, or None if it was never set."""
-        with self._read("read meta"):
-            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
-        return None if row is None else str(row[0])
-
     # Retention
 
     def prune(self, before: datetime) -> int:
@@ -424,20 +374,81 @@ class Ledger:
             ).rowcount
         return deleted
 
-    # Transactions and error translation
 
-    @contextmanager
-    def _write(self, action: str) -> Iterator[None]:
-        """One transaction: committed on success, rolled back on any exception."""
-        with self._read(action), self._conn:
-            yield
+class Ledger(_AllowanceRecords, _DecisionRecords):
+    """The daemon's durable memory. Open it with `Ledger.open`; close it, or use it as a
+    context manager. Not safe for concurrent calls: the caller serialises them.
 
-    @contextmanager
-    def _read(self, action: str) -> Iterator[None]:
+    Its methods come in two parts over the one connection: the allowance and the
+    interruptions behind it (`_AllowanceRecords`), and the plans and commands with the latest
+    command per group (`_DecisionRecords`); this class opens, closes and keeps the meta."""
+
+    @classmethod
+    def open(cls, path: Path) -> Ledger:
+        """Open the ledger at `path`, creating its directory and schema if need be.
+
+        Raises `LedgerError` if the directory cannot be created, the file is not a SQLite
+        database or not a gridpilot ledger, or it was written by a newer schema.
+        """
         try:
-            yield
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise LedgerError(
+                path, f"cannot create its directory ({exc})", "choose a writable ledger path"
+            ) from exc
+        try:
+            # The daemon calls the ledger from a worker thread (asyncio.to_thread); sqlite3's
+            # own same-thread check would refuse that, so serialising calls is the caller's job.
+            connection = sqlite3.connect(path, check_same_thread=False)
         except sqlite3.Error as exc:
-            raise LedgerError(self.path, f"{action} failed ({exc})", _DISK_FIX) from exc
+            raise LedgerError(
+                path, f"cannot open it ({exc})", "point the ledger at a file, not a directory"
+            ) from exc
+        try:
+            _prepare(connection, path)
+        except LedgerError:
+            connection.close()
+            raise
+        except sqlite3.Error as exc:
+            connection.close()
+            raise LedgerError(
+                path,
+                f"not a usable SQLite database ({exc})",
+                "move the file aside or point the ledger at another path",
+            ) from exc
+        return cls(connection, path)
+
+    def close(self) -> None:
+        """Close the file; further calls raise `LedgerError`. Closing twice is harmless."""
+        self._conn.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # Meta
+
+    def set_meta(self, key: str, value: str) -> None:
+        """Set a small bookkeeping value, such as when allowance was last accounted."""
+        with self._write("set meta"):
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+
+    def get_meta(self, key: str) -> str | None:
+        """The value set for `key`, or None if it was never set."""
+        with self._read("read meta"):
+            row = self._conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
 
 
 def _prepare(connection: sqlite3.Connection, path: Path) -> None:

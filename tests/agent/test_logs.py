@@ -83,7 +83,7 @@ def test_the_broker_password_never_reaches_the_log(
             await observer.publish(f"{PREFIX}/meter/main", b'{"watts": "x"}')
             await observer.publish(f"{PREFIX}/meter/main", b'{"watts": 1e5}')
             await observer.wait_for(lambda: '"plan.made"' in stream.getvalue())
-            assert daemon.plans_made >= 1
+            assert daemon.cycle.plans_made >= 1
 
     asyncio.run(scenario())
     text = stream.getvalue()

@@ -90,9 +90,9 @@ async def _drive(daemon: Daemon, broker: LocalBroker) -> None:
         await site.publish(f"{PREFIX}/price/realtime", json.dumps({"usd_per_mwh": 32.0}))
         await site.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 200e3}))
         await site.publish(f"{PREFIX}/price/forecast", json.dumps(forecast))
-        await site.wait_for(lambda: daemon.plans_made >= 1, 30)
+        await site.wait_for(lambda: daemon.cycle.plans_made >= 1, 30)
         await site.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 265e3}))
-        await site.wait_for(lambda: daemon.guard_actions >= 1, 10)
+        await site.wait_for(lambda: daemon.guard.actions >= 1, 10)
         await site.publish(f"{PREFIX}/meter/main", b"{broken")
         event = {
             "id": "eea-1",
@@ -101,7 +101,7 @@ async def _drive(daemon: Daemon, broker: LocalBroker) -> None:
             "max_site_watts": 120e3,
         }
         await site.publish(f"{PREFIX}/grid/event", json.dumps(event))
-        await site.wait_for(lambda: daemon.plans_made >= 2, 30)
+        await site.wait_for(lambda: daemon.cycle.plans_made >= 2, 30)
 
 
 @pytest.fixture(scope="module")

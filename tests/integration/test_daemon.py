@@ -42,7 +42,7 @@ def test_readings_and_prices_in_plan_and_commands_out(tmp_path: Path, broker: Lo
             gpu = commands[f"{CMD}/gpu/h100"]
             assert gpu["paused_nodes"] == 0
             assert gpu["capped_nodes"] == 0
-            assert daemon.plans_made >= 1
+            assert daemon.cycle.plans_made >= 1
         # A late subscriber still gets the last word: the commands were retained.
         async with observing(broker) as late:
             await late.wait_for(lambda: len(late.commands()) == 7)
@@ -97,7 +97,7 @@ def test_bad_payloads_on_every_input_topic_are_counted_and_survived(
             assert ("meter", "unknown_name") in reasons
             await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 200e3}))
             await feed_market(observer)
-            await observer.wait_for(lambda: daemon.plans_made >= 1)
+            await observer.wait_for(lambda: daemon.cycle.plans_made >= 1)
 
     asyncio.run(scenario())
 
@@ -126,7 +126,7 @@ def test_broker_restart_reconnects_resubscribes_and_republishes(
                 assert daemon.link.connects == 2
                 # Subscriptions are back: an over-limit reading makes the guard shed.
                 await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 300e3}))
-                await observer.wait_for(lambda: daemon.guard_actions >= 1, timeout_s=5.0)
+                await observer.wait_for(lambda: daemon.guard.actions >= 1, timeout_s=5.0)
 
     asyncio.run(scenario())
 
@@ -144,7 +144,7 @@ def test_guard_sheds_least_efficient_first_within_the_reading(
             # 10 kW over the 250 kW cap: four S19j Pro at 3.15 kW each at the meter.
             await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 260e3}))
             await observer.wait_for(lambda: bool(actuator.applied))
-            assert daemon.guard_actions == 1
+            assert daemon.guard.actions == 1
             shed = [c for c in actuator.applied if isinstance(c, AsicCommand)]
             assert [(c.group, c.units_on) for c in shed] == [("old-01", 6)]
             assert shed[0].reason.startswith("guard:")
@@ -171,7 +171,7 @@ def test_event_cap_applies_from_its_start(tmp_path: Path, broker: LocalBroker) -
             await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 200e3}))
             await observer.wait_for(lambda: "ercot-eea-1" in daemon.state.events)
             await asyncio.sleep(0.5)
-            assert daemon.guard_actions == 0
+            assert daemon.guard.actions == 0
 
             def shed_watts() -> float:
                 return sum(
@@ -181,7 +181,7 @@ def test_event_cap_applies_from_its_start(tmp_path: Path, broker: LocalBroker) -
                 )
 
             await observer.wait_for(lambda: shed_watts() >= 50e3, timeout_s=5.0)
-            assert daemon.guard_actions >= 1
+            assert daemon.guard.actions >= 1
 
     asyncio.run(scenario())
 
@@ -196,7 +196,7 @@ def test_shadow_mode_plans_but_sends_no_commands(tmp_path: Path, broker: LocalBr
             await feed_market(observer)
             await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 300e3}))
             await observer.wait_for(lambda: bool(observer.on(f"{PREFIX}/plan")))
-            await observer.wait_for(lambda: daemon.guard_actions >= 1)
+            await observer.wait_for(lambda: daemon.guard.actions >= 1)
             await asyncio.sleep(0.3)
             assert observer.commands() == {}
             assert observer.json_on(f"{PREFIX}/plan")[-1]["shadow"] is True
@@ -216,8 +216,8 @@ def test_stale_meter_enters_safe_mode_and_fresh_data_leaves_it(
         async with observing(broker) as observer, running(settings) as daemon:
             await feed_market(observer)
             await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 200e3}))
-            await observer.wait_for(lambda: daemon.plans_made >= 1)
-            await observer.wait_for(lambda: daemon.mode == "safe", timeout_s=5.0)
+            await observer.wait_for(lambda: daemon.cycle.plans_made >= 1)
+            await observer.wait_for(lambda: daemon.mode.name == "safe", timeout_s=5.0)
             await observer.wait_for(
                 lambda: observer.json_on(f"{PREFIX}/mode")[-1]["mode"] == "safe"
             )
@@ -236,10 +236,10 @@ def test_stale_meter_enters_safe_mode_and_fresh_data_leaves_it(
                 for t, c in observer.commands().items()
                 if "/asic/" in t and c["units_on"] < 10
             )
-            plans = daemon.plans_made
+            plans = daemon.cycle.plans_made
             await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 100e3}))
-            await observer.wait_for(lambda: daemon.mode == "normal", timeout_s=5.0)
-            await observer.wait_for(lambda: daemon.plans_made > plans, timeout_s=5.0)
+            await observer.wait_for(lambda: daemon.mode.name == "normal", timeout_s=5.0)
+            await observer.wait_for(lambda: daemon.cycle.plans_made > plans, timeout_s=5.0)
             assert observer.json_on(f"{PREFIX}/mode")[-1]["mode"] == "normal"
 
     asyncio.run(scenario())
@@ -254,7 +254,7 @@ def test_override_is_honoured_and_expires(tmp_path: Path, broker: LocalBroker) -
         async with observing(broker) as observer, running(settings) as daemon:
             await feed_market(observer)
             await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 200e3}))
-            await observer.wait_for(lambda: daemon.plans_made >= 1)
+            await observer.wait_for(lambda: daemon.cycle.plans_made >= 1)
             until = daemon.clock.now() + timedelta(seconds=6)
             hold = {"mode": "asleep", "until": until.isoformat(), "by": "night shift"}
             await observer.publish(f"{PREFIX}/override/new-01", json.dumps(hold), retain=True)
@@ -266,10 +266,10 @@ def test_override_is_honoured_and_expires(tmp_path: Path, broker: LocalBroker) -
             await observer.wait_for(lambda: units() == 0)
             assert "night shift" in observer.commands()[topic]["reason"]
             # The planner plans around it: another plan leaves new-01 asleep.
-            plans = daemon.plans_made
+            plans = daemon.cycle.plans_made
             await observer.publish(f"{PREFIX}/price/realtime", json.dumps({"usd_per_mwh": 5}))
-            daemon._request_plan("test")
-            await observer.wait_for(lambda: daemon.plans_made > plans)
+            daemon.triggers.request_plan("test")
+            await observer.wait_for(lambda: daemon.cycle.plans_made > plans)
             assert observer.commands()[topic]["units_on"] == 0
             # Expired: cleared on the broker and planned again.
             await observer.wait_for(lambda: b"" in observer.on(f"{PREFIX}/override/new-01"), 10)
@@ -336,6 +336,6 @@ def test_a_planned_pause_is_announced_to_its_contract(
             assert start >= now + timedelta(seconds=900) - timedelta(minutes=5)
             # Within the spike (its first block may start a quarter-hour early).
             assert hour + timedelta(hours=2, minutes=-15) <= start < hour + timedelta(hours=5)
-            assert daemon.plans_made >= 1
+            assert daemon.cycle.plans_made >= 1
 
     asyncio.run(scenario())

@@ -7,10 +7,9 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -84,14 +83,11 @@ def _count_awake_after_each_command(daemon: Daemon) -> list[int]:
     """The miners the agent counts awake each time it has carried out commands and read their
     outcomes, appended as it happens."""
     counts: list[int] = []
-    send = daemon._send
 
-    async def counting(*args: Any, **kwargs: Any) -> list[Command]:
-        sent = await send(*args, **kwargs)
-        counts.append(int(daemon.units_on.sum()))
-        return sent
+    def counting(_sent: Sequence[Command]) -> None:
+        counts.append(int(daemon.setpoints.units_on.sum()))
 
-    daemon._send = counting  # type: ignore[method-assign]
+    daemon.commands.observers.append(counting)
     return counts
 
 
@@ -124,7 +120,7 @@ def test_shed_and_wake_200_miners_through_pyasic_with_faults(
             await observer.publish(f"{PREFIX}/hashprice", b'{"usd_per_th_day": 0.05}')
             await observer.publish(f"{PREFIX}/price/realtime", b'{"usd_per_mwh": 20}')
             async with metering(observer, fleet):
-                await observer.wait_for(lambda: daemon.plans_made >= 1, 30)
+                await observer.wait_for(lambda: daemon.cycle.plans_made >= 1, 30)
                 # 5 %: four never answer, three answer only after the timeout, three say
                 # they sleep and keep hashing.
                 faulty = {
@@ -185,7 +181,7 @@ def test_shed_and_wake_200_miners_through_pyasic_with_faults(
                 await observer.wait_for(
                     lambda: all(m.state is not MinerState.ASLEEP for m in fleet.miners), 30
                 )
-                assert int(daemon.units_on.sum()) == MINERS
+                assert int(daemon.setpoints.units_on.sum()) == MINERS
         print(f"shed of {MINERS} miners with {len(bad)} faulty: {shed_s:.2f} s")
 
     asyncio.run(scenario())

@@ -54,11 +54,15 @@ def test_allowance_is_charged_to_each_month_the_curtailment_spans(tmp_path: Path
         daemon = _daemon(tmp_path, clock, ledger)
 
         async def scenario() -> None:
-            await daemon._account(clock.now())  # the first accounting sets the mark
-            await daemon._send([GpuCommand("h100", 700.0, 0, 4, "price spike", "plan-1")], plan="p")
+            await daemon.allowance.account(clock.now())  # the first accounting sets the mark
+            await daemon.commands.send(
+                [GpuCommand("h100", 700.0, 0, 4, "price spike", "plan-1")], plan="p"
+            )
             clock.moment = datetime(2024, 12, 1, 1, 0, tzinfo=UTC)
-            await daemon._account(clock.now())
-            await daemon._send([GpuCommand("h100", 700.0, 0, 0, "spike over", "plan-2")], plan="p")
+            await daemon.allowance.account(clock.now())
+            await daemon.commands.send(
+                [GpuCommand("h100", 700.0, 0, 0, "spike over", "plan-2")], plan="p"
+            )
 
         asyncio.run(scenario())
         daemon.recorder.flush()  # as `run` does on its way out
@@ -76,13 +80,15 @@ def test_curtailment_length_survives_a_restart(tmp_path: Path) -> None:
     clock = SetClock(datetime(2024, 8, 20, 12, 0, tzinfo=UTC))
     with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
         first = _daemon(tmp_path, clock, ledger)
-        asyncio.run(first._send([GpuCommand("h100", 700.0, 0, 3, "spike", "plan-1")], plan="p"))
+        asyncio.run(
+            first.commands.send([GpuCommand("h100", 700.0, 0, 3, "spike", "plan-1")], plan="p")
+        )
         first.recorder.flush()
         clock.moment += timedelta(minutes=40)
         second = _daemon(tmp_path, clock, ledger)
-        asyncio.run(second._restore())
-        assert second._curtailed_for_s("h100", clock.now()) == 2_400.0
-        assert int(second.gpu_paused[0]) == 3
+        asyncio.run(second.commands.restore())
+        assert second.allowance.curtailed_for_s("h100", clock.now()) == 2_400.0
+        assert int(second.setpoints.gpu_paused[0]) == 3
 
 
 def test_guard_spares_overridden_groups_until_nothing_else_is_left(tmp_path: Path) -> None:
@@ -95,16 +101,16 @@ def test_guard_spares_overridden_groups_until_nothing_else_is_left(tmp_path: Pat
         hold = Override("old-01", OverrideMode.AWAKE, clock.now() + timedelta(hours=1))
         daemon.state.overrides["old-01"] = hold
         daemon.state.meters["main"] = Signal(265e3, clock.now(), clock.now())
-        asyncio.run(daemon.guard_once())
+        asyncio.run(daemon.guard.once())
         shed = [c.group for c in actuator.applied]
         assert "old-01" not in shed
         assert shed[0] == "old-02"  # the next least efficient
         # Far over the cap: everything else goes first, then the held group too.
-        daemon._shed_credit.clear()
+        daemon.guard.shed_credit.clear()
         daemon.state.meters["main"] = Signal(10e6, clock.now(), clock.now())
-        asyncio.run(daemon.guard_once())
-        assert int(daemon.units_on[daemon.asic_index["old-01"]]) == 0
-        assert int(daemon.units_on.sum()) == 0
+        asyncio.run(daemon.guard.once())
+        assert int(daemon.setpoints.units_on[daemon.setpoints.asic_index["old-01"]]) == 0
+        assert int(daemon.setpoints.units_on.sum()) == 0
 
 
 def test_an_operator_clears_an_override_with_an_empty_message(tmp_path: Path) -> None:
@@ -116,14 +122,14 @@ def test_an_operator_clears_an_override_with_an_empty_message(tmp_path: Path) ->
 
         async def scenario() -> None:
             hold = Override("new-01", OverrideMode.ASLEEP, clock.now() + timedelta(hours=1))
-            await daemon._on_override(hold)
-            assert int(daemon.units_on[daemon.asic_index["new-01"]]) == 0
-            daemon._replan.clear()
-            await daemon._on_override(OverrideClear("new-01"))
+            await daemon.overrides.apply(hold)
+            assert int(daemon.setpoints.units_on[daemon.setpoints.asic_index["new-01"]]) == 0
+            daemon.triggers.replan.clear()
+            await daemon.overrides.apply(OverrideClear("new-01"))
             assert "new-01" not in daemon.state.overrides
-            assert daemon._replan.is_set()
+            assert daemon.triggers.replan.is_set()
             with pytest.raises(Rejected, match="not a group"):
-                await daemon._on_override(OverrideClear("nope"))
+                await daemon.overrides.apply(OverrideClear("nope"))
 
         asyncio.run(scenario())
 
@@ -146,7 +152,7 @@ def test_power_metrics_follow_the_commands_by_class_and_reason(tmp_path: Path) -
         full_asic = load("asic")
         assert full_asic == (40 * 3000 + 20 * 3500) * 1.05
         asyncio.run(
-            daemon._send(
+            daemon.commands.send(
                 [
                     AsicCommand("old-01", 4, 3000.0, "price 90 $/MWh > breakeven", "p"),
                     AsicCommand("old-02", 0, 3000.0, "site limit 0.3 MW", "p"),
@@ -161,6 +167,6 @@ def test_power_metrics_follow_the_commands_by_class_and_reason(tmp_path: Path) -
         paused = 10 * (8 * 100 + 500) * 1.25
         assert held("gpu", "price") == 10 * (8 * 700 + 500) * 1.25 - paused
         assert load("gpu") == paused
-        asyncio.run(daemon._send([AsicCommand("old-01", 10, 3000.0, "", "p")], plan="p"))
+        asyncio.run(daemon.commands.send([AsicCommand("old-01", 10, 3000.0, "", "p")], plan="p"))
         assert held("asic", "price") == 0
         assert load("asic") == full_asic - 10 * 3000 * 1.05

@@ -283,8 +283,10 @@ def test_the_latest_setpoint_reaches_the_gpus_when_nvml_comes_up(
                 GpuCommand("local", 400.0, 1, 0, "price", "plan-1"),
                 AsicCommand("old-01", 0, 3000.0, "price", "plan-1"),
             ]
-            await daemon._send(commands, plan="plan-1")
-            await daemon._send([GpuCommand("local", 500.0, 1, 0, "price", "plan-2")], plan="p2")
+            await daemon.commands.send(commands, plan="plan-1")
+            await daemon.commands.send(
+                [GpuCommand("local", 500.0, 1, 0, "price", "plan-2")], plan="p2"
+            )
             assert nvml.limits == {0: 700_000, 1: 700_000}
             await retry_down(router)
 
@@ -339,7 +341,7 @@ def test_agent_serves_with_nvml_down_and_caps_once_it_is_up(
                 await site.wait_for(lambda: site.on(f"{PREFIX}/status") == [b"online"])
                 assert m.get_sample_value("gridpilot_device_up", labels) == 0.0
                 await site.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 300e3}))
-                await site.wait_for(lambda: daemon.guard_actions >= 1)
+                await site.wait_for(lambda: daemon.guard.actions >= 1)
                 await site.wait_for(lambda: any("/cmd/asic/" in t for t in site.commands()))
                 until = (clock.now() + timedelta(days=1)).isoformat()
                 cap = {"mode": "cap", "power_cap_watts": 400, "until": until, "by": "test"}

@@ -1,0 +1,109 @@
+"""Each AI contract's curtailment allowance, kept against the SLA ledger.
+
+An interruption opens in the ledger when a GPU group is first commanded to cap or pause nodes
+and closes when it runs at full power again; its length, from its real start also across a
+restart, is what the planner holds against the contract's longest event. The allowance is
+charged with the node-hours curtailed since the last accounting (a mark kept in the ledger),
+split at a billing month's end when the interval crosses it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from gridpilot.adapters.actuation import Command, GpuCommand
+from gridpilot.agent.daemon.metrics import Metrics
+from gridpilot.agent.daemon.recorder import Recorder
+from gridpilot.agent.daemon.setpoints import Setpoints
+from gridpilot.agent.planner import month_end
+from gridpilot.optimizer.economics import SECONDS_PER_HOUR
+from gridpilot.optimizer.problem import Problem
+
+ACCOUNTED_UNTIL = "allowance_accounted_until"  # the ledger's meta key
+
+
+class Allowance:
+    """Interruptions and allowance of `site`'s contracts, from the GPU setpoints, written
+    through `recorder`."""
+
+    def __init__(
+        self, *, site: Problem, setpoints: Setpoints, recorder: Recorder, metrics: Metrics
+    ) -> None:
+        self._site = site
+        self._setpoints = setpoints
+        self._recorder = recorder
+        self._ledger = recorder.ledger
+        self._metrics = metrics
+        self.interruptions: dict[str, tuple[int, datetime]] = {}  # group -> (ledger id, start)
+        for contract in site.contracts:
+            total_s = contract.allowance_node_hours * SECONDS_PER_HOUR  # base units
+            metrics.allowance_total.labels(contract.name).set(total_s)
+            metrics.allowance_used.labels(contract.name).set(0.0)
+            metrics.allowance_left.labels(contract.name).set(total_s)
+
+    async def restore(self) -> None:
+        """Take up the interruptions the ledger says are still running."""
+        for interruption in await self._recorder.call(self._ledger.open_interruptions):
+            if interruption.group in self._setpoints.gpu_index:
+                self.interruptions[interruption.group] = (interruption.id, interruption.start)
+
+    async def track(self, commands: Sequence[Command], now: datetime) -> None:
+        """Open or close the interruption of each GPU group `commands` curtail or release."""
+        for command in commands:
+            if not isinstance(command, GpuCommand):
+                continue
+            nodes = command.capped_nodes + command.paused_nodes
+            running = self.interruptions.get(command.group)
+            if nodes and running is None:
+                gpu = self._site.gpu_groups[self._setpoints.gpu_index[command.group]]
+                event_id = await self._recorder.call(
+                    self._ledger.open_interruption,
+                    gpu.contract,
+                    command.group,
+                    now,
+                    nodes,
+                    command.reason,
+                )
+                self.interruptions[command.group] = (event_id, now)
+            elif not nodes and running is not None:
+                await self._recorder.call(self._ledger.close_interruption, running[0], now)
+                del self.interruptions[command.group]
+
+    def curtailed_for_s(self, group: str, now: datetime) -> float:
+        """How long `group` has been curtailed without a break (0 when it is not)."""
+        running = self.interruptions.get(group)
+        return 0.0 if running is None else max(0.0, (now - running[1]).total_seconds())
+
+    async def account(self, now: datetime) -> None:
+        """Charge each contract's allowance with the node-hours curtailed since the last
+        accounting, split at the month's end when the interval crosses it."""
+        last_text = await self._recorder.call(self._ledger.get_meta, ACCOUNTED_UNTIL)
+        await self._recorder.call(self._ledger.set_meta, ACCOUNTED_UNTIL, now.isoformat())
+        if last_text is None:
+            return
+        last = datetime.fromisoformat(last_text)
+        if now <= last:
+            return
+        curtailed: dict[str, int] = {}
+        for i, group in enumerate(self._site.gpu_groups):
+            count = self._setpoints.curtailed_nodes(i)
+            if count:
+                curtailed[group.contract] = curtailed.get(group.contract, 0) + count
+        start = last
+        while start < now:
+            end = min(now, month_end(start))
+            hours = (end - start).total_seconds() / 3_600.0
+            for name, count in curtailed.items():
+                await self._recorder.call(self._ledger.add_allowance, name, start, count * hours)
+            start = end
+        used = await self._recorder.call(self._ledger.used_node_hours, now)
+        for contract in self._site.contracts:
+            spent = used.get(contract.name, 0.0)
+            left = max(0.0, contract.allowance_node_hours - spent)
+            self._metrics.allowance_used.labels(contract.name).set(spent * SECONDS_PER_HOUR)
+            self._metrics.allowance_left.labels(contract.name).set(left * SECONDS_PER_HOUR)
+
+    async def used_node_hours(self, now: datetime) -> dict[str, float]:
+        """Node-hours each contract has used in the billing month of `now`."""
+        return await self._recorder.call(self._ledger.used_node_hours, now)

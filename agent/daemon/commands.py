@@ -1,0 +1,202 @@
+"""Commands out: remembered as the setpoints, carried out, written down, their outcomes read.
+
+Every command the agent decides (the planner's, the guard's, safe mode's, an operator's
+override, a device's resend) goes through `Commands.send`. In shadow mode commands are
+remembered and recorded but not carried out. Commands are carried out first and written to the
+ledger straight after, by the ledger's own task, so a shed never waits for an fsync; what an
+actuator reports back (a command not carried out, devices that did not follow) is counted, and
+where a miner group is not where it was told to be the planner is asked to plan from where it
+is.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+import structlog
+
+from gridpilot.adapters.actuation import (
+    Actuator,
+    AsicCommand,
+    Command,
+    GpuCommand,
+    MqttActuator,
+    Outcome,
+    RoutingActuator,
+    encode,
+)
+from gridpilot.agent.daemon.allowance import Allowance
+from gridpilot.agent.daemon.clock import Clock
+from gridpilot.agent.daemon.gauges import PlantGauges
+from gridpilot.agent.daemon.ledger import CommandRecord
+from gridpilot.agent.daemon.metrics import Metrics
+from gridpilot.agent.daemon.recorder import Recorder
+from gridpilot.agent.daemon.setpoints import Setpoints, command_from_payload
+from gridpilot.agent.daemon.state import SiteState
+from gridpilot.agent.daemon.triggers import Triggers
+
+_log = structlog.get_logger("gridpilot.daemon")
+
+# Told each batch `Commands.send` carried out, once its outcomes are read.
+Observer = Callable[[Sequence[Command]], None]
+
+
+class Sender(Protocol):
+    """What the guard, the planning cycle, safe mode and overrides send commands through."""
+
+    async def send(
+        self,
+        commands: Sequence[Command],
+        *,
+        plan: str,
+        plan_id: int | None = None,
+        planned: bool = False,
+    ) -> list[Command]: ...
+
+
+class Commands:
+    """Sends commands through `actuator` (`gateway` is the MQTT one, for what is republished
+    on every connect) and keeps `setpoints`, the ledger, the allowance and the metrics up with
+    them. `observers` are told each batch carried out, after its outcomes are read."""
+
+    def __init__(
+        self,
+        *,
+        setpoints: Setpoints,
+        actuator: Actuator,
+        gateway: MqttActuator,
+        recorder: Recorder,
+        allowance: Allowance,
+        gauges: PlantGauges,
+        metrics: Metrics,
+        state: SiteState,
+        triggers: Triggers,
+        clock: Clock,
+        shadow: bool,
+    ) -> None:
+        self._setpoints = setpoints
+        self._actuator = actuator
+        self._gateway = gateway
+        self._recorder = recorder
+        self._ledger = recorder.ledger
+        self._allowance = allowance
+        self._gauges = gauges
+        self._metrics = metrics
+        self._state = state
+        self._triggers = triggers
+        self._clock = clock
+        self._shadow = shadow
+        self.observers: list[Observer] = []
+
+    async def send(
+        self,
+        commands: Sequence[Command],
+        *,
+        plan: str,
+        plan_id: int | None = None,
+        planned: bool = False,
+    ) -> list[Command]:
+        """Remember and carry out `commands` (in shadow mode: remember only), account the
+        allowance up to now first, and write them to the ledger. A plan's commands (`planned`)
+        leave out groups under an operator's override, also one that arrived while the plan
+        was made: checked here, after the last wait, so the override's own command is never
+        followed by an older plan's. Returns the commands sent."""
+        now = self._clock.now()
+        if any(isinstance(c, GpuCommand) for c in commands):
+            await self._allowance.account(now)
+        if planned:
+            commands = [c for c in commands if c.group not in self._state.overrides]
+        if not commands:
+            return []
+        for command in commands:
+            self._remember(command)
+        if self._shadow:
+            outcomes = [Outcome(c.group, True, "shadow: not sent") for c in commands]
+        else:
+            outcomes = await self._actuator.apply(commands)
+        # Carried out first, then written down: a shed must not wait for an fsync (a few ms),
+        # and the guard does not wait for the write at all. A crash in between leaves the
+        # ledger a command behind; the restarted agent republishes that, and its guard sheds
+        # again at the first reading over the cap. Plans wait for their records.
+        records = [
+            CommandRecord(_load(c), c.group, json.loads(encode(c)), c.reason) for c in commands
+        ]
+        self._recorder.write(self._ledger.record_commands, now, plan_id, records)
+        for command, outcome in zip(commands, outcomes, strict=True):
+            self._read(command, outcome, plan)
+        self._gauges.power(commands)
+        await self._allowance.track(commands, now)
+        for observer in self.observers:
+            observer(commands)
+        return list(commands)
+
+    def _read(self, command: Command, outcome: Outcome, plan: str) -> None:
+        """Count what became of one command, and take the plant as it is."""
+        kind = _load(command)
+        self._metrics.commands.labels(kind, "ok" if outcome.ok else "failed").inc()
+        for fault in outcome.faults:
+            self._metrics.device_faults.labels(command.group, fault).inc()
+        if not outcome.ok:
+            self._metrics.command_failures.labels(kind, command.group).inc()
+            _log.warning("command.failed", group=outcome.group, detail=outcome.detail, plan=plan)
+        if (
+            isinstance(command, AsicCommand)
+            and outcome.units_on is not None
+            and outcome.units_on != command.units_on
+        ):
+            # The plant is not where it was told to be: plan from where it is.
+            self._setpoints.units_on[self._setpoints.asic_index[command.group]] = outcome.units_on
+            self._triggers.request_plan(f"{command.group} did not follow its command")
+
+    async def resend(self, groups: tuple[str, ...]) -> None:
+        """Send `groups` their current setpoints: a device that has just come up
+        (agent.daemon.devices) gets the latest command decided for each, also while it was down."""
+        wanted = set(groups)
+        current = [c for c in self._setpoints.commanded.values() if c.group in wanted]
+        await self.send(current, plan="device-up")
+
+    async def republish(self) -> None:
+        """Publish again every current command a gateway carries out: a broker restarted
+        without persistence forgot every retained command. Not in shadow mode."""
+        gateway = [c for c in self._setpoints.commanded.values() if self._via_gateway(c.group)]
+        if gateway and not self._shadow:
+            await self._gateway.apply(gateway)
+
+    async def restore(self) -> None:
+        """Pick up where the last run stopped: the setpoints last sent, as the ledger has them,
+        as the plant's state, and the interruptions still running (their length counts towards
+        each contract's longest event)."""
+        current = await self._recorder.call(self._ledger.current_setpoints)
+        for (kind, group), payload in current.items():
+            command = command_from_payload(kind, group, payload)
+            if command is not None and self._known(command):
+                self._remember(command)
+        await self._allowance.restore()
+        self._gauges.power()
+        if current:
+            _log.info(
+                "agent.restored",
+                setpoints=len(current),
+                interruptions=len(self._allowance.interruptions),
+            )
+
+    def _remember(self, command: Command) -> None:
+        self._setpoints.remember(command)
+        self._gauges.setpoint(command)
+
+    def _via_gateway(self, group: str) -> bool:
+        actuator = self._actuator
+        if isinstance(actuator, RoutingActuator):
+            return actuator.route(group) is self._gateway
+        return isinstance(actuator, MqttActuator)
+
+    def _known(self, command: Command) -> bool:
+        setpoints = self._setpoints
+        index = setpoints.asic_index if isinstance(command, AsicCommand) else setpoints.gpu_index
+        return command.group in index
+
+
+def _load(command: Command) -> str:
+    return "asic" if isinstance(command, AsicCommand) else "gpu"

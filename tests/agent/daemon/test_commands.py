@@ -1,0 +1,92 @@
+"""The commands part alone: what it remembers, records and reads back from an actuator."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from gridpilot.adapters.actuation import AsicCommand, Command, GpuCommand, Outcome
+from gridpilot.adapters.payloads import Override, OverrideMode
+from gridpilot.agent.daemon.ledger import Ledger
+from tests.agent.daemon.parts import allowance, commands, plant, site_settings
+from tests.agent.daemon.test_daemon_units import SetClock
+
+NOON = datetime(2024, 8, 20, 12, 0, tzinfo=UTC)
+
+
+class Lagging:
+    """An actuator whose miners do not all follow: each ASIC command leaves `stuck` more
+    units awake than asked, with a fault per stuck unit."""
+
+    def __init__(self, stuck: int) -> None:
+        self.stuck = stuck
+
+    async def apply(self, commands: Sequence[Command]) -> list[Outcome]:
+        return [
+            Outcome(c.group, False, "did not sleep", c.units_on + self.stuck, ("not_asleep",))
+            if isinstance(c, AsicCommand)
+            else Outcome(c.group, True)
+            for c in commands
+        ]
+
+
+def test_outcomes_set_the_plant_where_it_is_and_observers_see_it(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """A miner group that stays more awake than told is taken as it is, counted as failed
+    with its faults, and a plan is asked for; observers are told once the outcomes are in,
+    and the ledger has the command as sent."""
+    p = plant(site_settings(tmp_path), SetClock(NOON), ledger)
+    part = commands(p, Lagging(stuck=2))
+    seen: list[tuple[list[str], int]] = []
+    part.observers.append(
+        lambda sent: seen.append(([c.group for c in sent], int(p.setpoints.units_on.sum())))
+    )
+    sent = asyncio.run(part.send([AsicCommand("old-01", 0, 3000.0, "price", "p")], plan="p"))
+    p.recorder.flush()
+    assert [c.group for c in sent] == ["old-01"]
+    assert int(p.setpoints.units_on[p.setpoints.asic_index["old-01"]]) == 2
+    assert seen == [(["old-01"], 60 - 10 + 2)]
+    assert p.triggers.reason == "old-01 did not follow its command"
+    failed = {"load": "asic", "group": "old-01"}
+    assert p.sample("gridpilot_command_failures_total", **failed) == 1
+    assert p.sample("gridpilot_device_faults_total", group="old-01", fault="not_asleep") == 1
+    assert ledger.current_setpoints()[("asic", "old-01")]["units_on"] == 0
+
+
+def test_a_plans_commands_leave_out_groups_under_an_override(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """A plan's command for a group an operator holds is dropped at sending, and observers
+    hear nothing when nothing is left to send."""
+    p = plant(site_settings(tmp_path), SetClock(NOON), ledger)
+    part = commands(p, Lagging(stuck=0))
+    seen: list[Sequence[Command]] = []
+    part.observers.append(seen.append)
+    hold = Override("new-01", OverrideMode.AWAKE, datetime(2024, 8, 20, 13, 0, tzinfo=UTC))
+    p.state.overrides["new-01"] = hold
+    planned = [AsicCommand("new-01", 0, 3500.0, "price", "plan-1")]
+    assert asyncio.run(part.send(planned, plan="plan-1", planned=True)) == []
+    assert seen == []
+    assert int(p.setpoints.units_on[p.setpoints.asic_index["new-01"]]) == 10
+
+
+def test_a_restart_restores_setpoints_and_running_interruptions(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """What a first part sent is what a second one, on the same ledger, restores: the
+    setpoints, their gauges, and the interruption with its start."""
+    first = plant(site_settings(tmp_path), SetClock(NOON), ledger)
+    gpu = GpuCommand("h100", 400.0, 4, 0, "price", "plan-1")
+    asyncio.run(commands(first, Lagging(stuck=0)).send([gpu], plan="plan-1"))
+    first.recorder.flush()
+    second = plant(site_settings(tmp_path), SetClock(NOON + timedelta(minutes=10)), ledger)
+    kept = allowance(second)
+    asyncio.run(commands(second, Lagging(stuck=0), kept).restore())
+    assert kept.curtailed_for_s("h100", second.clock.now()) == 600.0
+    assert int(second.setpoints.gpu_capped[0]) == 4
+    assert second.sample("gridpilot_gpu_curtailed_nodes", group="h100") == 4
+    assert second.sample("gridpilot_gpu_power_cap_watts", group="h100") == 400.0
+    assert [i.group for i in ledger.open_interruptions()] == ["h100"]
