@@ -22,6 +22,7 @@ from gridpilot.agent.forecast import (
     step_means,
 )
 from gridpilot.agent.pacing import reservations
+from gridpilot.agent.programs import ProgramView
 from gridpilot.optimizer.economics import breakeven_usd_per_mwh
 from gridpilot.optimizer.plan import Plan
 from gridpilot.optimizer.problem import (
@@ -31,6 +32,7 @@ from gridpilot.optimizer.problem import (
     GpuGroup,
     GridEvent,
     Problem,
+    Programs,
     SolveOptions,
     uniform_steps,
 )
@@ -59,6 +61,8 @@ class MarketView:
     hashprice_usd_per_th_day: float
     day_ahead: DayAheadWindow | None = None
     events: tuple[GridEvent, ...] = ()
+    # The grid programs as known now, per interval from `now` (None: energy alone).
+    programs: ProgramView | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +103,16 @@ class Planner:
             hours_left_in_period=(period_end - market.now).total_seconds() / 3_600.0,
             site_oversubscribed=_oversubscribed(self.site),
         )
+        programs = (
+            market.programs.on_steps(len(steps), market.interval_s)
+            if market.programs is not None
+            else Programs()
+        )
         return replace(
             self.site,
             start=market.now,
             step_s=steps,
+            programs=programs,
             price_usd_per_mwh=tuple(forecast.tolist()),
             hashprice_usd_per_th_day=(market.hashprice_usd_per_th_day,) * len(steps),
             asic_groups=_asic_state(self.site.asic_groups, state),
@@ -119,6 +129,26 @@ class Planner:
         self, state: PlantState, market: MarketView, used_node_hours: dict[str, float]
     ) -> Plan:
         return solve(self.problem(state, market, used_node_hours))
+
+    def offer(
+        self,
+        state: PlantState,
+        market: MarketView,
+        used_node_hours: dict[str, float],
+        *,
+        horizon_s: float,
+        first: int,
+        last: int,
+    ) -> dict[str, FloatArray]:
+        """What the plan over `horizon_s` from now would hold of each reserve product in
+        intervals `first` to `last` (exclusive), MW: the day-ahead offer for those hours, given
+        a `market.programs` that lets the day's intervals hold up to the site's qualification
+        at the expected prices. The plan is made and dropped; only its holds are kept."""
+        planner = replace(self, horizon_s=horizon_s)
+        plan = solve(planner.problem(state, market, used_node_hours))
+        reserves = plan.problem.programs.reserves
+        held = plan.schedule.held_watts(len(reserves)) / 1e6
+        return {r.name: held[i, first:last].copy() for i, r in enumerate(reserves)}
 
     def _budgets(
         self, now: datetime, used_node_hours: dict[str, float]
@@ -140,6 +170,20 @@ class Planner:
                     )
                 )
         return tuple(budgets)
+
+
+def _at_steps(
+    per_interval: FloatArray, starts_s: FloatArray, step_s: tuple[float, ...], interval_s: float
+) -> FloatArray:
+    """The mean of `per_interval` (intervals from now) over each step starting `starts_s`
+    from now and lasting its `step_s`."""
+    out = np.zeros(len(step_s))
+    for i, (start_s, length_s) in enumerate(zip(starts_s.tolist(), step_s, strict=True)):
+        first = max(0, round(start_s / interval_s))
+        last = max(first + 1, round((start_s + length_s) / interval_s))
+        chunk = per_interval[first:last]
+        out[i] = float(chunk.mean()) if chunk.size else 0.0
+    return out
 
 
 def month_start(moment: datetime) -> datetime:
@@ -227,6 +271,7 @@ class RecedingPlanner:
         # the ones ahead): the forecast moves after it only by the drift of new settled prices.
         self._levels: FloatArray = np.empty(0)
         self._settled = 0
+        self._awards_key: object = None
 
     def decide(
         self,
@@ -241,6 +286,7 @@ class RecedingPlanner:
             return Decision(self._plan, self._step(market.now), False, "plan stands")
         self._plan = self.planner.plan(state, market, used_node_hours)
         self._published = published_until
+        self._awards_key = market.programs.awards_key if market.programs else None
         ahead = int(np.ceil((self.max_age_s + self.breakeven_window_s) / market.interval_s)) + 1
         self._levels = base_levels(
             now=market.now,
@@ -269,6 +315,8 @@ class RecedingPlanner:
             return "plan is due"
         if published_until != self._published:
             return "new day-ahead prices"
+        if (market.programs.awards_key if market.programs else None) != self._awards_key:
+            return "new reserve awards"
         return self._departure(plan, state, market)
 
     def _departure(self, plan: Plan, state: PlantState, market: MarketView) -> str | None:
@@ -332,7 +380,17 @@ class RecedingPlanner:
                 interval_s=market.interval_s,
                 day_ahead=market.day_ahead,
             )
-        planned = np.asarray(problem.price_usd_per_mwh, dtype=np.float64)[window]
+        # What a MWh costs: the power price and the expected 4CP charge, both as known now.
+        planned = (
+            np.asarray(problem.price_usd_per_mwh, dtype=np.float64)
+            + problem.programs.transmission(problem.steps)
+        )[window]
+        if market.programs is not None:
+            ahead = market.programs.transmission_usd_per_mwh(
+                round((elapsed + self.breakeven_window_s) / market.interval_s) + 1,
+                market.interval_s,
+            )
+            fresh = fresh + _at_steps(ahead, offsets[window] - elapsed, step_s, market.interval_s)
         breakevens = np.array(
             [
                 breakeven_usd_per_mwh(

@@ -13,6 +13,10 @@ from gridpilot.optimizer.problem import Problem
 from gridpilot.optimizer.schedule import Outcome, Schedule
 
 
+# How a curtailment for a likely coincident peak begins its reason.
+CP_REASON = "4CP: likely system peak"
+
+
 class PlanStatus(StrEnum):
     OPTIMAL = "optimal"  # the solver proved optimality (within the relative gap asked for)
     FEASIBLE = "feasible"  # the solver stopped at its time limit with a solution
@@ -115,6 +119,12 @@ class Plan:
             return event
         if price > breakeven:
             return f"price {price:.0f} $/MWh > {group.model} breakeven {breakeven:.0f}"
+        charge = float(self.problem.programs.transmission(self.problem.steps)[step])
+        if price + charge > breakeven:
+            return (
+                f"{CP_REASON}: expected charge {charge:.0f} $/MWh on top of price {price:.0f}"
+                f" > {group.model} breakeven {breakeven:.0f}"
+            )
         if binds:
             limit = self.problem.site_limit_watts / 1e6
             margin = self.problem.site_margin_watts / 1e6

@@ -11,6 +11,7 @@ import pytest
 from gridpilot.optimizer.hindsight import hindsight
 from gridpilot.optimizer.horizon import block_index, coarsen
 from gridpilot.optimizer.model import gpu_droppable_watts_per_node
+from gridpilot.optimizer.plan import CP_REASON
 from gridpilot.optimizer.problem import (
     AsicGroup,
     CapLevel,
@@ -223,3 +224,15 @@ def test_a_large_site_with_programs_holds_no_more_than_its_qualified_miners_draw
             )
             droppable += full * gpu_droppable_watts_per_node(problem, gpu)
     assert (held <= droppable + 1e-3).all()
+
+
+def test_a_4cp_curtailment_says_so_with_its_expected_charge() -> None:
+    """Miners asleep at a cheap price for a likely peak name 4CP and the expected charge."""
+    charge = (0.0, 5_000.0)
+    plan = solve(_problem((20.0, 20.0), programs=Programs(transmission_usd_per_mwh=charge)))
+    first, second = plan.asic_setpoints(1)
+    assert first.units_on == 0
+    assert first.reason.startswith(CP_REASON)
+    assert "5000 $/MWh on top of price 20" in first.reason
+    assert all(s.reason == "" for s in plan.asic_setpoints(0))
+    assert second.reason == first.reason.replace("s19-ecrs", "s19-plain")

@@ -1,0 +1,235 @@
+"""The chance that an interval ahead is one of the year's four coincident peaks (4CP).
+
+A load's transmission charge for the next year is its average demand in the 15-minute intervals
+of ERCOT's system peak in each of June, July, August and September (docs/domain.md, "4CP"), so
+the expected charge of a MW drawn in an interval is the chance that the interval is its month's
+peak times a quarter of the yearly rate. The intervals are known only afterwards; this module
+estimates the chance from the hourly system load settled by the moment of deciding, and nothing
+after it:
+
+- **Today's peak.** Yesterday's peak scaled by how today's load compares with yesterday's at
+  the latest settled hour (a heat wave shows by mid-morning), never below today's highest load
+  so far; once the evening has come (`PEAK_PASSED_HOUR`), today's highest load. Its error, by
+  how many of today's hours have settled, is learned from past summers. A later day's peak is
+  today's forecast with the spread of a day's change per day ahead.
+- **Whether it is the month's.** A day holds the month's peak if its peak beats the month's
+  highest so far and every day left in the month. How high the rest of a month's days reach,
+  relative to the mean of the two weeks' peaks before, is read off past summers, by how many
+  days are left: the share of past days from which the rest of their month stayed below each
+  level. The days left are not independent (a hot spell's days crowd under one ceiling, and a
+  month cools towards its end), so they are judged together, as they came. The chance is
+  integrated numerically over today's forecast.
+- **When in the day.** The quarter hours in which past summers' daily peaks fell (Central
+  time, from the hourly load: each peak hour shared evenly by its four quarters).
+
+`calibrate` learns from the summers of the load it is given: the years before the one decided.
+"""
+
+from __future__ import annotations
+
+import calendar
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+from scipy.stats import norm
+
+from gridpilot.adapters.recorded import CENTRAL
+from gridpilot.optimizer.problem import FloatArray
+
+CP_MONTHS = (6, 7, 8, 9)
+QUARTERS_PER_DAY = 96
+TRAILING_DAYS = 14
+# The local hour from which a summer day's peak has passed: in 2019-2024 none peaked in an hour
+# starting after 18:00 Central.
+PEAK_PASSED_HOUR = 20
+_GRID_POINTS = 161  # for the integral over today's peak, +-5 standard deviations
+# Days left in a month, bucketed (1, 2-3, 4-7, 8-14, 15-21, 22+), and the levels at which past
+# summers' rest-of-month peaks are read.
+DAYS_LEFT_EDGES = np.array([1, 2, 4, 8, 15, 22])
+LOG_LEVELS = np.linspace(-0.2, 0.2, 81)
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class HourlyLoad:
+    """Hourly system load, MW, from `start_utc` on, one value per hour (hour beginning)."""
+
+    start_utc: datetime
+    mw: FloatArray
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PeakModel:
+    """What past summers say about forecasting a day's peak load and when it falls."""
+
+    # Log error of today's peak forecast, by how many of today's hours have settled (0..24).
+    sigma_by_hours_known: FloatArray
+    sigma_next_day: float  # log change of the peak from one day to the next
+    # The share of past summer days from which the rest of the month stayed below a level,
+    # by days left (rows: `DAYS_LEFT_EDGES` buckets) and level (columns: `LOG_LEVELS`, log of
+    # the level over the mean of the two weeks' peaks before the day).
+    rest_below: FloatArray
+    peak_quarter: FloatArray  # (96,) chance that a day's peak falls in each Central quarter hour
+
+    def beaten_by_none(self, level_mw: FloatArray, trailing_mw: float, days: int) -> FloatArray:
+        """The chance that no day of the `days` left in the month peaks above each of
+        `level_mw`, the last two weeks' peaks averaging `trailing_mw`."""
+        if days <= 0:
+            return np.ones(np.shape(level_mw))
+        bucket = int(np.searchsorted(DAYS_LEFT_EDGES, days, side="right")) - 1
+        ratios = np.log(np.asarray(level_mw) / trailing_mw)
+        return np.asarray(np.interp(ratios, LOG_LEVELS, self.rest_below[bucket]), dtype=np.float64)
+
+
+class _Days:
+    """The load cut into Central days: where each day's hours start and end in the array."""
+
+    def __init__(self, load: HourlyLoad) -> None:
+        self.load = load
+        starts: list[int] = []
+        dates: list[date] = []
+        hours: list[int] = []
+        moment = load.start_utc
+        for index in range(load.mw.size):
+            local = moment.astimezone(CENTRAL)
+            if not dates or dates[-1] != local.date():
+                dates.append(local.date())
+                starts.append(index)
+            hours.append(local.hour)
+            moment += timedelta(hours=1)
+        self.dates = dates
+        self.first = np.array(starts, dtype=np.int64)
+        self.end = np.append(self.first[1:], load.mw.size)
+        self.local_hour = np.array(hours, dtype=np.int64)
+        self.peaks = np.maximum.reduceat(load.mw, self.first) if starts else np.zeros(0)
+        self.index = {d: i for i, d in enumerate(dates)}
+
+    def forecast(self, day: int, known: int) -> float:
+        """Day `day`'s peak forecast from its first `known` hours and the day before."""
+        hours = self.load.mw[self.first[day] : self.first[day] + known]
+        yesterday = self.load.mw[self.first[day - 1] : self.end[day - 1]]
+        if not hours.size:
+            return float(yesterday.max())
+        if self.local_hour[self.first[day] + known - 1] >= PEAK_PASSED_HOUR:
+            return float(hours.max())
+        last = min(hours.size, yesterday.size) - 1
+        return float(max(hours.max(), yesterday.max() * hours[last] / yesterday[last]))
+
+
+def calibrate(load: HourlyLoad) -> PeakModel:
+    """Learn the model from the summers (June to September) of `load`."""
+    days = _Days(load)
+    errors: list[list[float]] = [[] for _ in range(25)]
+    changes: list[float] = []
+    below: list[list[FloatArray]] = [[] for _ in DAYS_LEFT_EDGES]
+    counts = np.zeros(QUARTERS_PER_DAY)
+    for i in range(TRAILING_DAYS, len(days.dates)):
+        if days.dates[i].month not in CP_MONTHS or days.end[i] - days.first[i] != 24:
+            continue
+        peak = float(days.peaks[i])
+        for known in range(25):
+            errors[known].append(float(np.log(peak / days.forecast(i, known))))
+        changes.append(float(np.log(peak / days.peaks[i - 1])))
+        left = calendar.monthrange(days.dates[i].year, days.dates[i].month)[1] - days.dates[i].day
+        if left and i + left < len(days.dates):
+            trailing = days.peaks[i - TRAILING_DAYS : i].mean()
+            rest = float(np.log(days.peaks[i + 1 : i + 1 + left].max() / trailing))
+            bucket = int(np.searchsorted(DAYS_LEFT_EDGES, left, side="right")) - 1
+            below[bucket].append((rest <= LOG_LEVELS).astype(np.float64))
+        hour = int(
+            days.local_hour[days.first[i] + int(np.argmax(load.mw[days.first[i] : days.end[i]]))]
+        )
+        counts[4 * hour : 4 * hour + 4] += 0.25
+    if not changes:
+        raise ValueError("the load holds no summer day with two weeks before it to learn from")
+    rms = np.array([np.sqrt(np.mean(np.square(e))) for e in errors])
+    return PeakModel(
+        # A floor: a forecast tied with the month's highest is never a certainty either way.
+        sigma_by_hours_known=np.maximum(rms, 0.002),
+        sigma_next_day=float(np.sqrt(np.mean(np.square(changes)))),
+        rest_below=np.array(
+            [np.mean(rows, axis=0) if rows else np.ones(LOG_LEVELS.size) for rows in below]
+        ),
+        peak_quarter=counts / counts.sum(),
+    )
+
+
+class PeakForecaster:
+    """`cp_chance` over one load series, its days indexed once. It reads only what has
+    settled by the moment asked about: whole hours ended by then."""
+
+    def __init__(self, model: PeakModel, load: HourlyLoad) -> None:
+        self.model = model
+        self.days = _Days(load)
+
+    def cp_chance(self, *, now: datetime, intervals: int, interval_s: float) -> FloatArray:
+        """Per interval from `now`, the chance that it is its month's coincident peak."""
+        chance = np.zeros(intervals)
+        days = self.days
+        settled = int((now - days.load.start_utc).total_seconds() // 3_600.0)
+        if settled < 24 * (TRAILING_DAYS + 1) or settled > days.load.mw.size:
+            return chance
+        today = int(np.searchsorted(days.first, settled, side="right")) - 1
+        known = settled - int(days.first[today])
+        if days.dates[today] != now.astimezone(CENTRAL).date():  # past the load's end
+            return chance
+        by_day: dict[date, float] = {}
+        for k in range(intervals):
+            local = (now + timedelta(seconds=k * interval_s)).astimezone(CENTRAL)
+            if local.month not in CP_MONTHS:
+                continue
+            day = local.date()
+            if day not in by_day:
+                by_day[day] = self._day_chance(day, today=today, known=known)
+            chance[k] = by_day[day] * self.model.peak_quarter[4 * local.hour + local.minute // 15]
+        return chance
+
+    def _day_chance(self, day: date, *, today: int, known: int) -> float:
+        """The chance that `day` (today or later) holds its month's peak, with `known` of
+        today's hours settled."""
+        days, model = self.days, self.model
+        forecast = days.forecast(today, known)
+        sigma = float(model.sigma_by_hours_known[min(known, 24)])
+        ahead = (day - days.dates[today]).days
+        # The bar: the month's highest peak on the days before `day`; for a later day, today's
+        # forecast is among them (today's own hours are in its forecast, not in its bar).
+        month_first = days.index.get(day.replace(day=1), 0)
+        before = days.peaks[max(month_first, 0) : today]
+        bar = (
+            float(before.max())
+            if before.size and days.dates[max(month_first, 0)].month == day.month
+            else 0.0
+        )
+        if ahead > 0:
+            if days.dates[today].month == day.month:
+                bar = max(bar, forecast)
+            sigma = float(np.hypot(sigma, model.sigma_next_day * np.sqrt(ahead)))
+        trailing = float(days.peaks[today - TRAILING_DAYS : today].mean())
+        days_left = calendar.monthrange(day.year, day.month)[1] - day.day
+        return month_peak_chance(
+            model, forecast, sigma, bar_mw=bar, days_left=days_left, trailing_mw=trailing
+        )
+
+
+def month_peak_chance(
+    model: PeakModel,
+    forecast_mw: float,
+    sigma: float,
+    *,
+    bar_mw: float,
+    days_left: int,
+    trailing_mw: float,
+) -> float:
+    """The chance that a day whose peak is lognormal around `forecast_mw` (log spread `sigma`)
+    beats `bar_mw` and each of `days_left` later days spread around `trailing_mw`."""
+    grid = np.log(forecast_mw) + sigma * np.linspace(-5.0, 5.0, _GRID_POINTS)
+    weights = norm.pdf(grid, np.log(forecast_mw), sigma)
+    level = np.exp(grid)
+    beats = np.where(level > bar_mw, model.beaten_by_none(level, trailing_mw, days_left), 0.0)
+    return float(np.clip(np.trapezoid(weights * beats, grid), 0.0, 1.0))
+
+
+def as_load(start_utc: datetime, mw: npt.ArrayLike) -> HourlyLoad:
+    """An `HourlyLoad` from a first hour start and its values."""
+    return HourlyLoad(start_utc, np.asarray(mw, dtype=np.float64))
