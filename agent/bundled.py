@@ -28,3 +28,11 @@ BUNDLED_TRACE = bundled("data/h100x8_llama3-8b_train_ckpt100_per_gpu_100ms.csv.g
 BUNDLED_BTC = bundled(
     "data/btc_daily_price_difficulty_hashrate_hashprice_2020-04-11_2025-04-07.csv"
 )
+# The grid programs: ERCOT's hourly system load, the 4CP intervals, the transmission rates and
+# the recorded grid emergencies; the scarce year's prices and hourly CO2 intensity for studies.
+BUNDLED_LOAD = bundled("data/ercot_system_load_hourly_2019_2024.csv.gz")
+BUNDLED_CP_INTERVALS = bundled("data/ercot_4cp_intervals_2008_2024.csv")
+BUNDLED_RATES = bundled("data/ercot_4cp_transmission_rates.csv")
+BUNDLED_GRID_EVENTS = bundled("data/ercot_grid_events_2023_2024_partial.csv")
+BUNDLED_PRICES_2023 = bundled("data/ercot_rtm_spp_2023_hubs_15min.csv.gz")
+BUNDLED_CO2 = bundled("data/ercot_co2_intensity_hourly_2023_2024_derived.csv.gz")

@@ -20,7 +20,13 @@ from typing import TypeAlias
 from gridpilot.adapters import minersim
 from gridpilot.adapters.actuation import DeviceUnavailableError
 from gridpilot.adapters.broker import BrokerError
-from gridpilot.adapters.grid import read_transmission_rates
+from gridpilot.adapters.grid import (
+    read_ancillary_prices,
+    read_cp_intervals,
+    read_grid_events,
+    read_system_load,
+    read_transmission_rates,
+)
 from gridpilot.adapters.recorded import (
     NotRecordedError,
     RecordedDataError,
@@ -35,16 +41,20 @@ from gridpilot.agent.bench.guard import bench_guard
 from gridpilot.agent.bench.plan import bench_plan
 from gridpilot.agent.bundled import (
     BUNDLED_BTC,
+    BUNDLED_CP_INTERVALS,
     BUNDLED_DAY_AHEAD,
     BUNDLED_FEES,
+    BUNDLED_GRID_EVENTS,
+    BUNDLED_LOAD,
     BUNDLED_PRICES,
+    BUNDLED_RATES,
     BUNDLED_TRACE,
     REFERENCE_SITE,
-    bundled,
 )
 from gridpilot.agent.daemon import actuators, service
 from gridpilot.agent.replay import report
 from gridpilot.agent.replay.dayplan import plan_day, render
+from gridpilot.agent.replay.programs import GridData, ProgramTerms
 from gridpilot.agent.replay.simulation import (
     ReplayData,
     ReplayGapError,
@@ -62,9 +72,6 @@ from gridpilot.agent.settings import (
     Settings,
     load_settings,
 )
-
-# ERCOT's wholesale transmission rates by charge year, for a site file that sets none.
-BUNDLED_RATES = bundled("data/ercot_4cp_transmission_rates.csv")
 
 # sysexits.h EX_USAGE: a command line asking for what cannot be done (argparse's own errors
 # exit 2).
@@ -334,6 +341,30 @@ def _add_replay(commands: SubParsers) -> None:
     )
     command.add_argument("--gpu-trace", type=Path, default=BUNDLED_TRACE, metavar="FILE")
     command.add_argument(
+        "--load",
+        default=str(BUNDLED_LOAD),
+        metavar="FILE|none",
+        help="ERCOT's hourly system load, for 4CP; 'none' to replay energy alone, without the"
+        " grid programs (4CP and reserves)",
+    )
+    command.add_argument(
+        "--cp-intervals",
+        type=Path,
+        default=BUNDLED_CP_INTERVALS,
+        metavar="FILE",
+        help="the 4CP intervals each strategy is charged at",
+    )
+    command.add_argument("--rates", type=Path, default=BUNDLED_RATES, metavar="FILE")
+    command.add_argument("--grid-events", type=Path, default=BUNDLED_GRID_EVENTS, metavar="FILE")
+    command.add_argument(
+        "--hashprice",
+        type=_positive_float,
+        default=None,
+        metavar="USD_PER_TH_DAY",
+        help="a constant hashprice, fees included, in place of the Bitcoin data (for windows"
+        " past it and what-if runs)",
+    )
+    command.add_argument(
         "--max-gap",
         type=_minutes,
         default=60.0,
@@ -360,6 +391,28 @@ def _add_replay(commands: SubParsers) -> None:
     command.add_argument("--report", type=Path, default=None, metavar="DIR")
     command.add_argument("--json", type=Path, default=None, metavar="FILE")
     command.set_defaults(handler=_replay)
+
+
+def _grid_data(args: argparse.Namespace) -> GridData | None:
+    """The grid programs' files, or None for a replay of energy alone."""
+    if args.load == "none":
+        return None
+    ancillary = None if args.forecast == "none" else read_ancillary_prices(Path(args.forecast))
+    return GridData(
+        load=read_system_load(Path(args.load)),
+        cp=read_cp_intervals(args.cp_intervals),
+        rates=read_transmission_rates(args.rates),
+        ancillary=ancillary,
+        events=read_grid_events(args.grid_events),
+    )
+
+
+def _program_terms(programs: ProgramSettings) -> ProgramTerms:
+    return ProgramTerms(
+        failure_usd_per_mw_h=programs.failure_usd_per_mw_h,
+        deploy_chance_per_hour={p: programs.deploy_chance(p) for p in RESERVE_PRODUCTS},
+        transmission_usd_per_kw_year=programs.transmission_usd_per_kw_year,
+    )
 
 
 def _replay(args: argparse.Namespace) -> int:
@@ -390,6 +443,8 @@ def _replay(args: argparse.Namespace) -> int:
             if args.forecast == "none"
             else read_day_ahead_prices(Path(args.forecast), point),
             fee_share=None if args.fees == "none" else read_fee_share(Path(args.fees)),
+            grid=_grid_data(args),
+            hashprice_usd_per_th_day=args.hashprice,
         )
         start = args.start or prices.start_utc[0]
         end = args.end or prices.start_utc[-1] + timedelta(seconds=prices.interval_s)
@@ -405,7 +460,13 @@ def _replay(args: argparse.Namespace) -> int:
             hashprice_usd_per_th_day=0.05,
         )
         result = replay(
-            template, data, start=start, end=end, progress=_progress_bar(), max_gap_s=max_gap_s
+            template,
+            data,
+            start=start,
+            end=end,
+            progress=_progress_bar(),
+            max_gap_s=max_gap_s,
+            terms=_program_terms(settings.programs),
         )
     except ReplayWindowError as error:
         print(f"gridpilot: {error}", file=sys.stderr)

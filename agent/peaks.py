@@ -28,7 +28,7 @@ after it:
 from __future__ import annotations
 
 import calendar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 
 import numpy as np
@@ -71,6 +71,9 @@ class PeakModel:
     # the level over the mean of the two weeks' peaks before the day).
     rest_below: FloatArray
     peak_quarter: FloatArray  # (96,) chance that a day's peak falls in each Central quarter hour
+    # What the chances are multiplied by so that, over past summers, they add up to the four
+    # peaks there were (the parts above, each fair alone, together see too many: 3 to 4 times).
+    scale: float = 1.0
 
     def beaten_by_none(self, level_mw: FloatArray, trailing_mw: float, days: int) -> FloatArray:
         """The chance that no day of the `days` left in the month peaks above each of
@@ -144,7 +147,7 @@ def calibrate(load: HourlyLoad) -> PeakModel:
     if not changes:
         raise ValueError("the load holds no summer day with two weeks before it to learn from")
     rms = np.array([np.sqrt(np.mean(np.square(e))) for e in errors])
-    return PeakModel(
+    model = PeakModel(
         # A floor: a forecast tied with the month's highest is never a certainty either way.
         sigma_by_hours_known=np.maximum(rms, 0.002),
         sigma_next_day=float(np.sqrt(np.mean(np.square(changes)))),
@@ -153,6 +156,30 @@ def calibrate(load: HourlyLoad) -> PeakModel:
         ),
         peak_quarter=counts / counts.sum(),
     )
+    return _recalibrated(model, load, days)
+
+
+def _recalibrated(model: PeakModel, load: HourlyLoad, days: _Days) -> PeakModel:
+    """`model` scaled so that its chances, asked each hour of the past summers as a replay
+    would, add up to the number of monthly peaks those summers had."""
+    forecaster = PeakForecaster(model, load)
+    total, months = 0.0, 0
+    hour = timedelta(hours=1)
+    for year in sorted({d.year for d in days.dates}):
+        first = datetime.combine(date(year, CP_MONTHS[0], 1), datetime.min.time(), CENTRAL)
+        last = datetime.combine(date(year, CP_MONTHS[-1] + 1, 1), datetime.min.time(), CENTRAL)
+        if first < load.start_utc + timedelta(days=TRAILING_DAYS + 1):
+            continue
+        if last > load.start_utc + hour * load.mw.size:
+            continue
+        moment = first
+        while moment < last:
+            total += float(forecaster.cp_chance(now=moment, intervals=4, interval_s=900.0).sum())
+            moment += hour
+        months += len(CP_MONTHS)
+    if months == 0 or total <= 0:
+        return model
+    return replace(model, scale=months / total)
 
 
 class PeakForecaster:
@@ -182,7 +209,8 @@ class PeakForecaster:
             day = local.date()
             if day not in by_day:
                 by_day[day] = self._day_chance(day, today=today, known=known)
-            chance[k] = by_day[day] * self.model.peak_quarter[4 * local.hour + local.minute // 15]
+            quarter = 4 * local.hour + local.minute // 15
+            chance[k] = self.model.scale * by_day[day] * self.model.peak_quarter[quarter]
         return chance
 
     def _day_chance(self, day: date, *, today: int, known: int) -> float:

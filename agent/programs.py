@@ -200,3 +200,44 @@ def offer_window(day_start_local: datetime) -> tuple[datetime, datetime]:
     """The operating day [start, end) in UTC: 23, 24 or 25 hours."""
     end_local = datetime.combine(day_start_local.date() + timedelta(days=1), time(0), CENTRAL)
     return day_start_local.astimezone(CENTRAL), end_local
+
+
+SPIKE_HISTORY_DAYS = 30
+
+
+def spike_cost(
+    history_usd_per_mwh: FloatArray,
+    *,
+    interval_s: float,
+    offsets: range,
+    breakeven_usd_per_mwh: float,
+    days: int = SPIKE_HISTORY_DAYS,
+) -> FloatArray:
+    """What holding a MW ready is expected to cost in each interval `offsets` from now: a MW
+    held cannot sleep when the price rises above the breakeven of the miners that hold it, so
+    it pays the excess. The mean excess at the same time of day over the last `days` days of
+    settled prices (`history_usd_per_mwh` ends with the interval just before now), $/MW-h.
+    A forecast's median cannot see it: the spikes are in the tail."""
+    per_day = round(86_400.0 / interval_s)
+    usable = min(days, history_usd_per_mwh.size // per_day)
+    if usable == 0:
+        return np.zeros(len(offsets))
+    recent = history_usd_per_mwh[history_usd_per_mwh.size - usable * per_day :]
+    excess = np.maximum(0.0, recent.reshape(usable, per_day) - breakeven_usd_per_mwh).mean(axis=0)
+    # Column j is the time of day j intervals after the start of the last whole day, which
+    # began `per_day` intervals before now: interval t from now sits in column t mod per_day.
+    return np.asarray(excess[np.arange(offsets.start, offsets.stop) % per_day], dtype=np.float64)
+
+
+def holding_breakeven(site: Problem, product: str, hashprice_usd_per_th_day: float) -> float:
+    """The breakeven at the meter of the least efficient miners qualified for `product`: the
+    first the site would put to sleep as the price rises, were they not held."""
+    candidates = [
+        hashprice_usd_per_th_day
+        * (1 - site.pool_fee)
+        * 1e6
+        / (24.0 * g.joules_per_th * g.overhead_factor)
+        for g in site.asic_groups
+        if product in g.reserve_products
+    ]
+    return min(candidates) if candidates else 0.0

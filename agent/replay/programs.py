@@ -143,6 +143,8 @@ def cp_interval_indices(
     first = moments[0]
     found = []
     for year in sorted({m.year for m in moments}):
+        if not any(m.year == year and m.month in CP_MONTHS for m in moments):
+            continue
         try:
             starts = cp.official(year)
         except NotRecordedError:
@@ -159,27 +161,29 @@ def transmission_usd(
     intervals: tuple[tuple[int, int], ...],
     rate_for_peaks_of: dict[int, float],
 ) -> tuple[float, tuple[float, ...]]:
-    """The 4CP charge a strategy's draw sets: per year, its average MW in the year's intervals
-    times the rate billed for them ($/kW-yr, times 1,000 per MW); and its MW in each."""
+    """The 4CP charge a strategy's draw sets, and its MW in each interval: a year's charge is
+    its average MW in the year's four intervals times the rate billed for them ($/kW-yr, times
+    1,000 per MW), so each interval in the window adds a quarter of the rate per MW (a window
+    holding only some of a year's intervals is charged for those)."""
     mw = tuple(float(site_watts[k]) / 1e6 for _, k in intervals)
-    total = 0.0
-    for year in sorted({y for y, _ in intervals}):
-        inside = [m for (y, _), m in zip(intervals, mw, strict=True) if y == year]
-        total += float(np.mean(inside)) * rate_for_peaks_of[year] * 1_000.0
+    total = sum(
+        m * rate_for_peaks_of[year] * 1_000.0 / 4.0
+        for (year, _), m in zip(intervals, mw, strict=True)
+    )
     return total, mw
 
 
 def peak_forecaster(load: SystemLoad, year: int) -> PeakForecaster:
     """The 4CP forecaster for `year`, learned from the summers before it."""
     start = load.start_utc[0]
-    cut = load.hourly_index(datetime(year, 1, 1, 6, tzinfo=start.tzinfo)) if start.year < year else 0
+    cut = (
+        load.hourly_index(datetime(year, 1, 1, 6, tzinfo=start.tzinfo)) if start.year < year else 0
+    )
     mw = np.asarray(load.mw, dtype=np.float64)
     return PeakForecaster(calibrate(as_load(start, mw[:cut])), as_load(start, mw))
 
 
-def cp_alert_hours(
-    load: SystemLoad, moments: tuple[datetime, ...]
-) -> np.ndarray:
+def cp_alert_hours(load: SystemLoad, moments: tuple[datetime, ...]) -> np.ndarray:
     """Per interval, whether the common miner rule sleeps for 4CP in it: inside `CP_WINDOW` on
     a June-September weekday (Central) whose highest load settled by the window's start is
     within `CP_ALERT_SHARE` of the month's highest so far (the rule decides at 14:00 on what
@@ -220,3 +224,138 @@ def ancillary_prices(
         for p in products
         if p in prices.products and p in PRODUCTS
     }
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class PeriodPrograms:
+    """What is true of the programs over a replayed window, and what they cost."""
+
+    products: tuple[str, ...]  # qualified and priced: the ones offered
+    clearing: dict[str, FloatArray]  # day-ahead clearing price per interval, $/MW-h
+    qualified_mw: dict[str, float]
+    deployments: tuple[Deployment, ...]
+    # Per product, per interval: whether a deployment is on, and where one starts within it (s).
+    deployed: dict[str, np.ndarray]
+    starts_at_s: dict[str, np.ndarray]
+    cp_intervals: tuple[tuple[int, int], ...]  # (year, interval index) of the official 4CP
+    rate_for_peaks_of: dict[int, float]  # $/kW-yr billed for each year's 4CP
+    failure_usd_per_mw_h: float
+    deploy_usd_per_mw_h: dict[str, float]
+    forecasters: dict[int, PeakForecaster]  # per calendar year, learned from the years before
+    alert: np.ndarray  # the miner rule's 4CP hours (threshold_4cp)
+
+    def active(self, k: int) -> list[tuple[str, float, bool]]:
+        """(product, start within the interval in s, whether it starts here) of the
+        deployments on in interval `k`."""
+        return [
+            (p, float(self.starts_at_s[p][k]), bool(self.starts_at_s[p][k] >= 0))
+            for p in self.products
+            if self.deployed[p][k]
+        ]
+
+    def duration_h(self, product: str, k: int, interval_s: float) -> float:
+        """How long the deployment of `product` that starts in interval `k` lasts, hours."""
+        run = self.deployed[product][k:]
+        off = np.flatnonzero(~run)
+        return (int(off[0]) if off.size else run.size) * interval_s / 3_600.0
+
+
+def mark_deployments(
+    found: tuple[Deployment, ...],
+    products: tuple[str, ...],
+    moments: tuple[datetime, ...],
+    interval_s: float,
+) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """Per product, which intervals a deployment covers and where in its first one it starts
+    (-1 where none starts)."""
+    count = len(moments)
+    deployed = {p: np.zeros(count, dtype=bool) for p in products}
+    starts = {p: np.full(count, -1.0) for p in products}
+    if not moments:
+        return deployed, starts
+    first = moments[0]
+    for deployment in found:
+        if deployment.product not in deployed:
+            continue
+        begin_s = (deployment.start - first).total_seconds()
+        end_s = (deployment.end - first).total_seconds()
+        k0 = max(0, int(begin_s // interval_s))
+        k1 = min(count, int(np.ceil(end_s / interval_s)))
+        if k0 >= k1:
+            continue
+        deployed[deployment.product][k0:k1] = True
+        if begin_s >= 0:
+            # the plant takes commands on its meter's whole seconds
+            starts[deployment.product][k0] = float(int(begin_s - k0 * interval_s))
+    return deployed, starts
+
+
+@dataclass(frozen=True, slots=True)
+class ProgramTerms:
+    """The site's terms for the programs (its `[programs]` settings, as plain values)."""
+
+    failure_usd_per_mw_h: float
+    deploy_chance_per_hour: dict[str, float]
+    transmission_usd_per_kw_year: float | None = None  # None: the rates file's
+
+
+def period_programs(
+    grid: GridData,
+    terms: ProgramTerms,
+    *,
+    qualified_mw: dict[str, float],
+    moments: tuple[datetime, ...],
+    interval_s: float,
+    true_price: FloatArray,
+    hash_value_usd_per_mwh: float,
+    seed: int = 0,
+) -> PeriodPrograms:
+    """The programs' truth over a window: clearing prices, deployments, the 4CP intervals and
+    their rates, the 4CP forecaster of each year, the miner rule's alert hours."""
+    clearing = ancillary_prices(grid.ancillary, tuple(qualified_mw), moments, interval_s)
+    products = tuple(p for p in PRODUCTS if p in clearing and qualified_mw.get(p, 0.0) > 0)
+    found = deployments(
+        grid,
+        moments=moments,
+        interval_s=interval_s,
+        true_price=true_price,
+        products=products,
+        seed=seed,
+    )
+    deployed, starts = mark_deployments(found, products, moments, interval_s)
+    intervals = cp_interval_indices(grid.cp, moments, interval_s)
+    years = sorted({m.year for m in moments})
+    configured = terms.transmission_usd_per_kw_year
+    rates = {
+        year: configured if configured is not None else grid.rates.for_peaks_of(year)
+        for year in {y for y, _ in intervals} | set(years)
+        if configured is not None or _has_rate(grid.rates, year)
+    }
+    return PeriodPrograms(
+        products=products,
+        clearing=clearing,
+        qualified_mw=qualified_mw,
+        deployments=tuple(d for d in found if d.product in products),
+        deployed=deployed,
+        starts_at_s=starts,
+        cp_intervals=intervals,
+        rate_for_peaks_of=rates,
+        failure_usd_per_mw_h=terms.failure_usd_per_mw_h,
+        deploy_usd_per_mw_h={
+            p: terms.deploy_chance_per_hour.get(p, 0.0) * hash_value_usd_per_mwh for p in products
+        },
+        forecasters={
+            year: peak_forecaster(grid.load, year)
+            for year in years
+            if any(m.year == year and m.month in CP_MONTHS for m in moments)
+        },
+        alert=cp_alert_hours(grid.load, moments),
+    )
+
+
+def _has_rate(rates: TransmissionRates, year: int) -> bool:
+    try:
+        rates.for_peaks_of(year)
+    except NotRecordedError:
+        return False
+    return True

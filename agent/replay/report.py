@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridpilot.adapters.recorded import CENTRAL, Gap
-from gridpilot.agent.replay.simulation import STRATEGIES, ReplayResult
+from gridpilot.agent.replay.simulation import STRATEGIES, ReplayResult, Totals
 from gridpilot.optimizer.problem import FloatArray
 
 if TYPE_CHECKING:  # matplotlib is imported only where a plot is drawn (see `write_report`)
@@ -54,7 +54,8 @@ def summary(result: ReplayResult) -> dict[str, Any]:
         "end": result.end.isoformat(),
         "settlement_point": result.settlement_point,
     }
-    for name in STRATEGIES:
+    programs = bool(result.cp_intervals) or bool(result.deployments) or len(result.totals) > 4
+    for name in result.strategies:
         totals = result.totals[name]
         document[name] = {
             "profit_usd": round(totals.profit_usd, 2),
@@ -69,6 +70,21 @@ def summary(result: ReplayResult) -> dict[str, Any]:
             "limit_violation_minutes": round(totals.limit_violation_minutes, 3),
             "capture": round(result.capture(name), 4),
         }
+        if programs:
+            document[name] |= _programs_summary(totals)
+    if programs:
+        document["cp_intervals_utc"] = [m.isoformat() for m in result.cp_intervals]
+        document["deployments"] = [
+            {
+                "product": d.product,
+                "start_utc": d.start.isoformat(),
+                "end_utc": d.end.isoformat(),
+                "source": d.source,
+            }
+            for d in result.deployments
+        ]
+    if result.hashprice_usd_per_th_day is not None:
+        document["hashprice_usd_per_th_day"] = result.hashprice_usd_per_th_day
     document["data_gaps"] = [
         {
             "series": series,
@@ -83,22 +99,51 @@ def summary(result: ReplayResult) -> dict[str, Any]:
     return document
 
 
+def _programs_summary(totals: Totals) -> dict[str, Any]:
+    return {
+        "transmission_usd": round(totals.transmission_usd, 2),
+        "ancillary_usd": round(totals.ancillary_usd, 2),
+        "ancillary_by_product_usd": {
+            p: round(v, 2) for p, v in sorted(totals.ancillary_by_product_usd.items())
+        },
+        "reserve_failure_usd": round(totals.reserve_failure_usd, 2),
+        "deployments": totals.deployments,
+        "failed_deployments": totals.failed_deployments,
+        "cp_hours_curtailed": round(totals.cp_hours_curtailed, 2),
+        "cp_mw_at_intervals": [round(mw, 3) for mw in totals.cp_mw_at_intervals],
+    }
+
+
 def table(result: ReplayResult) -> list[str]:
     lines = [
         f"replay {result.start:%Y-%m-%d %H:%M} to {result.end:%Y-%m-%d %H:%M} UTC at"
         f" {result.settlement_point}, {result.wall_s:.1f} s",
         "",
-        f"  {'strategy':<10} {'profit $':>14} {'hash $':>12} {'AI $':>13} {'energy $':>12}"
+        f"  {'strategy':<13} {'profit $':>14} {'hash $':>12} {'AI $':>13} {'energy $':>12}"
         f" {'penalty $':>10} {'MWh':>9} {'capture':>8} {'SLA':>4} {'over min':>8}",
     ]
-    for name in STRATEGIES:
+    for name in result.strategies:
         t = result.totals[name]
         lines.append(
-            f"  {name:<10} {t.profit_usd:14,.0f} {t.hash_revenue_usd:12,.0f}"
+            f"  {name:<13} {t.profit_usd:14,.0f} {t.hash_revenue_usd:12,.0f}"
             f" {t.ai_revenue_usd:13,.0f} {t.energy_cost_usd:12,.0f} {t.penalty_usd:10,.0f}"
             f" {t.energy_mwh:9,.0f} {result.capture(name):8.3f} {t.sla_breaches:4d}"
             f" {t.limit_violation_minutes:8.1f}"
         )
+    if len(result.totals) > len(STRATEGIES):
+        lines += [
+            "",
+            f"  {'programs':<13} {'4CP $':>12} {'reserves $':>12} {'failures $':>11}"
+            f" {'deployed':>9} {'failed':>7} {'4CP hours':>10}  MW at the 4CP intervals",
+        ]
+        for name in result.strategies:
+            t = result.totals[name]
+            at = " ".join(f"{mw:.1f}" for mw in t.cp_mw_at_intervals)
+            lines.append(
+                f"  {name:<13} {t.transmission_usd:12,.0f} {t.ancillary_usd:12,.0f}"
+                f" {t.reserve_failure_usd:11,.0f} {t.deployments:9d} {t.failed_deployments:7d}"
+                f" {t.cp_hours_curtailed:10.1f}  {at}"
+            )
     return lines
 
 
@@ -154,7 +199,7 @@ def stake_usd(result: ReplayResult) -> FloatArray:
     highest and the lowest site draw among the strategies, over the interval. It is the most
     by which the strategies' energy bills for the interval differ: how much money the decision
     of how much to draw moved then."""
-    draws_watts = np.vstack([result.site_watts[name] for name in STRATEGIES])
+    draws_watts = np.vstack([result.site_watts[name] for name in result.strategies])
     spread_mw = (draws_watts.max(axis=0) - draws_watts.min(axis=0)) / 1e6
     hours = _interval_s(result) / 3600.0
     stake: FloatArray = np.abs(result.price_usd_per_mwh) * spread_mw * hours

@@ -37,6 +37,7 @@ from gridpilot.adapters.recorded import (
     PriceSeries,
 )
 from gridpilot.agent.guard import shed, shed_order
+from gridpilot.agent.pacing import marginal_hash_value_usd_per_mwh
 from gridpilot.agent.planner import (
     MarketView,
     Planner,
@@ -45,13 +46,46 @@ from gridpilot.agent.planner import (
     month_end,
     month_start,
 )
+from gridpilot.agent.programs import (
+    RESPONSE_S,
+    ProgramView,
+    ReserveView,
+    expected_prices,
+    holding_breakeven,
+    next_offer_day,
+    offer_window,
+    qualified_mw,
+    spike_cost,
+)
+from gridpilot.agent.replay.programs import (
+    DELIVERY_TOLERANCE,
+    FIXED_RESERVE_SHARE,
+    Deployment,
+    GridData,
+    PeriodPrograms,
+    ProgramTerms,
+    period_programs,
+    transmission_usd,
+)
 from gridpilot.optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from gridpilot.optimizer.hindsight import hindsight
 from gridpilot.optimizer.merit import always_on, threshold
-from gridpilot.optimizer.problem import AllowanceBudget, FloatArray, Problem, Tier, uniform_steps
+from gridpilot.optimizer.plan import CP_REASON
+from gridpilot.optimizer.problem import (
+    AllowanceBudget,
+    FloatArray,
+    Problem,
+    Programs,
+    ReserveProduct,
+    Tier,
+    uniform_steps,
+)
 from gridpilot.optimizer.schedule import Schedule
 
 STRATEGIES = ("agent", "always_on", "threshold", "hindsight")
+# Beside them when the grid programs are replayed: the miners' threshold rule with the common
+# 4CP practice, and a constant Responsive Reserve offer in every hour.
+PROGRAM_BASELINES = ("threshold_4cp", "fixed_reserve")
 
 # One interval's commands: ASIC units on, then per GPU group cap level, capped and paused nodes.
 Setpoints = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
@@ -93,6 +127,11 @@ class ReplayData:
     trace: GpuTrace
     day_ahead: DayAheadSeries | None = None
     fee_share: FeeShareSeries | None = None
+    # The grid programs' files; None: energy alone.
+    grid: GridData | None = None
+    # A constant hashprice, fees included, in place of the recorded one (what-if runs, and
+    # windows past the bundled Bitcoin data).
+    hashprice_usd_per_th_day: float | None = None
 
 
 @dataclass(slots=True)
@@ -111,10 +150,24 @@ class Totals:
     guard_sheds: int = 0
     monthly_profit_usd: dict[str, float] = field(default_factory=dict)
     allowance_used: dict[str, dict[str, float]] = field(default_factory=dict)  # month -> contract
+    # Grid programs: the 4CP charge the replay's draw sets, reserves paid and failures charged.
+    transmission_usd: float = 0.0
+    ancillary_usd: float = 0.0
+    ancillary_by_product_usd: dict[str, float] = field(default_factory=dict)
+    reserve_failure_usd: float = 0.0
+    deployments: int = 0
+    failed_deployments: int = 0
+    cp_hours_curtailed: float = 0.0  # hours in which load was lowered for 4CP
+    cp_mw_at_intervals: tuple[float, ...] = ()  # site MW in each official 4CP interval
+
+    @property
+    def programs_usd(self) -> float:
+        return self.ancillary_usd - self.reserve_failure_usd - self.transmission_usd
 
     @property
     def profit_usd(self) -> float:
-        return self.hash_revenue_usd + self.ai_revenue_usd - self.energy_cost_usd - self.penalty_usd
+        energy = self.hash_revenue_usd + self.ai_revenue_usd - self.energy_cost_usd
+        return energy - self.penalty_usd + self.programs_usd
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -134,6 +187,13 @@ class ReplayResult:
     agent_solves: int  # how often the agent solved afresh (it re-plans when the world departs)
     # Gaps in the recorded data that the replay saw (window and history), by the series' name.
     data_gaps: tuple[tuple[str, Gap], ...] = ()
+    deployments: tuple[Deployment, ...] = ()
+    cp_intervals: tuple[datetime, ...] = ()  # the official 4CP intervals in the window
+    hashprice_usd_per_th_day: float | None = None  # the constant one, where one was given
+
+    @property
+    def strategies(self) -> tuple[str, ...]:
+        return tuple(self.totals)
 
     def capture(self, strategy: str) -> float:
         """Share of the hindsight bound's improvement over always-on that `strategy` achieves."""
@@ -161,6 +221,10 @@ class _Strategy:
             [site.contract(g.contract).max_event_s or np.inf for g in site.gpu_groups]
         )
         self.order = shed_order(site.asic_groups)
+        # Reserve awards (MW per product and interval) and the intervals lowered for 4CP,
+        # filled in as the strategy decides them.
+        self.awards: dict[str, FloatArray] = {}
+        self.lowered_for_cp: np.ndarray = np.zeros(0, dtype=bool)
 
     def state(self) -> PlantState:
         return PlantState(
@@ -178,7 +242,10 @@ def _month_key(moment: datetime) -> str:
 
 
 def _true_hashprice(data: ReplayData, day: date) -> float:
-    """The day's hashprice including transaction fees (subsidy-only / (1 - fee share))."""
+    """The day's hashprice including transaction fees (subsidy-only / (1 - fee share)), or
+    the constant one given."""
+    if data.hashprice_usd_per_th_day is not None:
+        return data.hashprice_usd_per_th_day
     fee = data.fee_share.on(day) if data.fee_share is not None else None
     share = DEFAULT_FEE_SHARE if fee is None else fee
     return data.hashprices.on(day) / (1.0 - share)
@@ -195,6 +262,7 @@ class _Period:
     true_price: FloatArray
     day_hashprice: dict[date, float]  # true, fees included
     known_hashprice: dict[date, float]  # the previous day's, as known on the day
+    programs: PeriodPrograms | None = None
 
 
 @dataclass(slots=True, eq=False)
@@ -269,7 +337,13 @@ def check_window(prices: PriceSeries, start: datetime, end: datetime) -> None:
 
 
 def _period(
-    data: ReplayData, start: datetime, end: datetime, max_gap_s: float = 3_600.0
+    data: ReplayData,
+    start: datetime,
+    end: datetime,
+    max_gap_s: float = 3_600.0,
+    *,
+    site: Problem | None = None,
+    terms: ProgramTerms | None = None,
 ) -> _Period:
     check_window(data.prices, start, end)
     check_gaps(data, start, end, max_gap_s=max_gap_s)
@@ -279,14 +353,30 @@ def _period(
     first = prices.index_of(start)
     moments = tuple(start + timedelta(seconds=k * interval_s) for k in range(count))
     days = sorted({m.date() for m in moments})
+    true_price = prices.usd_per_mwh[first : first + count]
+    known = {d: _true_hashprice(data, d - timedelta(days=1)) for d in days}
+    programs = None
+    if data.grid is not None and terms is not None and site is not None:
+        programs = period_programs(
+            data.grid,
+            terms,
+            qualified_mw=qualified_mw(site),
+            moments=moments,
+            interval_s=interval_s,
+            true_price=true_price,
+            hash_value_usd_per_mwh=marginal_hash_value_usd_per_mwh(
+                site, float(np.mean(list(known.values())))
+            ),
+        )
     return _Period(
         start=start,
         interval_s=interval_s,
         first=first,
         moments=moments,
-        true_price=prices.usd_per_mwh[first : first + count],
+        true_price=true_price,
         day_hashprice={d: _true_hashprice(data, d) for d in days},
-        known_hashprice={d: _true_hashprice(data, d - timedelta(days=1)) for d in days},
+        known_hashprice=known,
+        programs=programs,
     )
 
 
@@ -300,37 +390,47 @@ def replay(
     progress: Callable[[int, int], None] | None = None,
     parallel: bool = True,
     max_gap_s: float = 3_600.0,
+    terms: ProgramTerms | None = None,
 ) -> ReplayResult:
     """Replay [start, end) on `site` (a problem template: groups, contracts, limits).
 
+    With `data.grid` and the site's program `terms` the grid programs are replayed too: every
+    strategy is charged the 4CP cost of its own draw and paid for the reserves it was awarded,
+    deployments simulated on its plant; `threshold_4cp` and `fixed_reserve` run beside.
+
     A gap in the real-time prices longer than `max_gap_s` in the window or the agent's history
     before it is a `ReplayGapError` (see `check_gaps`); gaps elsewhere in the data do not
-    matter. The strategies do not interact, so with `parallel` the three references (always-on,
-    the threshold rule, the hindsight bound) run in a second process while the agent runs
-    here."""
+    matter. The strategies do not interact, so with `parallel` the references (always-on, the
+    baselines, the hindsight bound) run in a second process while the agent runs here."""
     started = time.perf_counter()
-    period = _period(data, start, end, max_gap_s)
+    period = _period(data, start, end, max_gap_s, site=site, terms=terms)
     runs: dict[str, _Run] = {}
     if parallel:
         with ProcessPoolExecutor(max_workers=1) as pool:
-            references = pool.submit(_run_references, site, data, period)
+            # The references read the programs' truth from the period; the files stay here.
+            references = pool.submit(_run_references, site, replace(data, grid=None), period)
             runs["agent"] = _run_agent(site, data, period, planner or Planner(site), progress)
             runs.update(references.result())
     else:
         runs["agent"] = _run_agent(site, data, period, planner or Planner(site), progress)
         runs.update(_run_references(site, data, period))
+    names = STRATEGIES + (PROGRAM_BASELINES if period.programs is not None else ())
+    programs = period.programs
     return ReplayResult(
         start=start,
         end=end,
         settlement_point=data.prices.settlement_point,
-        totals={name: runs[name].totals for name in STRATEGIES},
+        totals={name: runs[name].totals for name in names},
         wall_s=time.perf_counter() - started,
         price_usd_per_mwh=period.true_price,
-        site_watts={name: runs[name].site_watts for name in STRATEGIES},
-        asic_curtailed_watts={name: runs[name].asic_curtailed_watts for name in STRATEGIES},
+        site_watts={name: runs[name].site_watts for name in names},
+        asic_curtailed_watts={name: runs[name].asic_curtailed_watts for name in names},
         agent_decisions=runs["agent"].decisions,
         agent_solves=runs["agent"].solves,
         data_gaps=data_gaps(data, start, end),
+        deployments=programs.deployments if programs else (),
+        cp_intervals=tuple(period.moments[k] for _, k in programs.cp_intervals) if programs else (),
+        hashprice_usd_per_th_day=data.hashprice_usd_per_th_day,
     )
 
 
@@ -340,10 +440,18 @@ def _simulate(
     period: _Period,
     decide: Callable[[int, _Strategy], Setpoints],
     progress: Callable[[int, int], None] | None = None,
+    *,
+    prepare: Callable[[_Strategy], None] | None = None,
 ) -> _Run:
-    """Run one strategy's decisions through its own plant, guard and ledger."""
+    """Run one strategy's decisions through its own plant, guard and ledger. `prepare` fills
+    in what a strategy commits to ahead (its reserve awards, its 4CP hours) before it runs."""
     strategy = _Strategy(site, data.trace, seed=0)
     count = len(period.moments)
+    strategy.lowered_for_cp = np.zeros(count, dtype=bool)
+    if period.programs is not None:
+        strategy.awards = {p: np.zeros(count) for p in period.programs.products}
+    if prepare is not None:
+        prepare(strategy)
     cap = site.site_limit_watts - site.site_margin_watts
     asic_watts = np.array([g.watts_per_unit * g.overhead_factor for g in site.asic_groups])
     run = _Run(
@@ -361,6 +469,7 @@ def _simulate(
             interval_s=period.interval_s,
             cap_watts=cap,
             limit_watts=site.site_limit_watts,
+            deployed=_deployed(strategy, period, k),
         )
         _account(
             strategy,
@@ -370,6 +479,8 @@ def _simulate(
             hashprice=period.day_hashprice[now.date()],
             interval_s=period.interval_s,
         )
+        if period.programs is not None:
+            _account_reserves(strategy, period.programs, k, period.interval_s)
         run.site_watts[k] = use.mean_site_watts
         run.asic_curtailed_watts[k] = float(
             np.sum((strategy.full_units - strategy.units_on) * asic_watts)
@@ -378,7 +489,64 @@ def _simulate(
         if progress is not None:
             progress(k + 1, count)
     _close_months(strategy, site)
+    if period.programs is not None:
+        _close_programs(strategy, period.programs, run.site_watts, period.interval_s)
     return run
+
+
+@dataclass(frozen=True, slots=True)
+class _Deployed:
+    """A deployment a strategy carries out in one interval."""
+
+    product: str
+    start_s: float  # within the interval; 0 for one that started before it
+    starts: bool  # it starts in this interval
+    award_mw: float
+    failure_usd_per_mw: float  # what a MW short costs over the deployment's hours
+
+
+def _deployed(strategy: _Strategy, period: _Period, k: int) -> tuple[_Deployed, ...]:
+    """The deployments of the strategy's awards in interval `k`."""
+    programs = period.programs
+    if programs is None:
+        return ()
+    return tuple(
+        _Deployed(
+            product,
+            max(start_s, 0.0),
+            starts,
+            float(strategy.awards[product][k]),
+            programs.failure_usd_per_mw_h * programs.duration_h(product, k, period.interval_s),
+        )
+        for product, start_s, starts in programs.active(k)
+        if strategy.awards[product][k] > 0
+    )
+
+
+def _account_reserves(
+    strategy: _Strategy, programs: PeriodPrograms, k: int, interval_s: float
+) -> None:
+    """Pay each award at its clearing price for the interval (deployed or not)."""
+    totals = strategy.totals
+    hours = interval_s / SECONDS_PER_HOUR
+    for product in programs.products:
+        usd = float(strategy.awards[product][k]) * float(programs.clearing[product][k]) * hours
+        totals.ancillary_usd += usd
+        totals.ancillary_by_product_usd[product] = (
+            totals.ancillary_by_product_usd.get(product, 0.0) + usd
+        )
+
+
+def _close_programs(
+    strategy: _Strategy, programs: PeriodPrograms, site_watts: FloatArray, interval_s: float
+) -> None:
+    """The 4CP charge the strategy's draw set, and its hours lowered for 4CP."""
+    totals = strategy.totals
+    charged = [(y, k) for y, k in programs.cp_intervals if y in programs.rate_for_peaks_of]
+    totals.transmission_usd, totals.cp_mw_at_intervals = transmission_usd(
+        site_watts, tuple(charged), programs.rate_for_peaks_of
+    )
+    totals.cp_hours_curtailed = float(strategy.lowered_for_cp.sum()) * interval_s / 3_600.0
 
 
 def _run_agent(
@@ -391,7 +559,10 @@ def _run_agent(
     receding = RecedingPlanner(planner)
     prices = data.prices
     history_intervals = round(HISTORY_DAYS * 86_400.0 / period.interval_s)
+    horizon = round(planner.horizon_s / period.interval_s)
     solves = 0
+    programs = period.programs
+    offers = _Offers(planner, site, data, period) if programs is not None else None
 
     def decide(k: int, strategy: _Strategy) -> Setpoints:
         nonlocal solves
@@ -404,6 +575,9 @@ def _run_agent(
             hashprice_usd_per_th_day=period.known_hashprice[now.date()],
             day_ahead=_day_ahead_window(data.day_ahead, now),
         )
+        if offers is not None:
+            offers.make_due(k, strategy, market)
+            market = replace(market, programs=offers.view(k, strategy, horizon))
         decision = receding.decide(
             strategy.state(),
             market,
@@ -411,17 +585,139 @@ def _run_agent(
             published_until=data.day_ahead.known_until(now) if data.day_ahead else None,
         )
         solves += decision.fresh
+        if offers is not None:
+            strategy.lowered_for_cp[k] = any(
+                a.reason.startswith(CP_REASON) for a in decision.plan.asic_setpoints(decision.step)
+            )
         return _column(decision.plan.schedule, decision.step)
 
     run = _simulate(site, data, period, decide, progress)
-    run.solves = solves
+    run.solves = solves + (offers.solves if offers is not None else 0)
     return run
 
 
+class _Offers:
+    """The agent's day-ahead reserve offers and what it knows of 4CP, as the replay goes: at
+    10:00 Central each day it offers the next day's hours, decided by its own planner over the
+    horizon to that day's end at the prices it expects; what it offers it is awarded."""
+
+    def __init__(self, planner: Planner, site: Problem, data: ReplayData, period: _Period) -> None:
+        assert period.programs is not None and data.grid is not None
+        self.planner = planner
+        self.site = site
+        self.period = period
+        self.programs = period.programs
+        self.ancillary = data.grid.ancillary
+        self.offered: set[datetime] = set()
+        self.solves = 0
+        self._cp: tuple[datetime, FloatArray] | None = None  # hour -> chance from its start
+
+    def make_due(self, k: int, strategy: _Strategy, market: MarketView) -> None:
+        day = next_offer_day(market.now)
+        if day is None or day in self.offered or self.ancillary is None:
+            return
+        self.offered.add(day)
+        day_start, day_end = offer_window(day)
+        interval_s = self.period.interval_s
+        first = round((day_start - market.now).total_seconds() / interval_s)
+        last = round((day_end - market.now).total_seconds() / interval_s)
+        view = self.view(k, strategy, last)
+        reserves = []
+        for r in view.reserves:
+            price = r.usd_per_mw_h.copy()
+            # What a MW held is expected to earn, less what holding it is expected to cost.
+            price[first:] = expected_prices(
+                self.ancillary,
+                r.name,
+                now=market.now,
+                start=day_start,
+                count=last - first,
+                interval_s=interval_s,
+            ) - spike_cost(
+                market.history_usd_per_mwh,
+                interval_s=interval_s,
+                offsets=range(first, last),
+                breakeven_usd_per_mwh=holding_breakeven(
+                    self.site, r.name, market.hashprice_usd_per_th_day
+                ),
+            )
+            max_mw = r.max_mw.copy()
+            max_mw[first:] = self.programs.qualified_mw[r.name]
+            reserves.append(replace(r, usd_per_mw_h=price, max_mw=max_mw))
+        offer_market = replace(market, programs=replace(view, reserves=tuple(reserves)))
+        held = self.planner.offer(
+            strategy.state(),
+            offer_market,
+            strategy.used(_month_key(market.now)),
+            horizon_s=last * interval_s,
+            first=first,
+            last=last,
+        )
+        self.solves += 1
+        per_hour = round(3_600.0 / interval_s)
+        for product, mw in held.items():
+            # an award is for a whole hour: the least the plan holds in any of its intervals
+            hourly = np.repeat(
+                np.floor(10.0 * mw.reshape(-1, per_hour).min(axis=1)) / 10.0, per_hour
+            )
+            begin = k + first
+            end = min(begin + hourly.size, len(self.period.moments))
+            if end > begin:
+                cleared = self.programs.clearing[product][begin:end] > 0
+                strategy.awards[product][begin:end] = np.where(cleared, hourly[: end - begin], 0.0)
+
+    def view(self, k: int, strategy: _Strategy, count: int) -> ProgramView:
+        """The programs as the agent knows them at interval `k`, for `count` intervals."""
+        period, programs = self.period, self.programs
+        now = period.moments[k]
+        rate = programs.rate_for_peaks_of.get(now.year, 0.0)
+        reserves = tuple(
+            ReserveView(
+                name=p,
+                usd_per_mw_h=_ahead(programs.clearing[p], k, count),
+                max_mw=_ahead(strategy.awards[p], k, count),
+                awarded_mw=_ahead(strategy.awards[p], k, count),
+                failure_usd_per_mw_h=programs.failure_usd_per_mw_h,
+                deploy_usd_per_mw_h=programs.deploy_usd_per_mw_h.get(p, 0.0),
+            )
+            for p in programs.products
+        )
+        return ProgramView(
+            cp_chance=self._cp_chance(now, count) if rate > 0 else np.zeros(0),
+            transmission_usd_per_kw_year=rate,
+            reserves=reserves,
+            awards_key=len(self.offered),
+        )
+
+    def _cp_chance(self, now: datetime, count: int) -> FloatArray:
+        """The 4CP chance per interval from `now`, worked out once an hour (the load settles
+        hourly) for the longest span asked and sliced."""
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        interval_s = self.period.interval_s
+        offset = round((now - hour).total_seconds() / interval_s)
+        cached = self._cp
+        if cached is None or cached[0] != hour or cached[1].size < offset + count:
+            forecaster = self.programs.forecasters.get(now.year)
+            if forecaster is None:
+                return np.zeros(count)
+            span = max(offset + count, round(2 * 86_400.0 / interval_s))
+            cached = (hour, forecaster.cp_chance(now=hour, intervals=span, interval_s=interval_s))
+            self._cp = cached
+        return cached[1][offset : offset + count]
+
+
+def _ahead(values: FloatArray, k: int, count: int) -> FloatArray:
+    out = np.zeros(count)
+    chunk = values[k : k + count]
+    out[: chunk.size] = chunk
+    return out
+
+
 def _run_references(site: Problem, data: ReplayData, period: _Period) -> dict[str, _Run]:
-    """Always-on, the threshold rule and the hindsight bound. The baselines decide each
-    interval from its own inputs alone (the last settled price, the previous day's hashprice),
-    so their decisions for the whole period come from one pass.
+    """Always-on, the threshold rule, the program baselines and the hindsight bound. The
+    baselines decide each interval from its own inputs alone (the last settled price, the
+    previous day's hashprice, the load settled by 14:00), so their decisions for the whole
+    period come from one pass.
 
     The threshold rule's first interval reacts to the last price settled before the window.
     A window that starts with the recorded prices has none: that interval is decided on no
@@ -433,15 +729,102 @@ def _run_references(site: Problem, data: ReplayData, period: _Period) -> dict[st
     if period.first == 0:
         last_known = np.concatenate(([np.nan], last_known))
     whole = _whole_period(site, period, period.known_hashprice)
-    schedules = {
-        "always_on": always_on(whole).schedule,
-        "threshold": threshold(whole, last_known).schedule,
-        "hindsight": _hindsight_schedule(site, period),
+    threshold_schedule = threshold(whole, last_known).schedule
+    hindsight_schedule = _hindsight_schedule(site, period)
+    runs = {
+        name: _simulate(site, data, period, _follow(schedule), prepare=prepare)
+        for name, schedule, prepare in (
+            ("always_on", always_on(whole).schedule, None),
+            ("threshold", threshold_schedule, None),
+            (
+                "hindsight",
+                hindsight_schedule,
+                _hindsight_commitments(site, period, hindsight_schedule),
+            ),
+        )
     }
-    return {
-        name: _simulate(site, data, period, _follow(schedule))
-        for name, schedule in schedules.items()
-    }
+    programs = period.programs
+    if programs is not None:
+        cp_schedule = _asleep_where(threshold_schedule, programs.alert)
+        runs["threshold_4cp"] = _simulate(
+            site, data, period, _follow(cp_schedule), prepare=_lowered(programs.alert)
+        )
+        reserve_schedule, award = _fixed_reserve(site, programs, threshold_schedule)
+        runs["fixed_reserve"] = _simulate(
+            site, data, period, _follow(reserve_schedule), prepare=_awarded("RRS", award)
+        )
+    return runs
+
+
+def _hindsight_commitments(
+    site: Problem, period: _Period, schedule: Schedule
+) -> Callable[[_Strategy], None] | None:
+    """Hindsight is awarded what it held, and lowers its draw at the intervals it knows."""
+    programs = period.programs
+    if programs is None:
+        return None
+    held = schedule.held_watts(len(programs.products)) / 1e6
+    on = schedule.asic_units_on.sum(axis=0)
+    full = sum(g.units for g in site.asic_groups)
+    intervals = np.zeros(len(period.moments), dtype=bool)
+    intervals[[k for _, k in programs.cp_intervals]] = True
+
+    def prepare(strategy: _Strategy) -> None:
+        for r, product in enumerate(programs.products):
+            strategy.awards[product] = np.where(
+                programs.clearing[product] > 0, np.floor(10.0 * held[r]) / 10.0, 0.0
+            )
+        strategy.lowered_for_cp = intervals & (on < full)
+
+    return prepare
+
+
+def _lowered(hours: np.ndarray) -> Callable[[_Strategy], None]:
+    def prepare(strategy: _Strategy) -> None:
+        strategy.lowered_for_cp = hours.copy()
+
+    return prepare
+
+
+def _awarded(product: str, mw: FloatArray) -> Callable[[_Strategy], None]:
+    def prepare(strategy: _Strategy) -> None:
+        strategy.awards[product] = mw.copy()
+
+    return prepare
+
+
+def _asleep_where(schedule: Schedule, asleep: np.ndarray) -> Schedule:
+    """`schedule` with every miner asleep in the intervals marked."""
+    units = schedule.asic_units_on.copy()
+    units[:, asleep] = 0
+    return replace(schedule, asic_units_on=units)
+
+
+def _fixed_reserve(
+    site: Problem, programs: PeriodPrograms, schedule: Schedule
+) -> tuple[Schedule, FloatArray]:
+    """The threshold rule with a constant Responsive Reserve offer: `FIXED_RESERVE_SHARE` of
+    the RRS-qualified MW in every hour with a clearing price, its miners (most efficient
+    first) kept awake to cover it."""
+    count = schedule.asic_units_on.shape[1]
+    if "RRS" not in programs.products:
+        return schedule, np.zeros(count)
+    award = np.where(
+        programs.clearing["RRS"] > 0,
+        np.floor(10.0 * FIXED_RESERVE_SHARE * programs.qualified_mw["RRS"]) / 10.0,
+        0.0,
+    )
+    units = schedule.asic_units_on.copy()
+    needed = award * 1e6
+    for i in reversed(shed_order(site.asic_groups)):
+        group = site.asic_groups[i]
+        if "RRS" not in group.reserve_products:
+            continue
+        unit_watts = group.watts_per_unit * group.overhead_factor
+        want = np.minimum(group.units, np.ceil(np.maximum(needed, 0.0) / unit_watts))
+        units[i] = np.maximum(units[i], want.astype(np.int64))
+        needed = needed - units[i] * unit_watts
+    return replace(schedule, asic_units_on=units), award
 
 
 def _follow(schedule: Schedule) -> Callable[[int, _Strategy], Setpoints]:
@@ -482,7 +865,8 @@ def _whole_period(site: Problem, period: _Period, hashprice: dict[date, float]) 
 
 
 def _hindsight_schedule(site: Problem, period: _Period) -> Schedule:
-    """The bound over the period: true prices and hashprice, each month's whole allowance."""
+    """The bound over the period: true prices and hashprice, each month's whole allowance,
+    and, with the programs, the true 4CP intervals and the reserves' true clearing prices."""
     months = sorted({month_start(m) for m in period.moments})
     budgets = tuple(
         AllowanceBudget(c.name, start, month_end(start), c.allowance_node_hours)
@@ -490,7 +874,35 @@ def _hindsight_schedule(site: Problem, period: _Period) -> Schedule:
         for start in months
     )
     problem = replace(_whole_period(site, period, period.day_hashprice), budgets=budgets)
+    if period.programs is not None:
+        problem = replace(problem, programs=_known_programs(period))
     return hindsight(problem).schedule
+
+
+def _known_programs(period: _Period) -> Programs:
+    """The programs as hindsight knows them: each official 4CP interval certain, every
+    product's clearing price, up to the qualified MW held in any hour with a price."""
+    programs = period.programs
+    assert programs is not None
+    count = len(period.moments)
+    hours = period.interval_s / SECONDS_PER_HOUR
+    charge = np.zeros(count)
+    for year, k in programs.cp_intervals:
+        rate = programs.rate_for_peaks_of.get(year, 0.0)
+        charge[k] = rate * 1_000.0 / 4.0 / hours
+    reserves = tuple(
+        ReserveProduct(
+            name=p,
+            response_s=RESPONSE_S[p],
+            usd_per_mw_h=tuple(programs.clearing[p].tolist()),
+            max_mw=tuple(
+                np.where(programs.clearing[p] > 0, programs.qualified_mw[p], 0.0).tolist()
+            ),
+            awarded_mw=(0.0,) * count,
+        )
+        for p in programs.products
+    )
+    return Programs(reserves=reserves, transmission_usd_per_mwh=tuple(charge.tolist()))
 
 
 def _column(schedule: Schedule, k: int) -> Setpoints:
@@ -510,11 +922,15 @@ def _run_interval(
     interval_s: float,
     cap_watts: float,
     limit_watts: float,
+    deployed: tuple[_Deployed, ...] = (),
 ) -> IntervalUse:
-    """Apply, read the meter, let the guard shed from the first sample over the cap, account."""
+    """Apply, carry out deployments, read the meter, let the guard shed from the first sample
+    over the cap, account."""
     units, level, capped, paused = setpoints
     plant = strategy.plant
     plant.apply(units, level, capped, paused, at_s)
+    if deployed:
+        units = _deploy(strategy, units, level, capped, paused, at_s=at_s, deployed=deployed)
     end_s = at_s + interval_s
     for _ in range(len(units) + 1):
         samples = plant.meter(at_s, end_s)
@@ -542,6 +958,53 @@ def _run_interval(
     strategy.curtailed_for_s = running
     strategy.curtailed = curtailed
     return plant.advance(at_s, end_s, cap_watts=limit_watts)
+
+
+def _deploy(
+    strategy: _Strategy,
+    units: np.ndarray,
+    level: np.ndarray,
+    capped: np.ndarray,
+    paused: np.ndarray,
+    *,
+    at_s: float,
+    deployed: tuple[_Deployed, ...],
+) -> np.ndarray:
+    """Drop the qualified miners covering each deployed award (least efficient first; one
+    miner serves one product): an ongoing deployment's from the interval's start, one that
+    starts here from its start, when it is counted, and failed if the MW dropped fall short
+    of the award (the shortfall charged for the deployment's hours)."""
+    after = units.copy()
+    ongoing = [d for d in deployed if not d.starts]
+    for d in ongoing:
+        _drop(strategy, after, d)
+    if ongoing:
+        strategy.plant.apply(after, level, capped, paused, at_s)
+    for d in sorted((d for d in deployed if d.starts), key=lambda d: d.start_s):
+        short_mw = _drop(strategy, after, d) / 1e6
+        strategy.plant.apply(after, level, capped, paused, at_s + d.start_s)
+        strategy.totals.deployments += 1
+        if short_mw > DELIVERY_TOLERANCE * d.award_mw:
+            strategy.totals.failed_deployments += 1
+            strategy.totals.reserve_failure_usd += short_mw * d.failure_usd_per_mw
+    return after
+
+
+def _drop(strategy: _Strategy, units: np.ndarray, deployment: _Deployed) -> float:
+    """Put to sleep, in place, the qualified miners that cover `deployment`'s award; returns
+    the watts it still lacks."""
+    needed = deployment.award_mw * 1e6
+    for i in strategy.order:
+        if needed <= 0:
+            break
+        group = strategy.site.asic_groups[i]
+        if deployment.product not in group.reserve_products or units[i] <= 0:
+            continue
+        unit_watts = group.watts_per_unit * group.overhead_factor
+        drop = min(int(units[i]), int(np.ceil(needed / unit_watts)))
+        units[i] -= drop
+        needed -= drop * unit_watts
+    return max(0.0, needed)
 
 
 def _account(
