@@ -65,6 +65,9 @@ class PeakModel:
 
     # Log error of today's peak forecast, by how many of today's hours have settled (0..24).
     sigma_by_hours_known: FloatArray
+    # How far the day's peak follows its load ratio to the day before at the latest settled
+    # hour, by hours settled: least squares over past summers (a morning's ratio is noisy).
+    ratio_weight: FloatArray
     sigma_next_day: float  # log change of the peak from one day to the next
     # The share of past summer days from which the rest of the month stayed below a level,
     # by days left (rows: `DAYS_LEFT_EDGES` buckets) and level (columns: `LOG_LEVELS`, log of
@@ -108,21 +111,43 @@ class _Days:
         self.peaks = np.maximum.reduceat(load.mw, self.first) if starts else np.zeros(0)
         self.index = {d: i for i, d in enumerate(dates)}
 
-    def forecast(self, day: int, known: int) -> float:
-        """Day `day`'s peak forecast from its first `known` hours and the day before."""
+    def ratio(self, day: int, known: int) -> float:
+        """Day `day`'s load over the day before's, at the latest of its first `known` hours
+        (1 when none is known)."""
+        if known == 0:
+            return 1.0
         hours = self.load.mw[self.first[day] : self.first[day] + known]
         yesterday = self.load.mw[self.first[day - 1] : self.end[day - 1]]
+        last = min(hours.size, yesterday.size) - 1
+        return float(hours[last] / yesterday[last])
+
+    def forecast(self, day: int, known: int, weight: float = 1.0) -> float:
+        """Day `day`'s peak forecast from its first `known` hours and the day before: the
+        day before's peak times their load ratio to the power `weight`, at least today's
+        highest so far; its highest once the evening has come."""
+        hours = self.load.mw[self.first[day] : self.first[day] + known]
+        yesterday_peak = float(self.peaks[day - 1])
         if not hours.size:
-            return float(yesterday.max())
+            return yesterday_peak
         if self.local_hour[self.first[day] + known - 1] >= PEAK_PASSED_HOUR:
             return float(hours.max())
-        last = min(hours.size, yesterday.size) - 1
-        return float(max(hours.max(), yesterday.max() * hours[last] / yesterday[last]))
+        return float(max(hours.max(), yesterday_peak * self.ratio(day, known) ** weight))
 
 
 def calibrate(load: HourlyLoad) -> PeakModel:
     """Learn the model from the summers (June to September) of `load`."""
     days = _Days(load)
+    summer = [
+        i
+        for i in range(TRAILING_DAYS, len(days.dates))
+        if days.dates[i].month in CP_MONTHS and days.end[i] - days.first[i] == 24
+    ]
+    weights = np.ones(25)
+    for known in range(1, 25):
+        x = np.array([np.log(days.ratio(i, known)) for i in summer])
+        y = np.array([np.log(days.peaks[i] / days.peaks[i - 1]) for i in summer])
+        if float(x @ x) > 0:
+            weights[known] = float(np.clip((x @ y) / (x @ x), 0.0, 1.5))
     errors: list[list[float]] = [[] for _ in range(25)]
     changes: list[float] = []
     below: list[list[FloatArray]] = [[] for _ in DAYS_LEFT_EDGES]
@@ -132,7 +157,7 @@ def calibrate(load: HourlyLoad) -> PeakModel:
             continue
         peak = float(days.peaks[i])
         for known in range(25):
-            errors[known].append(float(np.log(peak / days.forecast(i, known))))
+            errors[known].append(float(np.log(peak / days.forecast(i, known, weights[known]))))
         changes.append(float(np.log(peak / days.peaks[i - 1])))
         left = calendar.monthrange(days.dates[i].year, days.dates[i].month)[1] - days.dates[i].day
         if left and i + left < len(days.dates):
@@ -150,6 +175,7 @@ def calibrate(load: HourlyLoad) -> PeakModel:
     model = PeakModel(
         # A floor: a forecast tied with the month's highest is never a certainty either way.
         sigma_by_hours_known=np.maximum(rms, 0.002),
+        ratio_weight=weights,
         sigma_next_day=float(np.sqrt(np.mean(np.square(changes)))),
         rest_below=np.array(
             [np.mean(rows, axis=0) if rows else np.ones(LOG_LEVELS.size) for rows in below]
@@ -217,7 +243,7 @@ class PeakForecaster:
         """The chance that `day` (today or later) holds its month's peak, with `known` of
         today's hours settled."""
         days, model = self.days, self.model
-        forecast = days.forecast(today, known)
+        forecast = days.forecast(today, known, float(model.ratio_weight[known]))
         sigma = float(model.sigma_by_hours_known[min(known, 24)])
         ahead = (day - days.dates[today]).days
         # The bar: the month's highest peak on the days before `day`; for a later day, today's

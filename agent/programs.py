@@ -37,7 +37,7 @@ RESPONSE_S: Mapping[str, float] = {"RRS": 0.5, "ECRS": 600.0, "NSPIN": 1_800.0}
 PRODUCTS = tuple(RESPONSE_S)
 # ERCOT's day-ahead market takes offers for operating day D until 10:00 Central on D-1.
 DAY_AHEAD_OFFERS_DUE = time(10, 0)
-PRICE_HISTORY_DAYS = 7
+PRICE_HISTORY_DAYS = 30
 QUARTERS_PER_CP_INTERVAL = 1  # a coincident peak is one 15-minute interval
 
 
@@ -163,8 +163,11 @@ def expected_prices(
     count: int,
     interval_s: float,
 ) -> FloatArray:
-    """Each interval's expected clearing price: the median of the same hour over the last
-    `PRICE_HISTORY_DAYS` days whose prices were published by `now`."""
+    """Each interval's expected clearing price: the mean of the same hour over the last
+    `PRICE_HISTORY_DAYS` days whose prices were published by `now`. An award is paid the
+    price, so what an offer is worth is the price's expectation: the mean, not the median,
+    which would miss the scarce hours where most of the revenue lies (ECRS 2024: mean 8.28,
+    median 1.00 $/MW-h)."""
     known_until = prices.known_until(now)
     history = []
     for days in range(1, PRICE_HISTORY_DAYS + 1):
@@ -177,14 +180,12 @@ def expected_prices(
     if not np.isfinite(stacked).any():
         return np.zeros(count)
     known = np.isfinite(stacked)
-    # Intervals with no published hour in the week take the week's median of all hours.
-    fallback = float(np.median(stacked[known]))
-    filled = np.where(known, stacked, np.nan)
+    # Intervals with no published hour in the window take the window's mean of all hours.
+    mean = np.full(count, float(np.mean(stacked[known])))
     counts = known.sum(axis=0)
-    median = np.full(count, fallback)
     has = counts > 0
-    median[has] = np.nanmedian(filled[:, has], axis=0)
-    return np.asarray(median, dtype=np.float64)
+    mean[has] = np.where(known, stacked, 0.0).sum(axis=0)[has] / counts[has]
+    return np.asarray(mean, dtype=np.float64)
 
 
 def next_offer_day(now: datetime) -> datetime | None:

@@ -119,16 +119,17 @@ class Plan:
             return event
         if price > breakeven:
             return f"price {price:.0f} $/MWh > {group.model} breakeven {breakeven:.0f}"
+        if binds:
+            # At its cap the site draws all it may: nothing was lowered for anything else.
+            limit = self.problem.site_limit_watts / 1e6
+            margin = self.problem.site_margin_watts / 1e6
+            return f"site limit {limit:.1f} MW less {margin:.1f} MW margin"
         charge = float(self.problem.programs.transmission(self.problem.steps)[step])
         if price + charge > breakeven:
             return (
                 f"{CP_REASON}: expected charge {charge:.0f} $/MWh on top of price {price:.0f}"
                 f" > {group.model} breakeven {breakeven:.0f}"
             )
-        if binds:
-            limit = self.problem.site_limit_watts / 1e6
-            margin = self.problem.site_margin_watts / 1e6
-            return f"site limit {limit:.1f} MW less {margin:.1f} MW margin"
         return self._held_asleep(index, step, breakeven)
 
     def _held_asleep(self, index: int, step: int, breakeven: float) -> str:
