@@ -13,6 +13,7 @@ import json
 import math
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TypeAlias
@@ -52,10 +53,10 @@ from gridpilot.agent.bundled import (
     REFERENCE_SITE,
 )
 from gridpilot.agent.daemon import actuators, service
+from gridpilot.agent.peaks import TRAILING_DAYS
 from gridpilot.agent.replay import report
 from gridpilot.agent.replay.dayplan import plan_day, render
-from gridpilot.agent.replay.programs import GridData, ProgramTerms
-from gridpilot.agent.replay.simulation import (
+from gridpilot.agent.replay.period import (
     ReplayData,
     ReplayGapError,
     ReplayResult,
@@ -63,8 +64,9 @@ from gridpilot.agent.replay.simulation import (
     check_gaps,
     check_window,
     data_gaps,
-    replay,
 )
+from gridpilot.agent.replay.programs import GridData, ProgramTerms
+from gridpilot.agent.replay.simulation import replay
 from gridpilot.agent.settings import (
     RESERVE_PRODUCTS,
     ConfigError,
@@ -393,13 +395,28 @@ def _add_replay(commands: SubParsers) -> None:
     command.set_defaults(handler=_replay)
 
 
-def _grid_data(args: argparse.Namespace) -> GridData | None:
-    """The grid programs' files, or None for a replay of energy alone."""
+def _grid_data(args: argparse.Namespace, start: datetime, end: datetime) -> GridData | None:
+    """The grid programs' files, or None for a replay of energy alone: with `--load none`, or
+    where the bundled system load (the default) does not cover the window and the two weeks
+    the 4CP forecast reads before it (said on stderr). A load file given that does not cover
+    it is a data error."""
     if args.load == "none":
+        return None
+    load = read_system_load(Path(args.load))
+    needed = start - timedelta(days=TRAILING_DAYS + 1)
+    last = load.start_utc[-1] + timedelta(seconds=load.interval_s)
+    if needed < load.start_utc[0] or end > last:
+        message = (
+            f"the system load covers {load.span()}, not {needed.isoformat()} to"
+            f" {end.isoformat()} (the window and the two weeks before it)"
+        )
+        if Path(args.load) != BUNDLED_LOAD:
+            raise NotRecordedError(f"{args.load}: {message}")
+        print(f"gridpilot: grid programs not replayed: {message}", file=sys.stderr)
         return None
     ancillary = None if args.forecast == "none" else read_ancillary_prices(Path(args.forecast))
     return GridData(
-        load=read_system_load(Path(args.load)),
+        load=load,
         cp=read_cp_intervals(args.cp_intervals),
         rates=read_transmission_rates(args.rates),
         ancillary=ancillary,
@@ -443,12 +460,12 @@ def _replay(args: argparse.Namespace) -> int:
             if args.forecast == "none"
             else read_day_ahead_prices(Path(args.forecast), point),
             fee_share=None if args.fees == "none" else read_fee_share(Path(args.fees)),
-            grid=_grid_data(args),
             hashprice_usd_per_th_day=args.hashprice,
         )
         start = args.start or prices.start_utc[0]
         end = args.end or prices.start_utc[-1] + timedelta(seconds=prices.interval_s)
         check_window(prices, start, end)
+        data = replace(data, grid=_grid_data(args, start, end))
         check_gaps(data, start, end, max_gap_s=max_gap_s)
         for series, gap in data_gaps(data, start, end):
             print(f"gridpilot: gap in {report.describe_gap(series, gap)}", file=sys.stderr)

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 
 from gridpilot.adapters.recorded import CENTRAL, Gap
-from gridpilot.agent.replay.simulation import STRATEGIES, ReplayResult, Totals
+from gridpilot.agent.replay.period import STRATEGIES, ReplayResult, Totals
 from gridpilot.optimizer.problem import FloatArray
 
 if TYPE_CHECKING:  # matplotlib is imported only where a plot is drawn (see `write_report`)

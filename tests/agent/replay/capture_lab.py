@@ -60,7 +60,8 @@ from gridpilot.adapters.recorded import (
 )
 from gridpilot.agent import bundled, cli
 from gridpilot.agent.forecast import forecast_prices
-from gridpilot.agent.replay.simulation import HISTORY_DAYS, ReplayData, _day_ahead_window, _period
+from gridpilot.agent.replay.period import HISTORY_DAYS, ReplayData, make_period
+from gridpilot.agent.replay.simulation import _day_ahead_window
 from gridpilot.agent.settings import load_settings
 from gridpilot.optimizer.economics import breakeven_usd_per_mwh
 from gridpilot.optimizer.problem import FloatArray
@@ -113,7 +114,7 @@ def load(point: str | None, day_ahead: bool) -> tuple[Year, tuple[Model, ...]]:
     )
     start = prices.start_utc[0]
     end = prices.start_utc[-1] + timedelta(seconds=prices.interval_s)
-    period = _period(data, start, end)
+    period = make_period(data, start, end)
     history = round(HISTORY_DAYS * 86_400.0 / prices.interval_s)
     forecast = np.empty((len(period.moments), HORIZON))
     known_day_ahead = np.full((len(period.moments), 2), np.nan)

@@ -37,6 +37,7 @@ from gridpilot.agent.bundled import (
     BUNDLED_TRACE,
     REFERENCE_SITE,
 )
+from gridpilot.agent.replay.period import ReplayData, ReplayResult
 from gridpilot.agent.replay.programs import (
     CP_ALERT_SHARE,
     GridData,
@@ -46,7 +47,7 @@ from gridpilot.agent.replay.programs import (
     deployments,
     transmission_usd,
 )
-from gridpilot.agent.replay.simulation import ReplayData, ReplayResult, replay
+from gridpilot.agent.replay.simulation import replay
 from gridpilot.agent.settings import load_settings
 from gridpilot.agent.site import site_problem
 

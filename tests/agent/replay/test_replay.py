@@ -31,15 +31,8 @@ from gridpilot.agent.bundled import (
 )
 from gridpilot.agent.cli import EX_CANTCREAT, EX_DATAERR, EX_USAGE, main
 from gridpilot.agent.replay import report
-from gridpilot.agent.replay.simulation import (
-    STRATEGIES,
-    ReplayData,
-    ReplayResult,
-    _run_interval,
-    _Strategy,
-    data_gaps,
-    replay,
-)
+from gridpilot.agent.replay.period import STRATEGIES, ReplayData, ReplayResult, Strategy, data_gaps
+from gridpilot.agent.replay.simulation import _run_interval, replay
 from gridpilot.agent.settings import load_settings
 from gridpilot.agent.site import site_problem
 
@@ -330,7 +323,7 @@ def test_an_event_past_its_longest_is_one_breach(data: ReplayData) -> None:
         price_usd_per_mwh=[0.0],
         hashprice_usd_per_th_day=0.05,
     )
-    strategy = _Strategy(site, data.trace, seed=0)
+    strategy = Strategy(site, data.trace, seed=0)
     units = np.zeros(len(site.asic_groups), dtype=np.int64)
     groups = len(site.gpu_groups)
     paused = np.array([g.nodes if g.contract == "interruptible" else 0 for g in site.gpu_groups])

@@ -16,6 +16,7 @@ from matplotlib.collections import QuadMesh
 from matplotlib.figure import Figure
 
 from gridpilot.adapters.recorded import CARRIED_FORWARD, CENTRAL, Gap
+from gridpilot.agent.replay.period import STRATEGIES, ReplayResult, Totals
 from gridpilot.agent.replay.report import (
     ALLOWANCE,
     CURTAILMENT_HEATMAP,
@@ -29,7 +30,6 @@ from gridpilot.agent.replay.report import (
     week_plot,
     write_report,
 )
-from gridpilot.agent.replay.simulation import STRATEGIES, ReplayResult, Totals
 from gridpilot.optimizer.problem import FloatArray
 
 STEP_S = 900.0

@@ -1,0 +1,150 @@
+"""The agent's day-ahead reserve offers and what it knows of 4CP as a replay goes (see
+`Offers`)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime
+
+import numpy as np
+
+from gridpilot.agent.planner import (
+    MarketView,
+    Planner,
+)
+from gridpilot.agent.programs import (
+    ProgramView,
+    ReserveView,
+    expected_prices,
+    holding_breakeven,
+    next_offer_day,
+    offer_window,
+    spike_cost,
+)
+from gridpilot.agent.replay.period import (
+    Period,
+    ReplayData,
+    Strategy,
+    month_key,
+)
+from gridpilot.optimizer.problem import (
+    FloatArray,
+    Problem,
+)
+
+
+class Offers:
+    """The agent's day-ahead reserve offers and what it knows of 4CP, as the replay goes: at
+    10:00 Central each day it offers the next day's hours, decided by its own planner over the
+    horizon to that day's end at the prices it expects; what it offers it is awarded."""
+
+    def __init__(self, planner: Planner, site: Problem, data: ReplayData, period: Period) -> None:
+        assert period.programs is not None and data.grid is not None
+        self.planner = planner
+        self.site = site
+        self.period = period
+        self.programs = period.programs
+        self.ancillary = data.grid.ancillary
+        self.offered: set[datetime] = set()
+        self.solves = 0
+        self._cp: tuple[datetime, FloatArray] | None = None  # hour -> chance from its start
+
+    def make_due(self, k: int, strategy: Strategy, market: MarketView) -> None:
+        day = next_offer_day(market.now)
+        if day is None or day in self.offered or self.ancillary is None:
+            return
+        self.offered.add(day)
+        day_start, day_end = offer_window(day)
+        interval_s = self.period.interval_s
+        first = round((day_start - market.now).total_seconds() / interval_s)
+        last = round((day_end - market.now).total_seconds() / interval_s)
+        view = self.view(k, strategy, last)
+        reserves = []
+        for r in view.reserves:
+            price = r.usd_per_mw_h.copy()
+            # What a MW held is expected to earn, less what holding it is expected to cost.
+            price[first:] = expected_prices(
+                self.ancillary,
+                r.name,
+                now=market.now,
+                start=day_start,
+                count=last - first,
+                interval_s=interval_s,
+            ) - spike_cost(
+                market.history_usd_per_mwh,
+                interval_s=interval_s,
+                offsets=range(first, last),
+                breakeven_usd_per_mwh=holding_breakeven(
+                    self.site, r.name, market.hashprice_usd_per_th_day
+                ),
+            )
+            max_mw = r.max_mw.copy()
+            max_mw[first:] = self.programs.qualified_mw[r.name]
+            reserves.append(replace(r, usd_per_mw_h=price, max_mw=max_mw))
+        offer_market = replace(market, programs=replace(view, reserves=tuple(reserves)))
+        held = self.planner.offer(
+            strategy.state(),
+            offer_market,
+            strategy.used(month_key(market.now)),
+            horizon_s=last * interval_s,
+            first=first,
+            last=last,
+        )
+        self.solves += 1
+        per_hour = round(3_600.0 / interval_s)
+        for product, mw in held.items():
+            # an award is for a whole hour: the least the plan holds in any of its intervals
+            hourly = np.repeat(
+                np.floor(10.0 * mw.reshape(-1, per_hour).min(axis=1)) / 10.0, per_hour
+            )
+            begin = k + first
+            end = min(begin + hourly.size, len(self.period.moments))
+            if end > begin:
+                cleared = self.programs.clearing[product][begin:end] > 0
+                strategy.awards[product][begin:end] = np.where(cleared, hourly[: end - begin], 0.0)
+
+    def view(self, k: int, strategy: Strategy, count: int) -> ProgramView:
+        """The programs as the agent knows them at interval `k`, for `count` intervals."""
+        period, programs = self.period, self.programs
+        now = period.moments[k]
+        rate = programs.rate_for_peaks_of.get(now.year, 0.0)
+        reserves = tuple(
+            ReserveView(
+                name=p,
+                usd_per_mw_h=_ahead(programs.clearing[p], k, count),
+                max_mw=_ahead(strategy.awards[p], k, count),
+                awarded_mw=_ahead(strategy.awards[p], k, count),
+                failure_usd_per_mw_h=programs.failure_usd_per_mw_h,
+                deploy_usd_per_mw_h=programs.deploy_usd_per_mw_h.get(p, 0.0),
+            )
+            for p in programs.products
+        )
+        return ProgramView(
+            cp_chance=self._cp_chance(now, count) if rate > 0 else np.zeros(0),
+            transmission_usd_per_kw_year=rate,
+            reserves=reserves,
+            awards_key=len(self.offered),
+        )
+
+    def _cp_chance(self, now: datetime, count: int) -> FloatArray:
+        """The 4CP chance per interval from `now`, worked out once an hour (the load settles
+        hourly) for the longest span asked and sliced."""
+        hour = now.replace(minute=0, second=0, microsecond=0)
+        interval_s = self.period.interval_s
+        offset = round((now - hour).total_seconds() / interval_s)
+        cached = self._cp
+        if cached is None or cached[0] != hour or cached[1].size < offset + count:
+            forecaster = self.programs.forecasters.get(now.year)
+            if forecaster is None:
+                return np.zeros(count)
+            span = max(offset + count, round(2 * 86_400.0 / interval_s))
+            cached = (hour, forecaster.cp_chance(now=hour, intervals=span, interval_s=interval_s))
+            self._cp = cached
+        return cached[1][offset : offset + count]
+
+
+def _ahead(values: FloatArray, k: int, count: int) -> FloatArray:
+    out = np.zeros(count)
+    chunk = values[k : k + count]
+    out[: chunk.size] = chunk
+    return out
