@@ -33,7 +33,6 @@ from datetime import date, datetime, timedelta
 
 import numpy as np
 import numpy.typing as npt
-from scipy.stats import norm
 
 from gridpilot.adapters.recorded import CENTRAL
 from gridpilot.optimizer.problem import FloatArray
@@ -278,7 +277,10 @@ def month_peak_chance(
     """The chance that a day whose peak is lognormal around `forecast_mw` (log spread `sigma`)
     beats `bar_mw` and each of `days_left` later days spread around `trailing_mw`."""
     grid = np.log(forecast_mw) + sigma * np.linspace(-5.0, 5.0, _GRID_POINTS)
-    weights = norm.pdf(grid, np.log(forecast_mw), sigma)
+    # the normal density of the log peak
+    weights = np.exp(-0.5 * ((grid - np.log(forecast_mw)) / sigma) ** 2) / (
+        sigma * np.sqrt(2 * np.pi)
+    )
     level = np.exp(grid)
     beats = np.where(level > bar_mw, model.beaten_by_none(level, trailing_mw, days_left), 0.0)
     return float(np.clip(np.trapezoid(weights * beats, grid), 0.0, 1.0))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from pathlib import Path
@@ -27,6 +28,8 @@ CURTAILMENT_HEATMAP = "curtailment_heatmap.png"
 WEEK_AT_STAKE = "week_at_stake.png"
 MONTHLY_PROFIT = "monthly_profit.png"
 ALLOWANCE = "allowance.png"
+CP_DAYS = "cp_days.png"
+RESERVES = "reserves.png"
 
 WEEK_DAYS = 7
 # The price heatmap's colour scale is clipped to these percentiles of its hourly means, so that
@@ -364,6 +367,8 @@ _STYLE: dict[str, dict[str, Any]] = {
     "threshold": {"color": "tab:orange", "linewidth": 1.0},
     "hindsight": {"color": "tab:green", "linewidth": 1.0},
     "agent": {"color": "tab:blue", "linewidth": 1.6},
+    "threshold_4cp": {"color": "tab:purple", "linewidth": 1.0},
+    "fixed_reserve": {"color": "tab:brown", "linewidth": 1.0},
 }
 
 
@@ -438,16 +443,255 @@ def _allowance(result: ReplayResult, months: list[str]) -> Figure:
     return figure
 
 
+def has_programs(result: ReplayResult) -> bool:
+    """Whether `result` replayed the grid programs: their baselines beside the four strategies,
+    official 4CP intervals in the window, or reserve awards."""
+    baselines = len(result.strategies) > len(STRATEGIES)
+    return baselines or bool(result.cp_intervals) or bool(result.reserve_mw)
+
+
+def _central(moment: datetime) -> str:
+    return f"{moment.astimezone(CENTRAL):%Y-%m-%d %H:%M %Z}"
+
+
+def _products(result: ReplayResult) -> list[str]:
+    """The reserve products of the result: the priced ones in their order, then any other paid."""
+    paid = {p for t in result.totals.values() for p in t.ancillary_by_product_usd}
+    priced = list(result.clearing_usd_per_mw_h)
+    return priced + sorted(paid - set(priced))
+
+
+def mw_at_cp_intervals(result: ReplayResult, strategy: str) -> tuple[float, ...]:
+    """`strategy`'s site MW in each official 4CP interval of `result.cp_intervals`: its
+    `cp_mw_at_intervals`, or, where those are fewer (a year without a transmission rate is not
+    charged, and its intervals are left out of them), its draw in each read off `site_watts`."""
+    charged = result.totals[strategy].cp_mw_at_intervals
+    if len(charged) == len(result.cp_intervals):
+        return charged
+    step_s = _interval_s(result)
+    watts = result.site_watts[strategy]
+    at = [round((t - result.start).total_seconds() / step_s) for t in result.cp_intervals]
+    return tuple(float(watts[k]) / 1e6 for k in at)
+
+
+def programs_table(result: ReplayResult) -> list[str]:
+    """The grid programs per strategy, a Markdown table: the 4CP charge, reserves paid (by
+    product and in all), failures charged, the net, deployments carried out and failed, hours
+    lowered for 4CP, and the site MW at each official 4CP interval (headed by its Central
+    start)."""
+    products = _products(result)
+    heads = [
+        "strategy",
+        "4CP $",
+        *(f"{p} $" for p in products),
+        "reserves $",
+        "failures $",
+        "programs net $",
+        "deployments",
+        "failed",
+        "hours lowered for 4CP",
+        *(f"MW {_central(t)}" for t in result.cp_intervals),
+    ]
+    rows = [
+        "| " + " | ".join(heads) + " |",
+        "|:--" + "|--:" * (len(heads) - 1) + "|",
+    ]
+    for name in result.strategies:
+        t = result.totals[name]
+        cells = [
+            name,
+            f"{t.transmission_usd:,.0f}",
+            *(f"{t.ancillary_by_product_usd.get(p, 0.0):,.0f}" for p in products),
+            f"{t.ancillary_usd:,.0f}",
+            f"{t.reserve_failure_usd:,.0f}",
+            f"{t.programs_usd:,.0f}",
+            f"{t.deployments:d}",
+            f"{t.failed_deployments:d}",
+            f"{t.cp_hours_curtailed:.1f}",
+            *(f"{mw:.1f}" for mw in mw_at_cp_intervals(result, name)),
+        ]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class CpDay:
+    """A Central day that holds official 4CP intervals, and the replay's intervals [first,
+    stop) that start in it."""
+
+    day: date
+    intervals: tuple[datetime, ...]  # the official intervals' starts in the day, UTC
+    first: int
+    stop: int
+
+
+def cp_days(result: ReplayResult) -> tuple[CpDay, ...]:
+    """One per Central day that holds an official 4CP interval, in order."""
+    if not result.cp_intervals:
+        return ()
+    clock = _central_clock(result.start, _interval_s(result), result.price_usd_per_mwh.size)
+    found: list[CpDay] = []
+    for day in sorted({t.astimezone(CENTRAL).date() for t in result.cp_intervals}):
+        index = (day - clock.days[0]).days
+        found.append(
+            CpDay(
+                day=day,
+                intervals=tuple(
+                    t for t in result.cp_intervals if t.astimezone(CENTRAL).date() == day
+                ),
+                first=int(np.searchsorted(clock.day_index, index)),
+                stop=int(np.searchsorted(clock.day_index, index + 1)),
+            )
+        )
+    return tuple(found)
+
+
+def _cp_day_panel(load: Axes, result: ReplayResult, day: CpDay) -> Axes:
+    """ERCOT's load (GW) on `load`, each strategy's site MW on a twin axis (returned), over one
+    Central day, its 4CP intervals shaded."""
+    import matplotlib.dates as mdates  # noqa: PLC0415
+
+    step_s = _interval_s(result)
+    edges = _date_numbers(
+        [result.start + timedelta(seconds=k * step_s) for k in range(day.first, day.stop + 1)]
+    )
+    window = slice(day.first, day.stop)
+    site = load.twinx()
+    for interval in day.intervals:
+        band = _date_numbers([interval, interval + timedelta(seconds=step_s)])
+        load.axvspan(band[0], band[1], color="tab:red", alpha=0.3, lw=0, label="4CP interval")
+    if result.system_load_mw is not None:
+        gw = result.system_load_mw[window] / 1e3
+        load.stairs(gw, edges, baseline=None, color="black", lw=1.2, label="ERCOT load, GW")
+    for name in result.strategies:
+        watts = result.site_watts[name][window]
+        site.stairs(watts / 1e6, edges, baseline=None, label=name, **_STYLE.get(name, {}))
+    site.set_ylim(bottom=0.0)
+    load.set_xlim(*_day_edges((day.day,)))
+    hours = mdates.HourLocator(byhour=range(0, 24, 3), tz=CENTRAL)  # type: ignore[no-untyped-call]
+    load.xaxis.set_major_locator(hours)
+    load.xaxis.set_major_formatter(mdates.DateFormatter("%H:%M", tz=CENTRAL))  # type: ignore[no-untyped-call]
+    load.grid(True, axis="x", color="0.9", linewidth=0.6)
+    load.set_ylabel("ERCOT system load, GW")
+    site.set_ylabel("site draw, MW")
+    load.set_xlabel("US Central time (America/Chicago)")
+    at = ", ".join(f"{t.astimezone(CENTRAL):%H:%M}" for t in day.intervals)
+    load.set_title(f"{day.day:%a %d %b %Y}: 4CP interval at {at} Central", fontsize=10)
+    return site
+
+
+def cp_days_plot(result: ReplayResult) -> Figure:
+    """One panel per 4CP day (`cp_days`), two abreast: the day's system load and site draws."""
+    days = cp_days(result)
+    columns = min(2, len(days))
+    rows = -(-len(days) // columns)
+    figure = _figure(12, 0.8 + 3.4 * rows)
+    figure.set_layout_engine("constrained")
+    panels = [figure.add_subplot(rows, columns, n + 1) for n in range(len(days))]
+    sites = [_cp_day_panel(panel, result, day) for panel, day in zip(panels, days, strict=True)]
+    handles, labels = panels[0].get_legend_handles_labels()
+    site_handles, site_labels = sites[0].get_legend_handles_labels()
+    figure.legend(
+        [*handles, *site_handles], [*labels, *site_labels], loc="outside right upper", fontsize=8
+    )
+    return figure
+
+
+def _reserves(result: ReplayResult) -> bool:
+    """Whether any reserve product was offered in the window (priced and qualified)."""
+    return any(result.reserve_mw.values())
+
+
+def reserve_profile_mw(result: ReplayResult, strategy: str = "agent") -> dict[str, FloatArray]:
+    """Per product, `strategy`'s awarded MW by Central hour of day (24 values): the mean over
+    the window's intervals that start in the hour, awarded or not (0 in an hour a window
+    shorter than a day does not reach)."""
+    awards = result.reserve_mw.get(strategy, {})
+    clock = _central_clock(result.start, _interval_s(result), result.price_usd_per_mwh.size)
+    count = np.bincount(clock.hour, minlength=24)
+    profile: dict[str, FloatArray] = {}
+    for product, mw in awards.items():
+        total = np.bincount(clock.hour, weights=mw, minlength=24)
+        profile[product] = np.divide(total, count, out=np.zeros(24), where=count > 0)
+    return profile
+
+
+def reserve_revenue_by_month(result: ReplayResult) -> dict[str, dict[str, float]]:
+    """Per strategy, its reserve payments by UTC calendar month, $: each interval's awards
+    times their clearing prices times its hours, booked to the month the interval starts in, as
+    the replay's ledger books months. A strategy's months add up to its `ancillary_usd`."""
+    step_s = _interval_s(result)
+    count = result.price_usd_per_mwh.size
+    keys = [f"{result.start + timedelta(seconds=k * step_s):%Y-%m}" for k in range(count)]
+    months, month_of = np.unique(np.array(keys), return_inverse=True)
+    revenue: dict[str, dict[str, float]] = {}
+    for name, awards in result.reserve_mw.items():
+        usd = np.zeros(count)
+        for product, mw in awards.items():
+            usd += mw * result.clearing_usd_per_mw_h[product] * step_s / 3_600.0
+        by_month = np.bincount(month_of, weights=usd, minlength=months.size)
+        revenue[name] = {str(m): float(v) for m, v in zip(months, by_month, strict=True)}
+    return revenue
+
+
+def reserves_plot(result: ReplayResult) -> Figure:
+    """The agent's reserve MW by Central hour per product (stacked, left) and each awarded
+    strategy's reserve payments by UTC month (right)."""
+    import matplotlib.ticker as mticker  # noqa: PLC0415
+
+    figure = _figure(12, 4.2)
+    hourly, monthly = figure.subplots(1, 2, gridspec_kw={"width_ratios": [3, 2]})
+    bottom = np.zeros(24)
+    for product, mw in reserve_profile_mw(result).items():
+        hourly.bar(np.arange(24) + 0.5, mw, 1.0, bottom=bottom, label=product, edgecolor="white")
+        bottom += mw
+    hourly.set_xlim(0, 24)
+    hourly.set_ylim(0.0, max(float(bottom.max()), 1e-3) * 1.25)  # room for the legend above
+    hourly.set_xticks(range(0, 25, 3), [f"{h:02d}:00" for h in range(0, 25, 3)])
+    hourly.set_xlabel("hour of day (US Central)")
+    hourly.set_ylabel("awarded MW, mean over the window")
+    hourly.set_title("Agent's reserve awards by hour of day (Central)", fontsize=10)
+    revenue = {n: r for n, r in reserve_revenue_by_month(result).items() if any(r.values())}
+    months = sorted({m for r in revenue.values() for m in r})
+    width = 0.8 / max(len(revenue), 1)
+    for offset, (name, by_month) in enumerate(revenue.items()):
+        usd = [by_month.get(m, 0.0) for m in months]
+        colour = _STYLE.get(name, {}).get("color")
+        x = np.arange(len(months)) + (offset - (len(revenue) - 1) / 2) * width
+        monthly.bar(x, usd, width, label=name, color=colour)
+    monthly.set_xticks(np.arange(len(months)), months)
+    monthly.margins(y=0.2)  # room for the legend above
+    monthly.set_xlabel("UTC calendar month")
+    monthly.set_ylabel("reserve payments, $")
+    monthly.yaxis.set_major_formatter(mticker.StrMethodFormatter("{x:,.0f}"))
+    monthly.set_title("Reserve payments by month (UTC)", fontsize=10)
+    for axis in (hourly, monthly):
+        if axis.get_legend_handles_labels()[0]:
+            axis.legend(fontsize=8, loc="upper center", ncols=3)
+    figure.tight_layout()
+    return figure
+
+
 def write_report(result: ReplayResult, folder: Path) -> Path:
-    """Markdown with PNG plots; returns the Markdown file's path."""
+    """Markdown with PNG plots; returns the Markdown file's path. A result with the grid
+    programs (`has_programs`) gets their section too: a table and two plots more."""
     # matplotlib (half a second to import) is loaded only by the plotting functions, which only
     # a report calls: the command line, and so the daemon, imports this module without it.
     folder.mkdir(parents=True, exist_ok=True)
     week = week_at_stake(result)
+    programs = has_programs(result)
+    for name, figure in _figures(result, week, programs=programs).items():
+        figure.savefig(folder / name, dpi=DPI)
+    lines = [*_head(result), *_plots_section(result, week)]
+    if programs:
+        lines += _programs_section(result)
+    markdown = folder / "report.md"
+    markdown.write_text("\n".join(lines))
+    return markdown
+
+
+def _figures(result: ReplayResult, week: Week, *, programs: bool) -> dict[str, Figure]:
     months = sorted({m for t in result.totals.values() for m in t.monthly_profit_usd})
-    low, high = price_colour_range(
-        day_hour_grid(result.start, _interval_s(result), result.price_usd_per_mwh)
-    )
     figures = {
         PRICE_HEATMAP: price_heatmap(result),
         CURTAILMENT_HEATMAP: curtailment_heatmap(result),
@@ -455,79 +699,136 @@ def write_report(result: ReplayResult, folder: Path) -> Path:
         MONTHLY_PROFIT: _monthly_profit(result, months),
         ALLOWANCE: _allowance(result, months),
     }
-    for name, figure in figures.items():
-        figure.savefig(folder / name, dpi=DPI)
+    if programs and result.cp_intervals:
+        figures[CP_DAYS] = cp_days_plot(result)
+    if programs and _reserves(result):
+        figures[RESERVES] = reserves_plot(result)
+    return figures
+
+
+def _head(result: ReplayResult) -> list[str]:
+    """The report's title, the summary table, its note and the data's gaps."""
+    return [
+        "# Replay report",
+        "",
+        "```",
+        *table(result),
+        "```",
+        "",
+        "Capture: the share of the hindsight bound's improvement over always-on that a",
+        "strategy achieves, (profit - always_on) / (hindsight - always_on). Months are",
+        "UTC calendar months, the AI contracts' billing months.",
+        "",
+        "## Gaps in the recorded data",
+        "",
+        *(
+            [f"- {describe_gap(series, gap)}" for series, gap in result.data_gaps]
+            or ["None in the replayed window or the history before it."]
+        ),
+        "",
+        "```json",
+        json.dumps(summary(result), indent=2),
+        "```",
+        "",
+    ]
+
+
+def _plots_section(result: ReplayResult, week: Week) -> list[str]:
+    """The energy plots, each with its caption."""
+    low, high = price_colour_range(
+        day_hour_grid(result.start, _interval_s(result), result.price_usd_per_mwh)
+    )
     step = f"{_interval_s(result) / 60:g}-minute"
     week_span = f"{week.first_day:%a %Y-%m-%d} to {week.last_day:%a %Y-%m-%d}"
+    return [
+        "## Plots",
+        "",
+        "Times are US Central (America/Chicago, with daylight saving), ERCOT's operating"
+        " time. In the heatmaps each column is a Central day and each cell an hour of it:"
+        " the hour skipped when clocks spring forward is grey (no data), and the hour"
+        " repeated when they fall back is the mean of both.",
+        "",
+        f"![real-time price by Central day and hour]({PRICE_HEATMAP})",
+        "",
+        f"*Hourly mean real-time price at {result.settlement_point}, colour clipped to"
+        f" {low:,.0f} to {high:,.0f} $/MWh (1st to 99th percentile of the hours; beyond"
+        " them, the end colours): look for when power is dear, by season and by hour.*",
+        "",
+        f"![agent's curtailed ASIC MW by Central day and hour]({CURTAILMENT_HEATMAP})",
+        "",
+        "*The agent's curtailed ASIC MW, hourly mean on a linear scale from 0: look for"
+        " curtailment in the cells where the price map above is bright, and none where"
+        " it is dark.*",
+        "",
+        f"Value at stake, per {step} interval: the real-time price (its absolute value)"
+        " times the spread between the highest and the lowest site draw among the four"
+        " strategies, times the interval, i.e. the most by which the strategies' energy"
+        " bills for it differ. The week with the most at stake is the seven consecutive"
+        f" Central days with the largest sum of it: {week_span}, ${week.stake_usd:,.0f}.",
+        "",
+        f"![each strategy's site MW against the price, {week_span}]({WEEK_AT_STAKE})",
+        "",
+        f"*Price above (linear to {PRICE_LINEAR_TO_USD_PER_MWH:g} $/MWh, logarithmic"
+        " beyond) and each strategy's site"
+        f" MW below, {step} steps, {week_span} (Central): look for the agent stepping"
+        " down as the price steps up, as the hindsight bound does.*",
+        "",
+        f"![monthly profit over always-on]({MONTHLY_PROFIT})",
+        "",
+        "*Each strategy's profit over always-on per UTC month: look for the agent's bar"
+        " close to the hindsight bound's and above the threshold rule's.*",
+        "",
+        f"![allowance use per contract]({ALLOWANCE})",
+        "",
+        "*Node-hours of each AI contract's curtailment allowance used per UTC month: look"
+        " for the agent spending it as the hindsight bound does, not past it.*",
+        "",
+    ]
 
-    markdown = folder / "report.md"
-    markdown.write_text(
-        "\n".join(
-            [
-                "# Replay report",
-                "",
-                "```",
-                *table(result),
-                "```",
-                "",
-                "Capture: the share of the hindsight bound's improvement over always-on that a",
-                "strategy achieves, (profit - always_on) / (hindsight - always_on). Months are",
-                "UTC calendar months, the AI contracts' billing months.",
-                "",
-                "## Gaps in the recorded data",
-                "",
-                *(
-                    [f"- {describe_gap(series, gap)}" for series, gap in result.data_gaps]
-                    or ["None in the replayed window or the history before it."]
-                ),
-                "",
-                "```json",
-                json.dumps(summary(result), indent=2),
-                "```",
-                "",
-                "## Plots",
-                "",
-                "Times are US Central (America/Chicago, with daylight saving), ERCOT's operating"
-                " time. In the heatmaps each column is a Central day and each cell an hour of it:"
-                " the hour skipped when clocks spring forward is grey (no data), and the hour"
-                " repeated when they fall back is the mean of both.",
-                "",
-                f"![real-time price by Central day and hour]({PRICE_HEATMAP})",
-                "",
-                f"*Hourly mean real-time price at {result.settlement_point}, colour clipped to"
-                f" {low:,.0f} to {high:,.0f} $/MWh (1st to 99th percentile of the hours; beyond"
-                " them, the end colours): look for when power is dear, by season and by hour.*",
-                "",
-                f"![agent's curtailed ASIC MW by Central day and hour]({CURTAILMENT_HEATMAP})",
-                "",
-                "*The agent's curtailed ASIC MW, hourly mean on a linear scale from 0: look for"
-                " curtailment in the cells where the price map above is bright, and none where"
-                " it is dark.*",
-                "",
-                f"Value at stake, per {step} interval: the real-time price (its absolute value)"
-                " times the spread between the highest and the lowest site draw among the four"
-                " strategies, times the interval, i.e. the most by which the strategies' energy"
-                " bills for it differ. The week with the most at stake is the seven consecutive"
-                f" Central days with the largest sum of it: {week_span}, ${week.stake_usd:,.0f}.",
-                "",
-                f"![each strategy's site MW against the price, {week_span}]({WEEK_AT_STAKE})",
-                "",
-                f"*Price above (linear to {PRICE_LINEAR_TO_USD_PER_MWH:g} $/MWh, logarithmic"
-                " beyond) and each strategy's site"
-                f" MW below, {step} steps, {week_span} (Central): look for the agent stepping"
-                " down as the price steps up, as the hindsight bound does.*",
-                "",
-                f"![monthly profit over always-on]({MONTHLY_PROFIT})",
-                "",
-                "*Each strategy's profit over always-on per UTC month: look for the agent's bar"
-                " close to the hindsight bound's and above the threshold rule's.*",
-                "",
-                f"![allowance use per contract]({ALLOWANCE})",
-                "",
-                "*Node-hours of each AI contract's curtailment allowance used per UTC month: look"
-                " for the agent spending it as the hindsight bound does, not past it.*",
-                "",
-            ]
-        )
-    )
-    return markdown
+
+def _deployments_line(result: ReplayResult) -> str:
+    """How many deployments the window held, by product and source."""
+    if not result.deployments:
+        return "No reserve deployments in the window."
+    kinds = Counter(f"{d.product} ({d.source})" for d in result.deployments)
+    listed = ", ".join(f"{n} {kind}" for kind, n in kinds.items())
+    return f"Reserve deployments in the window, the same for every strategy: {listed}."
+
+
+def _programs_section(result: ReplayResult) -> list[str]:
+    """The grid programs' table and plots, each plot with its caption."""
+    days = ", ".join(f"{d.day:%a %Y-%m-%d}" for d in cp_days(result)) or "none"
+    lines = [
+        "## Grid programs",
+        "",
+        "Each strategy is charged the 4CP transmission cost its own draw sets in the official"
+        " 4CP intervals (their starts in Central time head the MW columns) and paid its"
+        " reserve awards at their clearing prices; a deployment is carried out by a strategy"
+        " holding an award of its product, and failed (its shortfall charged) if the miners it"
+        f" drops fall short of the award. {_deployments_line(result)} 4CP days (Central): {days}.",
+        "",
+        *programs_table(result),
+        "",
+    ]
+    if result.cp_intervals:
+        lines += [
+            f"![system load and site draw on each 4CP day]({CP_DAYS})",
+            "",
+            "*ERCOT's system load (GW, left axis, black) and each strategy's site MW (right"
+            " axis) through each Central day holding an official 4CP interval, the interval"
+            " shaded red: look for whose draw is down in the band (a strategy's MW there sets"
+            " its 4CP charge) and who stayed on at the peak.*",
+            "",
+        ]
+    if _reserves(result):
+        lines += [
+            f"![reserve awards by hour and payments by month]({RESERVES})",
+            "",
+            "*Left, the agent's awarded reserve MW by Central hour of day per product, the"
+            " mean over the window; right, each awarded strategy's reserve payments per UTC"
+            " calendar month (as the ledger books months): look for awards in the hours the"
+            " miners run, not the afternoon hours they sleep for price or 4CP, and the agent's"
+            " bars near the hindsight bound's.*",
+            "",
+        ]
+    return lines

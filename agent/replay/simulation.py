@@ -298,9 +298,10 @@ def _run_agent(
             published_until=data.day_ahead.known_until(now) if data.day_ahead else None,
         )
         solves += decision.fresh
-        if offers is not None:
+        plan, step = decision.plan, decision.step
+        if offers is not None and plan.problem.programs.transmission(plan.problem.steps)[step] > 0:
             strategy.lowered_for_cp[k] = any(
-                a.reason.startswith(CP_REASON) for a in decision.plan.asic_setpoints(decision.step)
+                a.reason.startswith(CP_REASON) for a in plan.asic_setpoints(step)
             )
         return _column(decision.plan.schedule, decision.step)
 
