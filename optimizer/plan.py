@@ -12,7 +12,6 @@ from gridpilot.optimizer.economics import breakeven_usd_per_mwh
 from gridpilot.optimizer.problem import Problem
 from gridpilot.optimizer.schedule import Outcome, Schedule
 
-
 # How a curtailment for a likely coincident peak begins its reason.
 CP_REASON = "4CP: likely system peak"
 
