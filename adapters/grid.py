@@ -463,3 +463,42 @@ def read_ancillary_prices(path: Path) -> AncillaryPrices:
     prices = {p: _readonly(v) for p, v in zip(ANCILLARY_PRODUCTS, series, strict=True)}
     gaps = {p: _nan_gaps(v, grid[0], _HOUR_S, LEFT_NAN) for p, v in prices.items()}
     return AncillaryPrices(grid, MappingProxyType(prices), MappingProxyType(gaps))
+
+
+# --- CO2 intensity ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Co2Intensity:
+    """ERCOT's hourly average CO2 intensity, kg per MWh generated: `kg_per_mwh[i]` is the
+    hour starting at `start_utc + i` hours (hours run without a break)."""
+
+    start_utc: datetime
+    kg_per_mwh: FloatArray
+
+    def hours_from(self, moment: datetime, count: int) -> FloatArray:
+        """`count` hourly values from the hour starting at `moment`."""
+        first = math.floor((moment - self.start_utc).total_seconds() / _HOUR_S)
+        if first < 0 or first + count > self.kg_per_mwh.size:
+            end = self.start_utc + timedelta(hours=self.kg_per_mwh.size)
+            raise NotRecordedError(
+                f"the CO2 intensity covers {self.start_utc.isoformat()} to {end.isoformat()},"
+                f" not {count} hours from {moment.isoformat()}"
+            )
+        return self.kg_per_mwh[first : first + count]
+
+
+def read_co2_intensity(path: Path) -> Co2Intensity:
+    """`hour_start_utc` and `co2_intensity_kg_per_mwh` of the derived hourly file."""
+    rows = _rows(path)
+    first = _first_row(path, rows, ["hour_start_utc", "co2_intensity_kg_per_mwh"])
+    starts: list[datetime] = []
+    values: list[float] = []
+    for line, row in enumerate((first, *rows), start=2):
+        starts.append(_utc(path, line, "hour_start_utc", row["hour_start_utc"]))
+        values.append(
+            _number(path, line, "co2_intensity_kg_per_mwh", row["co2_intensity_kg_per_mwh"])
+        )
+        if len(starts) > 1 and starts[-1] - starts[-2] != timedelta(hours=1):
+            raise RecordedDataError(path, f"line {line}: not the hour after the line before")
+    return Co2Intensity(starts[0], _readonly(np.asarray(values, dtype=np.float64)))

@@ -4,7 +4,7 @@ the recorded data, the window's checks, the totals and the result."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
 
@@ -157,6 +157,8 @@ class ReplayResult:
 
     def capture(self, strategy: str) -> float:
         """Share of the hindsight bound's improvement over always-on that `strategy` achieves."""
+        if "always_on" not in self.totals or "hindsight" not in self.totals:
+            return float("nan")
         base = self.totals["always_on"].profit_usd
         best = self.totals["hindsight"].profit_usd - base
         return (self.totals[strategy].profit_usd - base) / best if best > 0 else float("nan")
@@ -306,6 +308,8 @@ def make_period(
     site: Problem | None = None,
     terms: ProgramTerms | None = None,
 ) -> Period:
+    # In UTC: a zone with daylight saving would add intervals on the wall clock.
+    start, end = start.astimezone(UTC), end.astimezone(UTC)
     check_window(data.prices, start, end)
     check_gaps(data, start, end, max_gap_s=max_gap_s)
     prices = data.prices

@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -89,6 +89,7 @@ def replay(
     parallel: bool = True,
     max_gap_s: float = 3_600.0,
     terms: ProgramTerms | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> ReplayResult:
     """Replay [start, end) on `site` (a problem template: groups, contracts, limits).
 
@@ -99,21 +100,34 @@ def replay(
     A gap in the real-time prices longer than `max_gap_s` in the window or the agent's history
     before it is a `ReplayGapError` (see `check_gaps`); gaps elsewhere in the data do not
     matter. The strategies do not interact, so with `parallel` the references (always-on, the
-    baselines, the hindsight bound) run in a second process while the agent runs here."""
+    baselines, the hindsight bound) run in a second process while the agent runs here. `only`
+    runs just the strategies named (a study needs one and always-on, not the bound)."""
     started = time.perf_counter()
+    start, end = start.astimezone(UTC), end.astimezone(UTC)  # intervals add up in UTC
     period = make_period(data, start, end, max_gap_s, site=site, terms=terms)
+    names = STRATEGIES + (PROGRAM_BASELINES if period.programs is not None else ())
+    names = tuple(n for n in names if only is None or n in only)
+    wanted = frozenset(names) - {"agent"}
     runs: dict[str, Run] = {}
-    if parallel:
+
+    def agent() -> None:
+        if "agent" in names:
+            runs["agent"] = _run_agent(site, data, period, planner or Planner(site), progress)
+
+    if parallel and wanted and "agent" in names:
         with ProcessPoolExecutor(max_workers=1) as pool:
             # The references read the programs' truth from the period; the files stay here.
-            references = pool.submit(_run_references, site, replace(data, grid=None), period)
-            runs["agent"] = _run_agent(site, data, period, planner or Planner(site), progress)
+            references = pool.submit(
+                _run_references, site, replace(data, grid=None), period, wanted
+            )
+            agent()
             runs.update(references.result())
     else:
-        runs["agent"] = _run_agent(site, data, period, planner or Planner(site), progress)
-        runs.update(_run_references(site, data, period))
-    names = STRATEGIES + (PROGRAM_BASELINES if period.programs is not None else ())
+        agent()
+        runs.update(_run_references(site, data, period, wanted))
     programs = period.programs
+    count = len(period.moments)
+    agent_run = runs.get("agent")
     return ReplayResult(
         start=start,
         end=end,
@@ -123,8 +137,8 @@ def replay(
         price_usd_per_mwh=period.true_price,
         site_watts={name: runs[name].site_watts for name in names},
         asic_curtailed_watts={name: runs[name].asic_curtailed_watts for name in names},
-        agent_decisions=runs["agent"].decisions,
-        agent_solves=runs["agent"].solves,
+        agent_decisions=agent_run.decisions if agent_run else np.zeros((count, 0), np.int32),
+        agent_solves=agent_run.solves if agent_run else 0,
         data_gaps=data_gaps(data, start, end),
         deployments=programs.deployments if programs else (),
         cp_intervals=tuple(period.moments[k] for _, k in programs.cp_intervals) if programs else (),
@@ -310,7 +324,9 @@ def _run_agent(
     return run
 
 
-def _run_references(site: Problem, data: ReplayData, period: Period) -> dict[str, Run]:
+def _run_references(
+    site: Problem, data: ReplayData, period: Period, wanted: frozenset[str]
+) -> dict[str, Run]:
     """Always-on, the threshold rule, the program baselines and the hindsight bound. The
     baselines decide each interval from its own inputs alone (the last settled price, the
     previous day's hashprice, the load settled by 14:00), so their decisions for the whole
@@ -327,29 +343,25 @@ def _run_references(site: Problem, data: ReplayData, period: Period) -> dict[str
         last_known = np.concatenate(([np.nan], last_known))
     whole = whole_period(site, period, period.known_hashprice)
     threshold_schedule = threshold(whole, last_known).schedule
-    bound = hindsight_schedule(site, period)
-    runs = {
-        name: _simulate(site, data, period, _follow(schedule), prepare=prepare)
-        for name, schedule, prepare in (
-            ("always_on", always_on(whole).schedule, None),
-            ("threshold", threshold_schedule, None),
-            (
-                "hindsight",
-                bound,
-                hindsight_commitments(site, period, bound),
-            ),
-        )
-    }
+    runs: dict[str, Run] = {}
+
+    def run(name: str, schedule: Schedule, prepare: Callable[[Strategy], None] | None) -> None:
+        runs[name] = _simulate(site, data, period, _follow(schedule), prepare=prepare)
+
+    if "always_on" in wanted:
+        run("always_on", always_on(whole).schedule, None)
+    if "threshold" in wanted:
+        run("threshold", threshold_schedule, None)
+    if "hindsight" in wanted:
+        bound = hindsight_schedule(site, period)
+        run("hindsight", bound, hindsight_commitments(site, period, bound))
     programs = period.programs
-    if programs is not None:
+    if programs is not None and "threshold_4cp" in wanted:
         cp_schedule = asleep_where(threshold_schedule, programs.alert)
-        runs["threshold_4cp"] = _simulate(
-            site, data, period, _follow(cp_schedule), prepare=lowered(programs.alert)
-        )
+        run("threshold_4cp", cp_schedule, lowered(programs.alert))
+    if programs is not None and "fixed_reserve" in wanted:
         reserve_schedule, award = fixed_reserve(site, programs, threshold_schedule)
-        runs["fixed_reserve"] = _simulate(
-            site, data, period, _follow(reserve_schedule), prepare=awarded("RRS", award)
-        )
+        run("fixed_reserve", reserve_schedule, awarded("RRS", award))
     return runs
 
 
