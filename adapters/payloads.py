@@ -13,7 +13,11 @@ Topics and shapes follow the MQTT contract in docs/design.md:
 - the price forecast: `decode_forecast`;
 - grid events and their cancellation: `decode_event`;
 - an operator's override of one group, or its clearing (an empty retained message):
-  `decode_override`.
+  `decode_override`;
+- the grid programs: ERCOT's system load (`decode_system_load`) and frequency
+  (`decode_frequency`), a bought 4CP alert (`decode_cp_alert`), a reserve award
+  (`decode_award`), a deployment and its recall (`decode_deploy`, `decode_recall`) and the
+  day-ahead ancillary prices (`decode_ancillary_prices`).
 
 Timestamps are ISO 8601 with a zone ('Z' or an offset) or epoch seconds, between the years 2000
 and 2100; a naive ISO string is rejected, since guessing its zone would shift a schedule by
@@ -33,7 +37,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Final, Literal, Self
+from typing import Annotated, Any, Final, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -520,6 +524,263 @@ def decode_override(
         units_on=model.units_on,
         power_cap_watts=model.power_cap_watts,
         by=model.by,
+    )
+
+
+# --- the grid programs ------------------------------------------------------------------------
+#
+# ERCOT's system load and frequency, 4CP alerts bought from a forecaster, and the reserve
+# awards, deployments and recalls a QSE (the site's market participant) sends, with the
+# day-ahead ancillary prices. Products are the reserves a Load Resource carries.
+
+RESERVE_PRODUCTS: Final = ("RRS", "ECRS", "NSPIN")
+# ERCOT's system load has stayed between about 25 and 90 GW; a reading outside these bounds is a
+# unit slip (kW or GW for MW) or a broken feed, not a grid.
+_LOAD_MW_RANGE: Final = (1_000.0, 500_000.0)
+# A 60 Hz grid outside this band has collapsed or the meter is broken.
+_FREQUENCY_HZ_RANGE: Final = (45.0, 65.0)
+_MAX_AWARD_S: Final = 7 * 86_400.0  # a week of hours: day-ahead awards cover one day
+_MAX_SITE_MW: Final = 100_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class CpAlert:
+    """A bought 4CP alert: the intervals in [`start`, `end`) are the month's coincident peak
+    with a chance of at least `chance`."""
+
+    start: datetime
+    end: datetime
+    chance: float
+
+
+@dataclass(frozen=True, slots=True)
+class Award:
+    """An award of `mw` of reserve `product` over the whole hours [`start`, `end`), paid
+    `usd_per_mw_h` per MW and hour held."""
+
+    product: str
+    start: datetime
+    end: datetime
+    mw: float
+    usd_per_mw_h: float
+
+    def hours(self) -> tuple[datetime, ...]:
+        """The start of each hour the award covers."""
+        count = round((self.end - self.start).total_seconds() / 3_600.0)
+        return tuple(self.start + timedelta(hours=k) for k in range(count))
+
+
+@dataclass(frozen=True, slots=True)
+class Deploy:
+    """An instruction to drop `mw` of the load held for `product` from `start`, until it is
+    recalled by `id`."""
+
+    id: str
+    product: str
+    mw: float
+    start: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Recall:
+    """The end of deployment `id`: the load may come back."""
+
+    id: str
+
+
+@dataclass(frozen=True, slots=True)
+class AncillaryForecast:
+    """Day-ahead clearing prices of `product`, `usd_per_mw_h[i]` for the hour starting
+    `start + i` hours."""
+
+    product: str
+    start: datetime
+    usd_per_mw_h: tuple[float, ...]
+
+
+def _on_the_hour(moment: datetime, name: str) -> datetime:
+    if (moment.minute, moment.second, moment.microsecond) != (0, 0, 0):
+        raise _fail("out_of_range", f"{name}: {moment.isoformat()} is not on a whole hour")
+    return moment
+
+
+def _known_product(product: str) -> str:
+    if product not in RESERVE_PRODUCTS:
+        raise _fail(
+            "out_of_range", f"{_preview(product)} is not one of {', '.join(RESERVE_PRODUCTS)}"
+        )
+    return product
+
+
+_Product = Annotated[str, Field(min_length=1, max_length=16)]
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class _CpAlertIn(BaseModel):
+    model_config = _STRICT
+
+    start: _Timestamp
+    end: _Timestamp
+    chance: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> Self:
+        if self.end <= self.start:
+            raise _fail("out_of_range", "end: must be after start")
+        return self
+
+
+class _AwardIn(BaseModel):
+    model_config = _STRICT
+
+    product: _Product
+    start: _Timestamp
+    end: _Timestamp
+    mw: Annotated[float, Field(ge=0.0, le=_MAX_SITE_MW)]
+    usd_per_mw_h: Annotated[float, Field(ge=0.0)]
+
+    @field_validator("product")
+    @classmethod
+    def _product(cls, product: str) -> str:
+        return _known_product(product)
+
+    @model_validator(mode="after")
+    def _whole_hours(self) -> Self:
+        _on_the_hour(self.start, "start")
+        _on_the_hour(self.end, "end")
+        span_s = (self.end - self.start).total_seconds()
+        if not 0 < span_s <= _MAX_AWARD_S:
+            raise _fail("out_of_range", "end: must be after start, and within a week of it")
+        return self
+
+
+class _DeployIn(BaseModel):
+    model_config = _STRICT
+
+    id: _Name
+    product: _Product
+    mw: Annotated[float, Field(gt=0.0, le=_MAX_SITE_MW)]
+    start: _Timestamp | None = None
+
+    @field_validator("product")
+    @classmethod
+    def _product(cls, product: str) -> str:
+        return _known_product(product)
+
+
+class _RecallIn(BaseModel):
+    model_config = _STRICT
+
+    id: _Name
+
+
+class _AncillaryIn(BaseModel):
+    model_config = _STRICT
+
+    start: _Timestamp
+    step_s: float
+    product: _Product
+    usd_per_mw_h: Annotated[
+        list[Annotated[float, Field(ge=0.0)]],
+        Field(min_length=1, max_length=_MAX_FORECAST_VALUES),
+    ]
+
+    @field_validator("product")
+    @classmethod
+    def _product(cls, product: str) -> str:
+        return _known_product(product)
+
+    @model_validator(mode="after")
+    def _hourly(self) -> Self:
+        if self.step_s != 3_600.0:
+            raise _fail("out_of_range", "step_s: day-ahead ancillary prices are hourly (3600)")
+        _on_the_hour(self.start, "start")
+        return self
+
+
+def _model(model: type[_M], payload: bytes, received: datetime, max_bytes: int) -> _M:
+    _aware_utc(received)
+    data = _json(payload, max_bytes)
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise _rejected(exc) from exc
+
+
+def _ranged(reading: Reading, name: str, bounds: tuple[float, float], unit: str) -> Reading:
+    low, high = bounds
+    if not low <= reading.value <= high:
+        raise Rejected(
+            "out_of_range", f"{name}: {reading.value:g} {unit} is outside {low:g}..{high:g}"
+        )
+    return reading
+
+
+def decode_system_load(
+    payload: bytes, *, received: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Reading:
+    """ERCOT's system load, MW: `{"ts", "mw"}` or a bare number (stamped `received`)."""
+    reading = decode_reading(payload, FieldMap(("mw",)), received=received, max_bytes=max_bytes)
+    return _ranged(reading, "mw", _LOAD_MW_RANGE, "MW")
+
+
+def decode_frequency(
+    payload: bytes, *, received: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Reading:
+    """The grid's frequency at the site's meter, Hz: `{"ts", "hz"}` or a bare number."""
+    reading = decode_reading(payload, FieldMap(("hz",)), received=received, max_bytes=max_bytes)
+    return _ranged(reading, "hz", _FREQUENCY_HZ_RANGE, "Hz")
+
+
+def decode_cp_alert(
+    payload: bytes, *, received: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> CpAlert:
+    """A 4CP alert `{"start", "end", "chance"}`: end after start, chance in [0, 1] (1 when
+    not given)."""
+    model = _model(_CpAlertIn, payload, received, max_bytes)
+    return CpAlert(start=model.start, end=model.end, chance=model.chance)
+
+
+def decode_award(
+    payload: bytes, *, received: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Award:
+    """A reserve award `{"product", "start", "end", "mw", "usd_per_mw_h"}` over whole hours
+    (at most a week of them), `mw` and the price at least 0."""
+    model = _model(_AwardIn, payload, received, max_bytes)
+    return Award(
+        product=model.product,
+        start=model.start,
+        end=model.end,
+        mw=model.mw,
+        usd_per_mw_h=model.usd_per_mw_h,
+    )
+
+
+def decode_deploy(
+    payload: bytes, *, received: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Deploy:
+    """A deployment `{"id", "product", "mw", "start"}` of more than 0 MW; without a `start`, from
+    `received`."""
+    model = _model(_DeployIn, payload, received, max_bytes)
+    start = model.start if model.start is not None else _aware_utc(received)
+    return Deploy(id=model.id, product=model.product, mw=model.mw, start=start)
+
+
+def decode_recall(
+    payload: bytes, *, received: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> Recall:
+    """A recall `{"id"}` of a deployment."""
+    return Recall(id=_model(_RecallIn, payload, received, max_bytes).id)
+
+
+def decode_ancillary_prices(
+    payload: bytes, *, received: datetime, max_bytes: int = DEFAULT_MAX_BYTES
+) -> AncillaryForecast:
+    """Day-ahead ancillary prices `{"start", "step_s": 3600, "product", "usd_per_mw_h": [...]}`
+    from a whole hour, 1..2000 prices of at least 0."""
+    model = _model(_AncillaryIn, payload, received, max_bytes)
+    return AncillaryForecast(
+        product=model.product, start=model.start, usd_per_mw_h=tuple(model.usd_per_mw_h)
     )
 
 

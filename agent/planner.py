@@ -237,11 +237,12 @@ class RecedingPlanner:
     world departs from the plan.
 
     A new solve happens when the plan is `max_age_s` old, when the plant is not where the plan
-    put it (the guard shed, a command failed), when new day-ahead prices or reserve awards were
-    published, or when the forecast as it stands now (power price and expected 4CP charge) puts
-    an interval of the next `breakeven_window_s` on the other side of a miner model's breakeven
-    than the plan did, or, above the lowest breakeven, departs from the plan's by more than
-    `price_tolerance_usd_per_mwh` and `price_tolerance_share` (the forecast moves with every
+    put it (the guard shed, a command failed), when new day-ahead prices, reserve awards or a
+    new day's hashprice were published, or when the forecast as it stands now (power price and
+    expected 4CP charge) puts an interval of the next `breakeven_window_s` on the other side of
+    a miner model's breakeven than the plan did, or, above the lowest breakeven, departs from
+    the plan's by more than `price_tolerance_usd_per_mwh` and `price_tolerance_share` (the
+    forecast moves with every
     settled price; a plan made on the old one would run miners through what now looks like a
     spell, or keep them asleep past its end). Otherwise the current plan stands: its decisions
     were made on what is still, as far as they are concerned, the latest information.
@@ -321,6 +322,8 @@ class RecedingPlanner:
             return "new day-ahead prices"
         if (market.programs.awards_key if market.programs else None) != self._awards_key:
             return "new reserve awards"
+        if market.hashprice_usd_per_th_day != plan.problem.hashprice_usd_per_th_day[0]:
+            return "new hashprice"
         return self._departure(plan, state, market)
 
     def _departure(self, plan: Plan, state: PlantState, market: MarketView) -> str | None:
@@ -387,15 +390,17 @@ class RecedingPlanner:
                 market.interval_s,
             )
             fresh = fresh + _at_steps(ahead, offsets[window] - elapsed, step_s, market.interval_s)
+        # One breakeven per distinct model and overhead, not per container (they are few).
+        models = {(g.joules_per_th, g.overhead_factor) for g in problem.asic_groups}
         breakevens = np.array(
             [
                 breakeven_usd_per_mwh(
                     market.hashprice_usd_per_th_day,
-                    g.joules_per_th,
+                    joules_per_th,
                     pool_fee=problem.pool_fee,
-                    overhead_factor=g.overhead_factor,
+                    overhead_factor=overhead,
                 )
-                for g in problem.asic_groups
+                for joules_per_th, overhead in sorted(models)
             ]
         )
         crossed = (planned[:, None] > breakevens[None, :]) != (fresh[:, None] > breakevens[None, :])

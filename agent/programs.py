@@ -242,3 +242,15 @@ def holding_breakeven(site: Problem, product: str, hashprice_usd_per_th_day: flo
         if product in g.reserve_products
     ]
     return min(candidates) if candidates else 0.0
+
+
+def awards_since(book: AwardBook, moment: datetime) -> AwardBook:
+    """`book` without the hours that ended before `moment`: what a long-running agent keeps."""
+    first = moment.replace(minute=0, second=0, microsecond=0)
+    return AwardBook(
+        {p: {h: mw for h, mw in hours.items() if h >= first} for p, hours in book.mw.items()},
+        {
+            p: {h: usd for h, usd in hours.items() if h >= first}
+            for p, hours in book.usd_per_mw_h.items()
+        },
+    )

@@ -450,6 +450,19 @@ class TopicSettings(_Section):
     plan: str = "gridpilot/{site}/plan"
     mode: str = "gridpilot/{site}/mode"
     status: str = "gridpilot/{site}/status"
+    # The grid programs: ERCOT's system load and frequency, bought 4CP alerts, and the reserve
+    # awards, deployments, recalls and day-ahead ancillary prices from the site's QSE; out, the
+    # day-ahead offer (retained) and, every second, the MW held and available per product.
+    system_load: str = "gridpilot/{site}/grid/load"
+    frequency: str = "gridpilot/{site}/grid/frequency"
+    cp_alert: str = "gridpilot/{site}/grid/cp_alert"
+    award: str = "gridpilot/{site}/as/award"
+    deploy: str = "gridpilot/{site}/as/deploy"
+    recall: str = "gridpilot/{site}/as/recall"
+    ancillary_prices: str = "gridpilot/{site}/as/prices"
+    offer: str = "gridpilot/{site}/as/offer"
+    obligation: str = "gridpilot/{site}/as/obligation"
+    available: str = "gridpilot/{site}/as/available"
 
     @field_validator("meter", "override")
     @classmethod

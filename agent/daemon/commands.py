@@ -6,13 +6,14 @@ remembered and recorded but not carried out. Commands are carried out first and 
 ledger straight after, by the ledger's own task, so a shed never waits for an fsync; what an
 actuator reports back (a command not carried out, devices that did not follow) is counted, and
 where a miner group is not where it was told to be the planner is asked to plan from where it
-is.
+is. A plan never wakes the miners a reserve deployment holds asleep (agent.daemon.reserves).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Protocol
 
 import structlog
@@ -108,6 +109,7 @@ class Commands:
             await self._allowance.account(now)
         if planned:
             commands = [c for c in commands if c.group not in self._state.overrides]
+            commands = self._within_holds(commands)
         if not commands:
             return []
         for command in commands:
@@ -131,6 +133,34 @@ class Commands:
         for observer in self.observers:
             observer(commands)
         return list(commands)
+
+    def _within_holds(self, commands: Sequence[Command]) -> list[Command]:
+        """A plan's miner commands with the miners a reserve deployment holds asleep kept
+        asleep: also a plan made before the deployment arrived is cut to it here, after its
+        last wait; a group so cut that is already where it would be is left out."""
+        held = self._state.programs.held_units()
+        if not held:
+            return list(commands)
+        kept: list[Command] = []
+        for command in commands:
+            if isinstance(command, AsicCommand) and held.get(command.group, 0):
+                cut = self._held_asleep(command, held[command.group])
+                if self._setpoints.differs(cut):
+                    kept.append(cut)
+            else:
+                kept.append(command)
+        return kept
+
+    def _held_asleep(self, command: AsicCommand, held: int) -> AsicCommand:
+        """`command` with at most the group's miners less `held` awake, and the deployment's
+        reason where that is why they sleep."""
+        group = self._setpoints.asic[self._setpoints.asic_index[command.group]]
+        most = max(0, group.units - held)
+        # The plan gives a miner locked asleep the reason of a minimum off time.
+        if command.units_on < most and not command.reason.startswith("minimum off time"):
+            return command
+        reason = self._state.programs.hold_reason(command.group)
+        return replace(command, units_on=min(command.units_on, most), reason=reason)
 
     def _read(self, command: Command, outcome: Outcome, plan: str) -> None:
         """Count what became of one command, and take the plant as it is."""

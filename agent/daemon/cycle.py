@@ -6,9 +6,12 @@ guard shed, a command the plant did not follow, safe mode left), but never soone
 may decide it is built (groups under an override taken out, their draw taken off the limit and
 off every event's cap), and the same `RecedingPlanner` the replay runs decides in a worker
 thread, under `solve_time_limit_s`, on the settled price history heard, the forecast, the latest
-hashprice and the allowance the ledger says is used. The plan is recorded, its changed
-setpoints are sent, and once their records are on disk it is published. No plan is made in safe
-mode or before a price and a hashprice have arrived.
+hashprice, the allowance the ledger says is used and the grid programs (agent.daemon.programs:
+the 4CP chance, the reserve awards ahead). The plan is recorded, its changed setpoints are sent,
+and once their records are on disk it is published; then, once a day from 10:00 Central, the
+day-ahead reserve offer is made (agent.daemon.offers). Miners a reserve deployment holds asleep
+are locked asleep in the problem. No plan is made in safe mode or before a price and a
+hashprice have arrived.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from gridpilot.agent.daemon.allowance import Allowance
 from gridpilot.agent.daemon.clock import Clock
 from gridpilot.agent.daemon.commands import Sender
 from gridpilot.agent.daemon.metrics import Metrics
+from gridpilot.agent.daemon.offers import DayAheadOffers
+from gridpilot.agent.daemon.programs import GridPrograms
 from gridpilot.agent.daemon.publisher import PlanMade, Publisher
 from gridpilot.agent.daemon.recorder import Recorder
 from gridpilot.agent.daemon.safemode import Mode
@@ -35,7 +40,7 @@ from gridpilot.agent.daemon.triggers import Triggers
 from gridpilot.agent.planner import Decision, MarketView, Planner, PlantState, RecedingPlanner
 from gridpilot.agent.settings import Settings
 from gridpilot.optimizer.plan import Plan
-from gridpilot.optimizer.problem import FloatArray, Problem
+from gridpilot.optimizer.problem import AsicGroup, FloatArray, Problem
 
 _log = structlog.get_logger("gridpilot.daemon")
 
@@ -59,8 +64,12 @@ class PlanningCycle:
         recorder: Recorder,
         metrics: Metrics,
         clock: Clock,
+        programs: GridPrograms,
+        offers: DayAheadOffers,
     ) -> None:
         self._config = settings.agent
+        self._programs = programs
+        self._offers = offers
         self._site = site
         self._state = state
         self._setpoints = setpoints
@@ -78,6 +87,7 @@ class PlanningCycle:
         self._receding: RecedingPlanner | None = None
         self._receding_key: object = None
         self._last_solve = -float("inf")
+        self._offer_on: tuple[Planner, PlantState, MarketView, dict[str, float]] | None = None
 
     async def run(self) -> None:
         """Plan when asked or when the interval has passed, until cancelled."""
@@ -140,6 +150,8 @@ class PlanningCycle:
             gpu_rows=tuple(gpu_rows),
         )
         await self._publisher.plan_made(made)
+        if self._offer_on is not None:
+            await self._offers.make_due(*self._offer_on)
         return plan
 
     def _history(self, now: datetime) -> FloatArray:
@@ -172,13 +184,17 @@ class PlanningCycle:
             ),
         )
         day_ahead = self._state.day_ahead
+        interval_s = self._config.plan_interval_s
         market = MarketView(
             now=now,
             history_usd_per_mwh=history,
-            interval_s=self._config.plan_interval_s,
+            interval_s=interval_s,
             hashprice_usd_per_th_day=hashprice.value,
             day_ahead=day_ahead.window if day_ahead.until else None,
             events=template.events,
+            programs=self._programs.view(
+                now, round(self._config.horizon_s / interval_s), interval_s, hashprice.value
+            ),
         )
         used = await self._allowance.used_node_hours(now)
         started = time.perf_counter()
@@ -193,6 +209,8 @@ class PlanningCycle:
             self._metrics.plan_seconds.observe(time.perf_counter() - started)
         self._metrics.last_plan.set(now.timestamp())
         self._metrics.forecast_price.set(float(plan.problem.price_usd_per_mwh[decision.step]))
+        # What the day-ahead offer is made on, once this plan is out (`plan_once`).
+        self._offer_on = (receding.planner, plant, market, used)
         return decision
 
     def _receding_for(self, template: Problem) -> RecedingPlanner:
@@ -201,6 +219,7 @@ class PlanningCycle:
         key = (
             tuple(sorted((o.group, o.mode, o.until) for o in self._state.overrides.values())),
             tuple((e.id, e.start, e.end, e.max_site_watts) for e in template.events),
+            tuple(sorted(self._state.programs.holds)),
         )
         if key != self._receding_key or self._receding is None:
             self._receding = RecedingPlanner(
@@ -211,22 +230,30 @@ class PlanningCycle:
 
     def planning_site(self, now: datetime) -> tuple[Problem, list[int], list[int]]:
         """The site as the planner may decide it: overridden groups are taken out, their
-        forced draw taken off the limit and off every grid event's cap."""
+        forced draw taken off the limit and off every grid event's cap; miners a reserve
+        deployment holds are locked asleep over the horizon, and while one holds the site's
+        draw is capped at what it was when it was carried out, as by a grid event."""
         overrides, setpoints, site = self._state.overrides, self._setpoints, self._site
         asic_rows = [i for i, g in enumerate(site.asic_groups) if g.name not in overrides]
         gpu_rows = [i for i, g in enumerate(site.gpu_groups) if g.name not in overrides]
         forced = 0.0
         for override in overrides.values():
             forced += setpoints.command_watts(setpoints.override_command(override))
+        deployment = self._state.programs.deployment_event()
         events = tuple(
             replace(e, max_site_watts=max(0.0, e.max_site_watts - forced))
-            for e in self._state.upcoming_events(now)
+            for e in (*self._state.upcoming_events(now), *([deployment] if deployment else []))
         )
         limit = max(site.site_limit_watts - forced, site.site_margin_watts + 1.0)
         template = replace(
             site,
             start=now,
-            asic_groups=tuple(site.asic_groups[i] for i in asic_rows),
+            asic_groups=held_asleep(
+                tuple(site.asic_groups[i] for i in asic_rows),
+                [int(setpoints.units_on[i]) for i in asic_rows],
+                self._state.programs.held_units(),
+                until_s=self._config.horizon_s + 1.0,
+            ),
             gpu_groups=tuple(site.gpu_groups[i] for i in gpu_rows),
             site_limit_watts=limit,
             events=events,
@@ -260,6 +287,22 @@ class PlanningCycle:
             if gpu.group not in held and self._setpoints.differs(gpu_command):
                 commands.append(gpu_command)
         return commands
+
+
+def held_asleep(
+    groups: tuple[AsicGroup, ...], units_on: list[int], held: dict[str, int], *, until_s: float
+) -> tuple[AsicGroup, ...]:
+    """`groups` (now `units_on` awake) with the miners a reserve deployment holds (`held`
+    per group) locked asleep for `until_s`: beyond the horizon, since when the recall comes is
+    not known."""
+
+    def lock(group: AsicGroup, on: int) -> AsicGroup:
+        locked = min(held.get(group.name, 0), group.units - on)
+        if locked <= 0:
+            return group
+        return replace(group, units_on_now=on, units_locked_off=locked, locked_off_until_s=until_s)
+
+    return tuple(lock(g, on) for g, on in zip(groups, units_on, strict=True))
 
 
 def _missing(state: SiteState) -> str:

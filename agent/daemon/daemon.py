@@ -19,6 +19,10 @@ One root `asyncio.TaskGroup` holds the named tasks:
 - `metrics`: the Prometheus endpoint (prometheus_client's server, agent.daemon.metrics).
 - `devices`: retries each device actuator that could not start (agent.daemon.devices)
   until it is up.
+- `reserves`: carries out scheduled reserve deployments, judges each at its response time
+  and publishes the obligation and availability every second (agent.daemon.reserves).
+- `peaks`: calibrates the 4CP model once, in a worker thread, as soon as any system load
+  is known (agent.daemon.programs), and ends.
 
 Safe mode (a stale meter, price or hashprice; agent.daemon.safemode): no planning; GPUs stay as
 they are; ASICs are held to `safe_asic_share` of the limit less margin, most efficient first,
@@ -31,9 +35,10 @@ would shed).
 The parts, each with its dependencies passed in: `Inputs` (topics to state), `Overrides`,
 `GuardLoop`, `PlanningCycle`, `SafeMode`, `Housekeeping`, `Commands` (out to the actuator,
 the ledger and the setpoints), `Allowance` (interruptions and allowance against the ledger),
-`Publisher` (status, mode, plan, notices, the `plan.made` line) and `PlantGauges` (power and
-money metrics). They share the `SiteState`, the `Setpoints`, the `Mode` and the `Triggers`
-that wake the two decision loops.
+`Publisher` (status, mode, plan, notices, the `plan.made` line), `PlantGauges` (power and
+money metrics), and for the grid programs `GridPrograms` (4CP, awards: what the planner sees),
+`DayAheadOffers` and `Reserves` (deployments). They share the `SiteState`, the `Setpoints`,
+the `Mode` and the `Triggers` that wake the two decision loops.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ from datetime import datetime
 import structlog
 
 from gridpilot.adapters.actuation import Actuator, MqttActuator
-from gridpilot.adapters.mqtt import MqttLink
 from gridpilot.agent.daemon import devices, systemd
 from gridpilot.agent.daemon.actuators import build_actuator
 from gridpilot.agent.daemon.allowance import Allowance
@@ -56,15 +60,20 @@ from gridpilot.agent.daemon.guard_loop import GuardLoop
 from gridpilot.agent.daemon.housekeeping import Housekeeping
 from gridpilot.agent.daemon.inputs import Inputs
 from gridpilot.agent.daemon.ledger import Ledger
+from gridpilot.agent.daemon.link import SiteLink
 from gridpilot.agent.daemon.metrics import Metrics, serve_metrics
+from gridpilot.agent.daemon.offers import DayAheadOffers
 from gridpilot.agent.daemon.overrides import Overrides
+from gridpilot.agent.daemon.programs import GridPrograms
 from gridpilot.agent.daemon.publisher import Publisher
 from gridpilot.agent.daemon.recorder import Recorder
+from gridpilot.agent.daemon.reserves import Reserves
 from gridpilot.agent.daemon.safemode import Mode, SafeMode
 from gridpilot.agent.daemon.setpoints import Setpoints
 from gridpilot.agent.daemon.state import SiteState
 from gridpilot.agent.daemon.topics import Topics, broker_options
 from gridpilot.agent.daemon.triggers import Triggers
+from gridpilot.agent.peaks import PeakModel
 from gridpilot.agent.settings import Settings
 from gridpilot.agent.site import site_problem
 from gridpilot.optimizer.problem import Problem, SolveOptions
@@ -81,7 +90,8 @@ class Daemon:
 
     What the parts share is built here: the site (`site`), what each group was last told
     (`setpoints`), the inputs' latest values (`state`), the mode (`mode`), the loops' wake-ups
-    (`triggers`), the broker link (`link`) and the ledger's recorder (`recorder`)."""
+    (`triggers`), the broker link (`link`) and the ledger's recorder (`recorder`).
+    `peak_model`: the 4CP model, when one is already calibrated (else learned at start)."""
 
     def __init__(
         self,
@@ -91,6 +101,7 @@ class Daemon:
         clock: Clock,
         metrics: Metrics,
         actuator: Actuator | None = None,
+        peak_model: PeakModel | None = None,
     ) -> None:
         self.settings = settings
         self.config = settings.agent
@@ -105,7 +116,7 @@ class Daemon:
         self.mode = Mode()
         self.triggers = Triggers()
         self.recorder = Recorder(ledger)
-        self.link = MqttLink(
+        self.link = SiteLink(
             broker_options(settings, self.topics),
             subscriptions=self.topics.subscriptions(),
             on_message=self._on_message,
@@ -124,6 +135,7 @@ class Daemon:
         )
         self.metrics_port: asyncio.Future[int] | None = None
         self._outputs()
+        self.programs, self.offers, self.reserves = _grid_programs(self, peak_model)
         self._loops()
 
     def _outputs(self) -> None:
@@ -180,6 +192,7 @@ class Daemon:
             triggers=triggers,
             gauges=self.gauges,
             on_override=self.overrides.apply,
+            handlers={**self.programs.handlers(), **self.reserves.handlers()},
         )
         self.guard = GuardLoop(
             settings,
@@ -203,6 +216,8 @@ class Daemon:
             recorder=self.recorder,
             metrics=self.metrics,
             clock=self.clock,
+            programs=self.programs,
+            offers=self.offers,
         )
         self._upkeep()
 
@@ -237,6 +252,8 @@ class Daemon:
         """Serve until `stop` is set, then say goodbye: status `offline`, allowance accounted.
         Devices keep their last commanded state."""
         await self.commands.restore()
+        for part in (self.programs, self.offers, self.reserves):
+            await part.restore()
         start = getattr(self.actuator, "start", None)
         if start is not None:
             await start()
@@ -276,6 +293,8 @@ class Daemon:
             name="metrics",
         )
         tasks.create_task(devices.retry_down(self.actuator), name="devices")
+        tasks.create_task(self.reserves.run(), name="reserves")
+        tasks.create_task(self.programs.calibrate(), name="peaks")
         tasks.create_task(self._until(stop), name="stop")
 
     async def _until(self, stop: asyncio.Event) -> None:
@@ -308,6 +327,45 @@ class Daemon:
 
     async def _resend(self, groups: tuple[str, ...]) -> None:
         await self.commands.resend(groups)
+
+
+def _grid_programs(
+    daemon: Daemon, peak_model: PeakModel | None
+) -> tuple[GridPrograms, DayAheadOffers, Reserves]:
+    """The grid programs' parts over what `daemon` shares: what the planner sees of them
+    (4CP, awards), the day-ahead offer, and the deployments."""
+    programs = GridPrograms(
+        daemon.settings,
+        site=daemon.site,
+        state=daemon.state,
+        recorder=daemon.recorder,
+        metrics=daemon.metrics,
+        triggers=daemon.triggers,
+        clock=daemon.clock,
+        peak_model=peak_model,
+    )
+    offers = DayAheadOffers(
+        site=daemon.site,
+        programs=programs,
+        state=daemon.state,
+        recorder=daemon.recorder,
+        publish=daemon.link.publish,
+        topic=daemon.topics.offer,
+    )
+    reserves = Reserves(
+        daemon.settings,
+        site=daemon.site,
+        state=daemon.state,
+        setpoints=daemon.setpoints,
+        commands=daemon.commands,
+        triggers=daemon.triggers,
+        recorder=daemon.recorder,
+        metrics=daemon.metrics,
+        clock=daemon.clock,
+        topics=daemon.topics,
+        publish=daemon.link.publish_fleeting,
+    )
+    return programs, offers, reserves
 
 
 def site_template(settings: Settings, now: datetime) -> Problem:

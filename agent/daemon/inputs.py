@@ -5,12 +5,15 @@ agent's clock. A bad one (malformed, oversized, out of range, for a meter or gro
 does not have) is dropped, counted in `gridpilot_rejected_inputs_total{topic,reason}` and
 logged, never fatal; so is one whose handling fails, as `internal_error`. What an input
 changes wakes whom it concerns: a meter reading or a grid event the guard; a forecast, an
-event, an override, and a price or hashprice before the first plan, the planner.
+event, an override, and a price or hashprice before the first plan, the planner. The grid
+programs' inputs (system load, frequency, 4CP alerts, reserve awards, deployments, recalls,
+ancillary prices) go to the parts that keep them (agent.daemon.programs, .reserves), which
+decode them and raise `Rejected` the same way.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime
 
 import structlog
@@ -38,11 +41,14 @@ _log = structlog.get_logger("gridpilot.daemon")
 
 # Sets or clears an operator's hold; raises `Rejected` for one the site cannot honour.
 OverrideHandler = Callable[[Override | OverrideClear], Awaitable[None]]
+# Decodes and keeps one grid-program message (its payload, its arrival); raises `Rejected`.
+InputHandler = Callable[[bytes, datetime], Awaitable[None]]
 
 
 class Inputs:
     """`on_message` is the broker link's message handler. Overrides go to `on_override`
-    (the overrides part's `apply`); each hashprice to `gauges` for the breakevens."""
+    (the overrides part's `apply`); each hashprice to `gauges` for the breakevens; the grid
+    programs' messages to `handlers`, by kind (`Topics.programs`)."""
 
     def __init__(
         self,
@@ -55,8 +61,11 @@ class Inputs:
         triggers: Triggers,
         gauges: PlantGauges,
         on_override: OverrideHandler,
+        handlers: Mapping[str, InputHandler] | None = None,
     ) -> None:
         self._topics = topics
+        self._handlers = dict(handlers or {})
+        self._program_kinds = {t: k for k, t in topics.programs().items() if k in self._handlers}
         self._meters = settings.agent.meters
         self._max_bytes = settings.mqtt.max_payload_bytes
         self._fields = {
@@ -92,6 +101,8 @@ class Inputs:
                 await self._on_override(
                     decode_override(payload, group, received=now, max_bytes=limit)
                 )
+            elif kind in self._handlers:
+                await self._handlers[kind](payload, now)
         except Rejected as rejected:
             self._metrics.rejected.labels(kind, rejected.reason).inc()
             _log.warning(
@@ -114,6 +125,7 @@ class Inputs:
             t.forecast: "forecast",
             t.hashprice: "hashprice",
             t.event: "event",
+            **self._program_kinds,
         }
         return exact.get(topic, "unknown")
 

@@ -2,7 +2,10 @@
 
 It holds the curtailed node-hours of every contract per billing month (the allowance the planner
 paces), the interruption events still running and since when, the plans and commands with their
-reasons, and the latest command per group (what the daemon republishes after a restart).
+reasons, and the latest command per group (what the daemon republishes after a restart); for
+the grid programs, the reserve awards per product and hour (obligations a restart keeps), the
+deployments and whether they were recalled, and ERCOT's hourly system load as heard (the 4CP
+forecaster reads two weeks of it).
 
 Every public write is one transaction, committed with `synchronous=FULL` in WAL mode: once a
 write method returns, the write survives a killed process or a power cut. Timestamps are stored
@@ -21,14 +24,14 @@ import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import TracebackType
 from typing import Self
 
 from gridpilot.agent.planner import month_start
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE allowance (
@@ -81,6 +84,37 @@ CREATE TABLE meta (
     value TEXT NOT NULL
 );
 """
+
+# Version 2: the grid programs. A version-1 ledger gets these tables on opening.
+_PROGRAMS_SCHEMA = """
+CREATE TABLE awards (
+    product TEXT NOT NULL,
+    hour TEXT NOT NULL,  -- the hour's start
+    mw REAL NOT NULL CHECK (mw >= 0),
+    usd_per_mw_h REAL NOT NULL,
+    received_at TEXT NOT NULL,
+    PRIMARY KEY (product, hour)
+);
+CREATE TABLE deployments (
+    id TEXT PRIMARY KEY,
+    product TEXT NOT NULL,
+    mw REAL NOT NULL,
+    start_at TEXT NOT NULL,
+    units TEXT NOT NULL,  -- JSON: miners held asleep per group
+    source TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    dropped_watts REAL NOT NULL,
+    recalled_at TEXT
+);
+CREATE INDEX deployments_open ON deployments (recalled_at);
+CREATE TABLE system_load (
+    hour TEXT PRIMARY KEY,  -- the hour's start
+    mw_sum REAL NOT NULL,
+    readings INTEGER NOT NULL CHECK (readings > 0)
+);
+"""
+# Hours of system load kept: the 4CP forecaster reads the month so far and the two weeks before.
+SYSTEM_LOAD_KEEP = timedelta(days=62)
 
 _DISK_FIX = "check the disk and permissions of the ledger's directory"
 
@@ -141,6 +175,22 @@ class RecordedCommand:
     at: datetime
     plan_id: int | None
     command: CommandRecord
+
+
+@dataclass(frozen=True, slots=True)
+class DeploymentRecord:
+    """A reserve deployment carried out: `units` miners per group held asleep for it;
+    `recalled` is None while it holds."""
+
+    id: str
+    product: str
+    mw: float
+    start: datetime
+    units: Mapping[str, int]
+    source: str
+    reason: str
+    dropped_watts: float = 0.0  # what the miners put to sleep drew
+    recalled: datetime | None = None
 
 
 class _Book:
@@ -356,11 +406,12 @@ class _DecisionRecords(_Book):
     # Retention
 
     def prune(self, before: datetime) -> int:
-        """Delete plans, commands and closed interruptions older than `before`; returns the
-        number of rows deleted.
+        """Delete plans, commands, closed interruptions, awards for hours and recalled
+        deployments older than `before`; returns the number of rows deleted.
 
-        Allowance, current setpoints and open interruptions are never deleted: they are what a
-        restart needs. A closed interruption counts as old once it ended before `before`.
+        Allowance, current setpoints, open interruptions and deployments are never deleted:
+        they are what a restart needs. A closed interruption counts as old once it ended
+        before `before`. The system load keeps its own span (`record_system_load`).
         Freed pages are reused, so the file stays bounded without a VACUUM.
         """
         cutoff = _to_text(before)
@@ -372,16 +423,134 @@ class _DecisionRecords(_Book):
             deleted += self._conn.execute(
                 "DELETE FROM interruptions WHERE end_at IS NOT NULL AND end_at < ?", (cutoff,)
             ).rowcount
+            deleted += self._conn.execute("DELETE FROM awards WHERE hour < ?", (cutoff,)).rowcount
+            deleted += self._conn.execute(
+                "DELETE FROM deployments WHERE recalled_at IS NOT NULL AND recalled_at < ?",
+                (cutoff,),
+            ).rowcount
         return deleted
 
 
-class Ledger(_AllowanceRecords, _DecisionRecords):
+class _ProgramRecords(_Book):
+    """The grid programs: reserve awards per product and hour, deployments and their
+    recalls, and ERCOT's hourly system load as heard."""
+
+    def record_awards(
+        self, product: str, hours: Sequence[tuple[datetime, float, float]], received: datetime
+    ) -> None:
+        """Record `product`'s award for each (hour start, MW, $/MW-h); a later award for an
+        hour replaces the earlier one (the QSE sends what is owed, not what is added)."""
+        rows = [(product, _to_text(h), mw, usd, _to_text(received)) for h, mw, usd in hours]
+        with self._write("record awards"):
+            self._conn.executemany(
+                "INSERT INTO awards (product, hour, mw, usd_per_mw_h, received_at)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT (product, hour) DO UPDATE SET"
+                " mw = excluded.mw, usd_per_mw_h = excluded.usd_per_mw_h,"
+                " received_at = excluded.received_at",
+                rows,
+            )
+
+    def awards(self, since: datetime) -> list[tuple[str, datetime, float, float]]:
+        """(product, hour start, MW, $/MW-h) of every award for an hour from `since` on."""
+        with self._read("read awards"):
+            rows = self._conn.execute(
+                "SELECT product, hour, mw, usd_per_mw_h FROM awards WHERE hour >= ?"
+                " ORDER BY product, hour",
+                (_to_text(since),),
+            ).fetchall()
+        return [(p, _from_text(h), float(mw), float(usd)) for p, h, mw, usd in rows]
+
+    def open_deployment(self, record: DeploymentRecord) -> None:
+        """Record a deployment carried out (its id once: a repeated id is a ValueError)."""
+        row = (
+            record.id,
+            record.product,
+            record.mw,
+            _to_text(record.start),
+            _to_json(record.units),
+            record.source,
+            record.reason,
+            record.dropped_watts,
+        )
+        with self._write("open deployment"):
+            try:
+                self._conn.execute(
+                    "INSERT INTO deployments"
+                    " (id, product, mw, start_at, units, source, reason, dropped_watts)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+            except sqlite3.IntegrityError as exc:
+                raise ValueError(f"deployment {record.id!r} is already recorded") from exc
+
+    def close_deployment(self, deployment_id: str, recalled: datetime) -> None:
+        """Record that deployment `deployment_id` was recalled at `recalled` (again: no change)."""
+        with self._write("close deployment"):
+            self._conn.execute(
+                "UPDATE deployments SET recalled_at = ? WHERE id = ? AND recalled_at IS NULL",
+                (_to_text(recalled), deployment_id),
+            )
+
+    def deployments(self, since: datetime) -> list[DeploymentRecord]:
+        """The deployments still holding, and those recalled from `since` on, oldest first."""
+        with self._read("read deployments"):
+            rows = self._conn.execute(
+                "SELECT id, product, mw, start_at, units, source, reason, dropped_watts,"
+                " recalled_at"
+                " FROM deployments WHERE recalled_at IS NULL OR recalled_at >= ?"
+                " ORDER BY start_at, id",
+                (_to_text(since),),
+            ).fetchall()
+        return [
+            DeploymentRecord(
+                id=deployment_id,
+                product=product,
+                mw=float(mw),
+                start=_from_text(start),
+                units=_units(units, self.path),
+                source=source,
+                reason=reason,
+                dropped_watts=float(dropped),
+                recalled=_from_text(recalled) if recalled is not None else None,
+            )
+            for deployment_id, product, mw, start, units, source, reason, dropped, recalled in rows
+        ]
+
+    def record_system_load(self, hour: datetime, mw_sum: float, readings: int) -> None:
+        """Keep the hour starting `hour` as `readings` readings summing to `mw_sum`; hours
+        older than `SYSTEM_LOAD_KEEP` before it are let go."""
+        if not math.isfinite(mw_sum) or readings <= 0:
+            raise ValueError(
+                f"a load hour needs a finite sum and readings, got {mw_sum}, {readings}"
+            )
+        with self._write("record system load"):
+            self._conn.execute(
+                "INSERT INTO system_load (hour, mw_sum, readings) VALUES (?, ?, ?)"
+                " ON CONFLICT (hour) DO UPDATE SET mw_sum = excluded.mw_sum,"
+                " readings = excluded.readings",
+                (_to_text(hour), mw_sum, readings),
+            )
+            self._conn.execute(
+                "DELETE FROM system_load WHERE hour < ?", (_to_text(hour - SYSTEM_LOAD_KEEP),)
+            )
+
+    def system_load(self) -> list[tuple[datetime, float, int]]:
+        """(hour start, sum of readings, readings) of every hour kept, oldest first."""
+        with self._read("read system load"):
+            rows = self._conn.execute(
+                "SELECT hour, mw_sum, readings FROM system_load ORDER BY hour"
+            ).fetchall()
+        return [(_from_text(h), float(total), int(count)) for h, total, count in rows]
+
+
+class Ledger(_AllowanceRecords, _DecisionRecords, _ProgramRecords):
     """The daemon's durable memory. Open it with `Ledger.open`; close it, or use it as a
     context manager. Not safe for concurrent calls: the caller serialises them.
 
-    Its methods come in two parts over the one connection: the allowance and the
-    interruptions behind it (`_AllowanceRecords`), and the plans and commands with the latest
-    command per group (`_DecisionRecords`); this class opens, closes and keeps the meta."""
+    Its methods come in three parts over the one connection: the allowance and the
+    interruptions behind it (`_AllowanceRecords`), the plans and commands with the latest
+    command per group (`_DecisionRecords`), and the grid programs' awards, deployments and
+    system load (`_ProgramRecords`); this class opens, closes and keeps the meta."""
 
     @classmethod
     def open(cls, path: Path) -> Ledger:
@@ -467,6 +636,12 @@ def _prepare(connection: sqlite3.Connection, path: Path) -> None:
         )
     if version == SCHEMA_VERSION:
         return
+    if version == 1:
+        # A ledger from before the grid programs: their tables are added, the rest is kept.
+        connection.executescript(
+            f"BEGIN; {_PROGRAMS_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+        )
+        return
     if connection.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]:
         # Version 0 with tables in it is some other program's database: adding ours would
         # mix the two.
@@ -477,7 +652,9 @@ def _prepare(connection: sqlite3.Connection, path: Path) -> None:
         )
     # executescript commits on its own, so the version is set in the same script: a crash
     # between the two cannot leave a schema without its version.
-    connection.executescript(f"BEGIN; {_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;")
+    connection.executescript(
+        f"BEGIN; {_SCHEMA} {_PROGRAMS_SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+    )
 
 
 def _utc(moment: datetime) -> datetime:
@@ -510,6 +687,14 @@ def _from_json(text: str, path: Path) -> dict[str, object]:
     if not isinstance(value, dict):
         raise LedgerError(path, "a stored payload is not a JSON object", "restore from a backup")
     return value
+
+
+def _units(text: str, path: Path) -> dict[str, int]:
+    stored = _from_json(text, path)
+    units = {group: n for group, n in stored.items() if isinstance(n, int)}
+    if len(units) != len(stored):
+        raise LedgerError(path, "a deployment's units are not counts", "restore from a backup")
+    return units
 
 
 def _row_id(cursor: sqlite3.Cursor) -> int:

@@ -35,8 +35,12 @@ CURTAILMENT_REASONS = (
     "guard",
     "safe_mode",
     "override",
+    "reserve",
     "other",
 )
+# Why a reserve deployment failed: the MW the commands dropped fell short, the commands went
+# out after the product's response time, or the site's meter did not show the drop in time.
+RESERVE_FAILURES = ("short", "late", "meter")
 
 
 def curtailment_reason(reason: str) -> str:
@@ -46,6 +50,7 @@ def curtailment_reason(reason: str) -> str:
         ("guard", "guard"),
         ("safe mode", "safe_mode"),
         ("override", "override"),
+        ("reserve", "reserve"),
         ("grid event", "grid_event"),
         ("site limit", "site_limit"),
         ("price", "price"),
@@ -258,6 +263,76 @@ SPECS = (
         "Hashing revenue after pool fee, at the hashprice",
     ),
     MetricSpec("ai_revenue", Counter, "gridpilot_ai_revenue_usd", "AI contract revenue billed"),
+    # The grid programs (labels: the reserve products the site is qualified for).
+    MetricSpec(
+        "reserve_obligation",
+        Gauge,
+        "gridpilot_reserve_obligation_watts",
+        "Reserve awarded for the hour now, per product: what the site must hold ready to drop",
+        ("product",),
+    ),
+    MetricSpec(
+        "reserve_available",
+        Gauge,
+        "gridpilot_reserve_available_watts",
+        "Draw of the awake miners qualified for each product, at the meter: what a deployment"
+        " could drop now (a miner qualified for two products counts in both)",
+        ("product",),
+    ),
+    MetricSpec(
+        "reserve_deployed",
+        Gauge,
+        "gridpilot_reserve_deployed_watts",
+        "Reserve deployed now and not yet recalled, per product",
+        ("product",),
+    ),
+    MetricSpec(
+        "reserve_headroom",
+        Gauge,
+        "gridpilot_reserve_headroom_watts",
+        "Available plus deployed less the obligation, per product: below 0 the award is not"
+        " covered",
+        ("product",),
+    ),
+    MetricSpec(
+        "reserve_deployments",
+        Counter,
+        "gridpilot_reserve_deployments",
+        "Reserve deployments carried out, per product",
+        ("product",),
+    ),
+    MetricSpec(
+        "reserve_failures",
+        Counter,
+        "gridpilot_reserve_failures",
+        "Deployments not met within the product's response time, per product and reason"
+        " (short, late, meter)",
+        ("product", "reason"),
+    ),
+    MetricSpec(
+        "cp_chance",
+        Gauge,
+        "gridpilot_cp_chance",
+        "Chance that the interval now is its month's coincident peak (4CP), with any alert",
+    ),
+    MetricSpec(
+        "transmission_charge",
+        Gauge,
+        "gridpilot_transmission_charge_usd_per_mwh",
+        "Expected 4CP transmission charge of a MWh drawn now",
+    ),
+    MetricSpec(
+        "system_load",
+        Gauge,
+        "gridpilot_system_load_watts",
+        "ERCOT's system load, the mean of the latest hour heard",
+    ),
+    MetricSpec(
+        "grid_frequency",
+        Gauge,
+        "gridpilot_grid_frequency_hertz",
+        "The grid's frequency at the site, as last read",
+    ),
     # The broker.
     MetricSpec(
         "mqtt_connected", Gauge, "gridpilot_mqtt_connected", "1 while connected to the broker"
@@ -312,6 +387,16 @@ class Metrics:
     energy_credit: Counter
     hash_revenue: Counter
     ai_revenue: Counter
+    reserve_obligation: Gauge
+    reserve_available: Gauge
+    reserve_deployed: Gauge
+    reserve_headroom: Gauge
+    reserve_deployments: Counter
+    reserve_failures: Counter
+    cp_chance: Gauge
+    transmission_charge: Gauge
+    system_load: Gauge
+    grid_frequency: Gauge
     mqtt_connected: Gauge
     mqtt_reconnects: Counter
     build: Info

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import numpy as np
 
 from gridpilot.adapters.payloads import Forecast, Override
+from gridpilot.agent.daemon.program_state import ProgramState
 from gridpilot.optimizer.problem import FloatArray, GridEvent
 
 # The planner's forecast looks back 30 days (agent.pacing) and a week of daily shape.
@@ -81,6 +82,8 @@ class SiteState:
     forecast_received: datetime | None = None
     events: dict[str, GridEvent] = field(default_factory=dict)
     overrides: dict[str, Override] = field(default_factory=dict)
+    # The grid programs: system load, 4CP alerts, awards, ancillary prices, deployments.
+    programs: ProgramState = field(default_factory=ProgramState)
     prices: PriceHistory = field(init=False)
     day_ahead: DayAheadBook = field(init=False)
 
@@ -115,7 +118,9 @@ class SiteState:
         return tuple(sorted((e for e in self.events.values() if e.end > now), key=_event_key))
 
     def drop_past(self, now: datetime) -> tuple[list[GridEvent], list[Override]]:
-        """Forget events that have ended and overrides that have expired; returns them."""
+        """Forget events that have ended, 4CP alerts that have ended and overrides that have
+        expired; returns the events and the overrides."""
+        self.programs.drop_past(now)
         ended = [e for e in self.events.values() if e.end <= now]
         for event in ended:
             del self.events[event.id]

@@ -26,6 +26,17 @@ class Topics:
     plan: str
     mode: str
     status: str
+    # The grid programs (agent.daemon.programs, agent.daemon.reserves).
+    system_load: str
+    frequency: str
+    cp_alert: str
+    award: str
+    deploy: str
+    recall: str
+    ancillary_prices: str
+    offer: str
+    obligation: str
+    available: str
 
     @classmethod
     def of(cls, settings: Settings) -> Topics:
@@ -47,6 +58,16 @@ class Topics:
             plan=fill(t.plan),
             mode=fill(t.mode),
             status=fill(t.status),
+            system_load=fill(t.system_load),
+            frequency=fill(t.frequency),
+            cp_alert=fill(t.cp_alert),
+            award=fill(t.award),
+            deploy=fill(t.deploy),
+            recall=fill(t.recall),
+            ancillary_prices=fill(t.ancillary_prices),
+            offer=fill(t.offer),
+            obligation=fill(t.obligation),
+            available=fill(t.available),
         )
 
     def subscriptions(self) -> list[str]:
@@ -57,7 +78,21 @@ class Topics:
             self.hashprice,
             self.event,
             self.override_prefix + "+",
+            *self.programs().values(),
         ]
+
+    def programs(self) -> dict[str, str]:
+        """The grid programs' input topics by the kind of input each carries (the `topic`
+        label of their rejects)."""
+        return {
+            "system_load": self.system_load,
+            "frequency": self.frequency,
+            "cp_alert": self.cp_alert,
+            "award": self.award,
+            "deploy": self.deploy,
+            "recall": self.recall,
+            "ancillary_prices": self.ancillary_prices,
+        }
 
 
 def field_map(fields: FieldMapSettings) -> FieldMap:

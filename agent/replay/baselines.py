@@ -69,8 +69,11 @@ def lowered(hours: np.ndarray) -> Callable[[Strategy], None]:
 
 
 def awarded(product: str, mw: FloatArray) -> Callable[[Strategy], None]:
+    """A constant award of `product`, where the window offers it at all."""
+
     def prepare(strategy: Strategy) -> None:
-        strategy.awards[product] = mw.copy()
+        if product in strategy.awards:
+            strategy.awards[product] = mw.copy()
 
     return prepare
 

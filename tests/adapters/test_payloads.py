@@ -16,6 +16,10 @@ from hypothesis import strategies as st
 from gridpilot.adapters.payloads import (
     DEFAULT_MAX_BYTES,
     REJECT_REASONS,
+    AncillaryForecast,
+    Award,
+    CpAlert,
+    Deploy,
     EventCancel,
     FieldMap,
     Forecast,
@@ -23,11 +27,19 @@ from gridpilot.adapters.payloads import (
     OverrideClear,
     OverrideMode,
     Reading,
+    Recall,
     Rejected,
+    decode_ancillary_prices,
+    decode_award,
+    decode_cp_alert,
+    decode_deploy,
     decode_event,
     decode_forecast,
+    decode_frequency,
     decode_override,
     decode_reading,
+    decode_recall,
+    decode_system_load,
     encode_asic_command,
     encode_gpu_command,
 )
@@ -503,6 +515,7 @@ JSON_VALUES = st.recursive(
 )
 KEYS = sorted(
     {"ts", "watts", "data", "power", "kw", "at", "cancel", "power_cap_watts"}
+    | {"mw", "hz", "chance", "product", "usd_per_mw_h"}
     | set(FORECAST)
     | set(EVENT)
     | set(OVERRIDE)
@@ -515,6 +528,18 @@ DECODERS: list[Decoder] = [
     _forecast,
     _event,
     _override,
+    *(
+        lambda payload, decode=decode: decode(payload, received=RECEIVED)
+        for decode in (
+            decode_system_load,
+            decode_frequency,
+            decode_cp_alert,
+            decode_award,
+            decode_deploy,
+            decode_recall,
+            decode_ancillary_prices,
+        )
+    ),
 ]
 
 
@@ -626,3 +651,137 @@ def test_commands_refuse_a_fractional_count() -> None:
     """A count must be an integer; 2.5 miners is a caller's bug."""
     with pytest.raises(TypeError):
         encode_asic_command(plan="p", units_on=2.5, watts_per_unit=3000.0, reason="r")  # type: ignore[arg-type]
+
+
+# --- the grid programs ------------------------------------------------------------------------
+
+HOUR_ISO = "2024-08-20T12:00:00Z"
+NEXT_HOUR_ISO = "2024-08-20T13:00:00Z"
+
+
+def _json_bytes(value: object) -> bytes:
+    return json.dumps(value).encode()
+
+
+def test_system_load_and_frequency_read_as_numbers_or_objects() -> None:
+    """System load in MW and frequency in Hz decode from an object with a timestamp or from a
+    bare number stamped on receipt."""
+    load = decode_system_load(b'{"ts": 1724155200, "mw": 71234.5}', received=RECEIVED)
+    assert load == Reading(ts=RECEIVED, value=71234.5)
+    assert decode_frequency(b"59.61", received=RECEIVED) == Reading(ts=RECEIVED, value=59.61)
+
+
+@pytest.mark.parametrize(
+    ("decode", "payload", "reason"),
+    [
+        (decode_system_load, b'{"mw": 71.2}', "out_of_range"),  # GW for MW
+        (decode_system_load, b'{"mw": 7.1e9}', "out_of_range"),  # W for MW
+        (decode_system_load, b'{"watts": 1}', "missing_field"),
+        (decode_frequency, b'{"hz": 600}', "out_of_range"),
+        (decode_frequency, b'{"hz": "60"}', "wrong_type"),
+    ],
+)
+def test_load_and_frequency_out_of_any_grid_are_rejected(
+    decode: Callable[..., Reading], payload: bytes, reason: str
+) -> None:
+    """A load or frequency no grid could have is a unit slip or a broken feed."""
+    assert _reason(lambda p: decode(p, received=RECEIVED), payload) == reason
+
+
+def test_a_cp_alert_takes_its_chance_or_certainty() -> None:
+    """An alert's chance defaults to 1; its span comes back in UTC."""
+    alert = decode_cp_alert(
+        _json_bytes({"start": HOUR_ISO, "end": NEXT_HOUR_ISO}), received=RECEIVED
+    )
+    assert alert == CpAlert(RECEIVED, RECEIVED + timedelta(hours=1), 1.0)
+    half = decode_cp_alert(
+        _json_bytes({"start": HOUR_ISO, "end": NEXT_HOUR_ISO, "chance": 0.5}), received=RECEIVED
+    )
+    assert half.chance == 0.5
+
+
+@pytest.mark.parametrize(
+    ("alert", "reason"),
+    [
+        ({"start": HOUR_ISO, "end": HOUR_ISO}, "out_of_range"),
+        ({"start": HOUR_ISO, "end": NEXT_HOUR_ISO, "chance": 1.5}, "out_of_range"),
+        ({"start": HOUR_ISO, "end": NEXT_HOUR_ISO, "chance": True}, "wrong_type"),
+        ({"start": HOUR_ISO}, "missing_field"),
+    ],
+)
+def test_a_bad_cp_alert_is_rejected_with_its_reason(alert: object, reason: str) -> None:
+    """An alert that ends before it starts, or with a chance that is none, is rejected."""
+    assert _reason(lambda p: decode_cp_alert(p, received=RECEIVED), _json_bytes(alert)) == reason
+
+
+AWARD = {
+    "product": "ECRS",
+    "start": HOUR_ISO,
+    "end": "2024-08-20T15:00:00Z",
+    "mw": 4.5,
+    "usd_per_mw_h": 8.28,
+}
+
+
+def test_an_award_covers_its_whole_hours() -> None:
+    """An award of 4.5 MW of ECRS over three hours lists the hours it covers."""
+    award = decode_award(_json_bytes(AWARD), received=RECEIVED)
+    assert award == Award("ECRS", RECEIVED, RECEIVED + timedelta(hours=3), 4.5, 8.28)
+    assert award.hours() == tuple(RECEIVED + timedelta(hours=k) for k in range(3))
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"product": "REGUP"}, "out_of_range"),
+        ({"start": "2024-08-20T12:30:00Z"}, "out_of_range"),
+        ({"end": HOUR_ISO}, "out_of_range"),
+        ({"end": "2024-09-20T12:00:00Z"}, "out_of_range"),  # more than a week
+        ({"mw": -1}, "out_of_range"),
+        ({"usd_per_mw_h": "8"}, "wrong_type"),
+        ({"product": None}, "wrong_type"),
+    ],
+)
+def test_a_bad_award_is_rejected_with_its_reason(change: dict[str, object], reason: str) -> None:
+    """An award of a product a Load Resource cannot carry, off the hour, empty, longer than a
+    week or with a negative MW is rejected."""
+    payload = _json_bytes({**AWARD, **change})
+    assert _reason(lambda p: decode_award(p, received=RECEIVED), payload) == reason
+
+
+def test_a_deployment_starts_on_receipt_unless_it_says_when() -> None:
+    """A deployment without a start applies from its receipt; a recall names its id."""
+    deploy = decode_deploy(b'{"id": "q-1", "product": "RRS", "mw": 2}', received=RECEIVED)
+    assert deploy == Deploy("q-1", "RRS", 2.0, RECEIVED)
+    later = decode_deploy(
+        _json_bytes({"id": "q-2", "product": "NSPIN", "mw": 1, "start": NEXT_HOUR_ISO}),
+        received=RECEIVED,
+    )
+    assert later.start == RECEIVED + timedelta(hours=1)
+    assert decode_recall(b'{"id": "q-1"}', received=RECEIVED) == Recall("q-1")
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"id": "q", "product": "RRS", "mw": 0}', "out_of_range"),
+        (b'{"id": "", "product": "RRS", "mw": 1}', "out_of_range"),
+        (b'{"id": "q", "product": "ERS-10", "mw": 1}', "out_of_range"),
+        (b'{"product": "RRS", "mw": 1}', "missing_field"),
+    ],
+)
+def test_a_bad_deployment_is_rejected_with_its_reason(payload: bytes, reason: str) -> None:
+    """A deployment of nothing, without an id or of an unknown product is rejected."""
+    assert _reason(lambda p: decode_deploy(p, received=RECEIVED), payload) == reason
+
+
+def test_ancillary_prices_are_hourly_from_a_whole_hour() -> None:
+    """Day-ahead ancillary prices decode hourly; another step or a start off the hour is out
+    of range."""
+    prices = {"start": HOUR_ISO, "step_s": 3600, "product": "RRS", "usd_per_mw_h": [1.0, 5.71]}
+    decoded = decode_ancillary_prices(_json_bytes(prices), received=RECEIVED)
+    assert decoded == AncillaryForecast("RRS", RECEIVED, (1.0, 5.71))
+    for change in ({"step_s": 900}, {"start": "2024-08-20T12:15:00Z"}, {"usd_per_mw_h": [-1]}):
+        payload = _json_bytes({**prices, **change})
+        decoded_reason = _reason(lambda p: decode_ancillary_prices(p, received=RECEIVED), payload)
+        assert decoded_reason == "out_of_range"

@@ -44,6 +44,7 @@ PASSWORDS = {
     "h100-flex": "gpu-gateway-secret",
     "market": "market-secret",
     "operator": "operator-secret",
+    "qse": "qse-secret",
 }
 # What the test changes in the shipped file, each exactly as it stands there.
 SHIPPED_LISTENER = "\nlistener 8883\n"
@@ -438,6 +439,39 @@ def test_the_market_feed_publishes_prices_and_nothing_else(broker: Broker) -> No
                 payload = _fresh(topic)
                 await market.publish(SITE + topic, payload, qos=1)
                 await _until(operator, SITE + topic, payload)
+
+    asyncio.run(scenario())
+
+
+def test_the_qse_relays_awards_and_deployments_and_commands_nothing(broker: Broker) -> None:
+    """The agent hears the QSE's award, deployment and recall and the market's system load;
+    the QSE reads the agent's offer; the QSE's publishes to commands, a meter, frequency and
+    the agent's own reserve reports reach nobody."""
+
+    async def scenario() -> None:
+        async with (
+            _watching(broker, "operator", SITE + "#") as operator,
+            _watching(broker, "gridpilot", SITE + "as/#") as agent,
+            broker.client("qse") as qse,
+            broker.client("market") as market,
+        ):
+            award = (SITE + "as/award", _fresh('{"product": "ECRS", "mw": 5}'))
+            denied = ["cmd/asic/s21-01", "meter/main", "grid/frequency", "as/obligation",
+                      "as/offer", "grid/load"]  # fmt: skip
+            assert await _forged_seen(qse, denied, award, operator) == []
+            assert await _until(agent, *award) == [award]
+            for topic in ("as/deploy", "as/recall"):
+                payload = _fresh(topic)
+                await qse.publish(SITE + topic, payload, qos=1)
+                await _until(agent, SITE + topic, payload)
+            load = _fresh("load")
+            await agent.subscribe(SITE + "grid/load", qos=1)
+            await market.publish(SITE + "grid/load", load, qos=1)
+            await _until(agent, SITE + "grid/load", load)
+            offer = _fresh("offer")
+            await qse.subscribe(SITE + "as/offer", qos=1)
+            await agent.publish(SITE + "as/offer", offer, qos=1)
+            await _until(qse, SITE + "as/offer", offer)
 
     asyncio.run(scenario())
 

@@ -24,7 +24,14 @@ import pytest
 from gridpilot.adapters.broker import LocalBroker, free_port
 from gridpilot.agent.daemon.clock import SystemClock
 from gridpilot.agent.daemon.daemon import Daemon
-from tests.integration.harness import PREFIX, observing, running, site_settings
+from tests.integration.harness import (
+    PREFIX,
+    RESERVE_SITE_TOML,
+    Observer,
+    observing,
+    running,
+    site_settings,
+)
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS_CONFIG = DEPLOY / "prometheus" / "prometheus.yml"
@@ -77,7 +84,9 @@ def _prometheus_config(folder: Path, metrics_port: int) -> Path:
 
 async def _drive(daemon: Daemon, broker: LocalBroker) -> None:
     """What a site sends in its first minutes: a forecast twice (two plans), prices, a
-    hashprice, meter readings once over the cap, a grid event and one bad payload."""
+    hashprice, meter readings once over the cap, a grid event and one bad payload; and of the
+    grid programs, ERCOT's load and frequency, a 4CP alert, day-ahead ancillary prices, an
+    RRS award and a deployment, met and recalled."""
     async with observing(broker) as site:
         now = daemon.clock.now()
         forecast = {
@@ -102,6 +111,38 @@ async def _drive(daemon: Daemon, broker: LocalBroker) -> None:
         }
         await site.publish(f"{PREFIX}/grid/event", json.dumps(event))
         await site.wait_for(lambda: daemon.cycle.plans_made >= 2, 30)
+        await _drive_programs(daemon, site)
+
+
+async def _drive_programs(daemon: Daemon, site: Observer) -> None:
+    """The grid programs' inputs, once each, and an RRS deployment carried out, met (no meter
+    reading in its half second: judged on the commands) and recalled."""
+    now = daemon.clock.now()
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    span = {"start": hour.isoformat(), "end": (hour + timedelta(hours=2)).isoformat()}
+    await site.publish(f"{PREFIX}/grid/load", json.dumps({"ts": now.isoformat(), "mw": 61e3}))
+    await site.publish(f"{PREFIX}/grid/frequency", json.dumps({"hz": 60.01}))
+    await site.publish(f"{PREFIX}/grid/cp_alert", json.dumps({**span, "chance": 0.2}))
+    prices = {"start": hour.isoformat(), "step_s": 3600, "product": "RRS", "usd_per_mw_h": [5.0]}
+    await site.publish(f"{PREFIX}/as/prices", json.dumps(prices))
+    award = {**span, "product": "RRS", "mw": 0.03, "usd_per_mw_h": 5.0}
+    await site.publish(f"{PREFIX}/as/award", json.dumps(award))
+    await site.wait_for(lambda: daemon.state.programs.awards_version >= 1, 10)
+    deploy = {"id": "observability-1", "product": "RRS", "mw": 0.02}
+    await site.publish(f"{PREFIX}/as/deploy", json.dumps(deploy))
+    deployments = "gridpilot_reserve_deployments_total"
+    registry = daemon.metrics.registry
+    await site.wait_for(lambda: bool(registry.get_sample_value(deployments, {"product": "RRS"})))
+    await asyncio.sleep(1.0)  # past RRS's half second: judged, and met
+    failures = [
+        registry.get_sample_value(
+            "gridpilot_reserve_failures_total", {"product": "RRS", "reason": reason}
+        )
+        for reason in ("short", "late", "meter")
+    ]
+    assert failures == [0.0, 0.0, 0.0]
+    await site.publish(f"{PREFIX}/as/recall", json.dumps({"id": "observability-1"}))
+    await site.wait_for(lambda: not daemon.state.programs.holds, 10)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +156,9 @@ def site() -> Iterator[Site]:
 
     async def serve() -> None:
         with LocalBroker() as broker:
-            settings = site_settings(folder, broker, metrics_port=metrics_port)
+            settings = site_settings(
+                folder, broker, site_toml=RESERVE_SITE_TOML, metrics_port=metrics_port
+            )
             # On the system clock, not a named instant: Prometheus stamps its scrapes and
             # judges the agent's timestamps (the last plan's) by the wall. `make test-dates`
             # runs this under faketime at the named instants instead.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
@@ -20,6 +21,8 @@ from gridpilot.agent.daemon.clock import Clock, ScaledClock
 from gridpilot.agent.daemon.daemon import Daemon
 from gridpilot.agent.daemon.ledger import Ledger
 from gridpilot.agent.daemon.metrics import Metrics
+from gridpilot.agent.daemon.programs import bundled_peak_model
+from gridpilot.agent.peaks import PeakModel
 from gridpilot.agent.settings import Settings, load_settings
 from tests.instants import MID_JUNE_AFTERNOON
 
@@ -79,10 +82,21 @@ host_watts_per_node = 500
 contract = "batch"
 """
 
+# The same site with the old miners (4 groups of 10, 3.15 kW each at the meter: 126 kW in all)
+# qualified as a Load Resource for Responsive and Contingency Reserve.
+RESERVE_SITE_TOML = SITE_TOML.replace(
+    "ths_per_unit = 100\nunits_per_group = 10\n",
+    'ths_per_unit = 100\nunits_per_group = 10\nreserve_products = ["RRS", "ECRS"]\n',
+    1,
+)
+assert RESERVE_SITE_TOML != SITE_TOML
 
-def site_settings(tmp_path: Path, broker: LocalBroker, **agent: Any) -> Settings:
-    """The small site on `broker`, its ledger in `tmp_path`, metrics on a free port; `agent`
-    overrides `[agent]` settings."""
+
+def site_settings(
+    tmp_path: Path, broker: LocalBroker, *, site_toml: str = SITE_TOML, **agent: Any
+) -> Settings:
+    """The small site (or `site_toml`) on `broker`, its ledger in `tmp_path`, metrics on a
+    free port; `agent` overrides `[agent]` settings."""
     options = {
         "ledger_path": str(tmp_path / "ledger.sqlite3"),
         "metrics_port": 0,
@@ -90,7 +104,7 @@ def site_settings(tmp_path: Path, broker: LocalBroker, **agent: Any) -> Settings
         **agent,
     }
     lines = [f"{key} = {json.dumps(value)}" for key, value in options.items()]
-    text = SITE_TOML + f"\n[mqtt]\nport = {broker.port}\nreconnect_max_s = 1.0\n"
+    text = site_toml + f"\n[mqtt]\nport = {broker.port}\nreconnect_max_s = 1.0\n"
     text += "\n[agent]\n" + "\n".join(lines) + "\n"
     path = tmp_path / "site.toml"
     path.write_text(text)
@@ -159,6 +173,13 @@ def at(instant: datetime) -> Clock:
     return ScaledClock(1.0, origin=instant)
 
 
+@functools.cache
+def shared_peak_model() -> PeakModel:
+    """The 4CP model an agent learns at start from the bundled load (a few seconds), learned
+    once for the whole run of the tests."""
+    return bundled_peak_model(MID_JUNE_AFTERNOON)
+
+
 @contextlib.asynccontextmanager
 async def running(
     settings: Settings,
@@ -169,7 +190,7 @@ async def running(
     """The agent serving in a task of this loop until the block ends, on `clock`: by default
     one that starts at a named instant and runs at the wall's pace, so that nothing a test
     sees depends on the day it runs. What a test publishes with a time in it takes the time
-    from `daemon.clock`."""
+    from `daemon.clock`. Its 4CP model is the one learned once for all tests."""
     with Ledger.open(settings.agent.ledger_path) as ledger:
         daemon = Daemon(
             settings,
@@ -177,6 +198,7 @@ async def running(
             clock=clock or at(MID_JUNE_AFTERNOON),
             metrics=Metrics(CollectorRegistry()),
             actuator=actuator,
+            peak_model=shared_peak_model(),
         )
         stop = asyncio.Event()
         task = asyncio.create_task(daemon.run(stop), name="daemon")

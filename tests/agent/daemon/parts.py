@@ -27,11 +27,12 @@ from tests.agent.daemon.test_daemon_units import SetClock
 from tests.integration.harness import SITE_TOML
 
 
-def site_settings(tmp_path: Path, **agent: Any) -> Settings:
-    """The small test site (tests/integration/harness.py), `agent` overriding `[agent]`."""
+def site_settings(tmp_path: Path, *, site_toml: str = SITE_TOML, **agent: Any) -> Settings:
+    """The small test site (tests/integration/harness.py), or `site_toml`, `agent` overriding
+    `[agent]`."""
     lines = [f"{key} = {json.dumps(value)}" for key, value in agent.items()]
     path = tmp_path / "site.toml"
-    path.write_text(SITE_TOML + "\n[agent]\n" + "\n".join(lines) + "\n")
+    path.write_text(site_toml + "\n[agent]\n" + "\n".join(lines) + "\n")
     return load_settings(path)
 
 

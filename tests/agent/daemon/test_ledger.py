@@ -19,6 +19,7 @@ import pytest
 from gridpilot.agent.daemon.ledger import (
     SCHEMA_VERSION,
     CommandRecord,
+    DeploymentRecord,
     Interruption,
     Ledger,
     LedgerError,
@@ -429,5 +430,82 @@ def test_acknowledged_writes_survive_sigkill(tmp_path: Path) -> None:
     raw = sqlite3.connect(path)
     try:
         assert raw.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    finally:
+        raw.close()
+
+
+# --- the grid programs -------------------------------------------------------------------------
+
+HOUR = timedelta(hours=1)
+
+
+def test_awards_round_trip_and_a_later_award_replaces_an_hours(ledger: Ledger) -> None:
+    """Awards come back per product and hour from a moment on; a second award for an hour
+    replaces the first (the QSE sends what is owed)."""
+    ledger.record_awards("RRS", [(NOV, 0.5, 4.0), (NOV + HOUR, 0.5, 4.0)], NOV)
+    ledger.record_awards("RRS", [(NOV + HOUR, 0.8, 5.0)], NOV + HOUR)
+    ledger.record_awards("ECRS", [(NOV, 0.2, 9.0)], NOV)
+    assert ledger.awards(NOV) == [
+        ("ECRS", NOV, 0.2, 9.0),
+        ("RRS", NOV, 0.5, 4.0),
+        ("RRS", NOV + HOUR, 0.8, 5.0),
+    ]
+    assert ledger.awards(NOV + HOUR) == [("RRS", NOV + HOUR, 0.8, 5.0)]
+
+
+def test_deployments_open_close_and_are_recorded_once(ledger: Ledger) -> None:
+    """A deployment holds until closed; closed, it is still listed from its recall on, not
+    before; an id cannot be recorded twice."""
+    record = DeploymentRecord("d-1", "RRS", 0.5, NOV, {"old-01": 10}, "qse", "why", 31_500.0)
+    ledger.open_deployment(record)
+    assert ledger.deployments(NOV) == [record]
+    with pytest.raises(ValueError, match="already recorded"):
+        ledger.open_deployment(record)
+    ledger.close_deployment("d-1", NOV + HOUR)
+    [closed] = ledger.deployments(NOV)
+    assert closed.recalled == NOV + HOUR
+    assert ledger.deployments(NOV + 2 * HOUR) == []
+
+
+def test_system_load_keeps_its_last_two_months(ledger: Ledger) -> None:
+    """An hour's sum and count are replaced as readings come; hours more than 62 days before
+    the newest are let go."""
+    ledger.record_system_load(NOV - timedelta(days=70), 40_000.0, 1)
+    ledger.record_system_load(NOV, 50_000.0, 1)
+    ledger.record_system_load(NOV, 101_000.0, 2)
+    assert ledger.system_load() == [(NOV, 101_000.0, 2)]
+
+
+def test_prune_drops_old_awards_and_recalled_deployments_only(ledger: Ledger) -> None:
+    """Pruning lets go of awards for hours before the cutoff and deployments recalled before
+    it; one still holding stays however old."""
+    ledger.record_awards("RRS", [(NOV, 0.5, 4.0), (DEC, 0.5, 4.0)], NOV)
+    for ident, recalled in (("old", NOV + HOUR), ("open", None)):
+        ledger.open_deployment(DeploymentRecord(ident, "RRS", 0.5, NOV, {}, "qse", "why"))
+        if recalled is not None:
+            ledger.close_deployment(ident, recalled)
+    ledger.prune(DEC - HOUR)
+    assert ledger.awards(NOV) == [("RRS", DEC, 0.5, 4.0)]
+    assert [d.id for d in ledger.deployments(NOV)] == ["open"]
+
+
+def test_a_ledger_from_before_the_grid_programs_is_upgraded_in_place(tmp_path: Path) -> None:
+    """A version-1 ledger opens with its records kept and the programs' tables added."""
+    path = tmp_path / "ledger.sqlite"
+    with Ledger.open(path) as ledger:
+        ledger.add_allowance("flex", NOV, 2.5)
+    raw = sqlite3.connect(path)
+    raw.executescript(
+        "DROP TABLE awards; DROP TABLE deployments; DROP TABLE system_load;"
+        " PRAGMA user_version = 1;"
+    )
+    raw.close()
+    with Ledger.open(path) as ledger:
+        assert ledger.used_node_hours(NOV) == {"flex": 2.5}
+        ledger.record_awards("RRS", [(NOV, 0.5, 4.0)], NOV)
+        assert ledger.awards(NOV) == [("RRS", NOV, 0.5, 4.0)]
+    raw = sqlite3.connect(path)
+    try:
+        assert raw.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     finally:
         raw.close()
