@@ -14,6 +14,8 @@ rule"; README, "Layout"):
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -131,3 +133,17 @@ def test_every_module_keeps_to_the_rules() -> None:
         if (problems := breaches(path.read_text(encoding="utf-8"), _module(path)))
     }
     assert found == {}
+
+
+def test_the_daemon_never_loads_matplotlib() -> None:
+    """Building and importing the daemon (what `gridpilot run` loads) leaves matplotlib out:
+    only reports need it."""
+    code = (
+        "import sys\n"
+        "import gridpilot.agent.cli, gridpilot.agent.daemon.daemon, gridpilot.agent.daemon.service\n"
+        "print('matplotlib' in sys.modules)\n"
+    )
+    result = subprocess.run(  # noqa: S603  # this interpreter, our own modules
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert result.stdout.strip() == "False"
