@@ -140,7 +140,8 @@ def test_the_daemon_never_loads_matplotlib() -> None:
     only reports need it."""
     code = (
         "import sys\n"
-        "import gridpilot.agent.cli, gridpilot.agent.daemon.daemon, gridpilot.agent.daemon.service\n"
+        "import gridpilot.agent.cli, gridpilot.agent.daemon.daemon\n"
+        "import gridpilot.agent.daemon.service\n"
         "print('matplotlib' in sys.modules)\n"
     )
     result = subprocess.run(  # noqa: S603  # this interpreter, our own modules
