@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-dates test-under-load sizes lock lint typecheck unit bench bench-replay bench-guard soak capture-lab system-deps clean
+.PHONY: demo test test-dates test-under-load sizes lock lint typecheck unit bench bench-replay bench-guard bench-study soak capture-lab system-deps clean
 
 # What the integration tests run for real: Mosquitto, Prometheus (with promtool) and
 # systemd-analyze, and what runs them at other dates and under load (faketime, stress-ng), from
@@ -30,7 +30,7 @@ system-deps:
 LOCK := .ci/requirements.lock
 $(INSTALLED): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[test,devices]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e '.[test,devices,dask]'
 	touch $@
 
 # The lock from pyproject.toml's dependencies, with pip-tools in a throwaway environment.
@@ -38,8 +38,8 @@ lock:
 	$(PYTHON) -m venv $(VENV)-lock
 	$(VENV)-lock/bin/python -m pip install --quiet --disable-pip-version-check pip-tools
 	$(VENV)-lock/bin/pip-compile --quiet --strip-extras --no-emit-index-url --no-emit-find-links \
-		--extra test --extra devices --output-file $(LOCK) pyproject.toml
-	sed -i 's|^#    pip-compile .*|#    make lock  (pip-compile --extra=devices --extra=test --strip-extras pyproject.toml)|' $(LOCK)
+		--extra test --extra devices --extra dask --output-file $(LOCK) pyproject.toml
+	sed -i 's|^#    pip-compile .*|#    make lock  (pip-compile --extra=dask --extra=devices --extra=test --strip-extras pyproject.toml)|' $(LOCK)
 	rm -rf $(VENV)-lock
 
 # The bundled year (ERCOT 2024 at HB_WEST, Bitcoin 2024, the H100 trace) on the reference site.
@@ -101,6 +101,11 @@ bench: $(INSTALLED)
 # Guard latency: a meter reading over the limit to the last shed command, 1,000 groups.
 bench-guard: $(INSTALLED) system-deps
 	$(BIN)/gridpilot bench guard --groups 1000 --trials 1000
+
+# Scenarios per minute of a short-window study (threshold scenarios over three days) on the local
+# process pool with 1 and 2 workers: the study's machinery and its scaling (see README, Study).
+bench-study: $(INSTALLED)
+	$(BIN)/gridpilot bench study --workers 1 2 --scenarios 12
 
 # The agent's resident memory after an hour of simulated traffic (100 meters at 1 Hz, 10x).
 soak: $(INSTALLED) system-deps

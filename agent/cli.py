@@ -2,7 +2,7 @@
 
 Each subcommand is a pair of functions: `_add_<command>(commands)` declares its arguments and
 sets `handler`, and `_<command>(args) -> int` runs it and returns the exit code. A new command
-(`bench`, `plan`, `replay`, `run`) adds its pair and one line in `_parser`.
+(`bench`, `plan`, `replay`, `run`, `study`) adds its pair and one line in `_parser`.
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import json
 import math
+import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -74,6 +75,15 @@ from gridpilot.agent.settings import (
     Settings,
     load_settings,
 )
+from gridpilot.agent.study.bench import bench_study
+from gridpilot.agent.study.executors import (
+    DaskCluster,
+    Executor,
+    ExecutorUnavailableError,
+    ProcessPool,
+)
+from gridpilot.agent.study.run import run_study
+from gridpilot.agent.study.spec import SpecError, load_spec
 
 # sysexits.h EX_USAGE: a command line asking for what cannot be done (argparse's own errors
 # exit 2).
@@ -117,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_replay(commands)
     _add_run(commands)
     _add_simulate(commands)
+    _add_study(commands)
     return parser
 
 
@@ -549,6 +560,86 @@ def _utc_moment(text: str) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
+def _add_study(commands: SubParsers) -> None:
+    command = commands.add_parser(
+        "study",
+        help="replay a grid of scenarios (AI share, business model, year, ...) and report",
+        description="Replay every scenario of a study file (the product of its axes) on a local"
+        " process pool or an existing Dask cluster, writing DIR/results.jsonl as each task"
+        " finishes, DIR/results.parquet and DIR/results.csv, and DIR/report.md with its plots."
+        " A re-run into the same DIR skips the scenarios it has figures for. Exits"
+        f" {EX_CONFIG} for an invalid study or site file, 1 if some scenarios failed (their"
+        " errors are in the results and the report).",
+    )
+    command.add_argument("spec", type=Path, metavar="SPEC.toml")
+    command.add_argument("--out", type=Path, required=True, metavar="DIR")
+    where = command.add_mutually_exclusive_group()
+    where.add_argument(
+        "--scheduler",
+        default=None,
+        metavar="tcp://HOST:8786",
+        help="a running Dask scheduler (default: $DASK_SCHEDULER_ADDRESS, else a local pool);"
+        " needs the dask extra",
+    )
+    where.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help="local worker processes (default: the CPU count)",
+    )
+    command.set_defaults(handler=_study)
+
+
+def _study(args: argparse.Namespace) -> int:
+    try:
+        spec = load_spec(args.spec)
+    except SpecError as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_CONFIG
+    try:
+        args.out.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        print(f"gridpilot: cannot write results there: {error}", file=sys.stderr)
+        return EX_CANTCREAT
+    address = args.scheduler
+    if address is None and args.workers is None:
+        address = os.environ.get("DASK_SCHEDULER_ADDRESS") or None
+    try:
+        executor: Executor = (
+            DaskCluster(address) if address else ProcessPool(args.workers or _cpu_count())
+        )
+    except ExecutorUnavailableError as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_UNAVAILABLE
+    try:
+        outcome = run_study(spec, args.out, executor)
+    except (SpecError, ConfigError) as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_CONFIG
+    except OSError as error:
+        print(f"gridpilot: cannot write results there: {error}", file=sys.stderr)
+        return EX_CANTCREAT
+    run = outcome.scenarios - outcome.skipped
+    retried = f", {outcome.retried} tasks retried after losing a worker" if outcome.retried else ""
+    print(
+        f"{outcome.scenarios} scenarios: {outcome.skipped} already in {args.out}, {run} run"
+        f" ({outcome.ok} with figures, {outcome.failed} failed{retried})"
+        f" in {outcome.wall_s:.1f} s"
+    )
+    print(f"results: {args.out / 'results.parquet'}, {args.out / 'results.csv'}")
+    print(f"report: {outcome.report}")
+    return 1 if outcome.failed else 0
+
+
+def _cpu_count() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _add_bench(commands: SubParsers) -> None:
     command = commands.add_parser("bench", help="benchmarks")
     kinds = command.add_subparsers(title="benchmarks", metavar="KIND", required=True)
@@ -586,6 +677,18 @@ def _add_bench(commands: SubParsers) -> None:
     guard.add_argument("--broker", type=_host_port, default=None, metavar="HOST:PORT")
     guard.add_argument("--json", action="store_true", help="print one JSON object")
     guard.set_defaults(handler=_bench_guard)
+    study = kinds.add_parser(
+        "study",
+        help="scenarios per minute of a short-window study on 1, 2, ... local workers",
+        description="Runs a study of N threshold scenarios over three days of 2024 on the"
+        " reference site into a fresh folder once per worker count and reports wall time and"
+        " scenarios per minute (the pool's start, reading the year and writing the report"
+        " included).",
+    )
+    study.add_argument("--workers", type=_positive_int, nargs="+", default=[1, 2], metavar="N")
+    study.add_argument("--scenarios", type=_positive_int, default=12, metavar="N")
+    study.add_argument("--json", action="store_true", help="print one JSON object")
+    study.set_defaults(handler=_bench_study)
 
 
 def _bench_plan(args: argparse.Namespace) -> int:
@@ -606,6 +709,12 @@ def _bench_guard(args: argparse.Namespace) -> int:
     except BrokerError as error:
         print(f"gridpilot: {error}", file=sys.stderr)
         return EX_UNAVAILABLE
+    print(result.as_json() if args.json else result.as_text())
+    return 0
+
+
+def _bench_study(args: argparse.Namespace) -> int:
+    result = bench_study(args.workers, args.scenarios)
     print(result.as_json() if args.json else result.as_text())
     return 0
 

@@ -38,6 +38,8 @@ class Reservation:
 def marginal_hash_value_usd_per_mwh(problem: Problem, hashprice_usd_per_th_day: float) -> float:
     """Hash revenue per MWh at the meter of the least efficient miner model: the one that runs on
     power a curtailed GPU frees when the site is at its limit."""
+    if not problem.asic_groups:
+        return 0.0  # no miners: freed power hashes nothing
     worst = max(problem.asic_groups, key=lambda g: g.joules_per_th * g.overhead_factor)
     ths_per_watt = worst.ths_per_unit / (worst.watts_per_unit * worst.overhead_factor)
     usd_per_watt_s = (

@@ -8,8 +8,9 @@ worker's), so a batch of scenarios pays for reading once.
 
 from __future__ import annotations
 
+import gzip
 from datetime import datetime, time, timedelta
-from functools import lru_cache
+from functools import cache, lru_cache
 
 from gridpilot.adapters.ai import read_inference_trace
 from gridpilot.adapters.grid import (
@@ -51,6 +52,15 @@ PRICES = {2023: BUNDLED_PRICES_2023, 2024: BUNDLED_PRICES}
 DAY_AHEAD_YEARS = frozenset({2024})
 REQUESTS = bundled("data/azure_llm_inference_trace_conv_2023-11-16.csv.gz")
 POWER_CURVE = bundled("data/mlenergy_llm_inference_energy_per_request.csv")
+
+
+@cache
+def price_hubs(year: int) -> tuple[str, ...]:
+    """The hubs (settlement points) in the bundled real-time prices of `year`: the columns
+    after the two time columns of the file's header."""
+    with gzip.open(PRICES[year], "rt") as prices:
+        header = prices.readline().strip().split(",")
+    return tuple(name for name in header[2:] if name)
 
 
 @lru_cache(maxsize=4)

@@ -17,10 +17,10 @@ allowance per node, penalty). What a GPU-hour earns comes from the business mode
 **The load shape.** `training` replays the bundled 8xH100 training trace; `inference` the
 Azure request trace through the ML.ENERGY power curve (`gridpilot.adapters.ai`).
 
-**The year.** The Central calendar year at the hub's real-time prices, with the day-ahead
-prices and ancillary prices where they are bundled (2024), 4CP and deployments as the replay
-makes them, and the hashprice path: the recorded one, scaled, shifted by whole years (the
-2020-2025 history, halvings included) or constant.
+**The year.** The Central calendar year (or the part of it a `Window` names) at the hub's
+real-time prices, with the day-ahead prices and ancillary prices where they are bundled
+(2024), 4CP and deployments as the replay makes them, and the hashprice path: the recorded
+one, scaled, shifted by whole years (the 2020-2025 history, halvings included) or constant.
 
 **The figures.** Revenue (hash, AI, reserves), operating profit (the replay's profit: energy,
 the 4CP charge, penalties and failures paid), capex (`Capex`: per MW of miners and of AI IT
@@ -28,7 +28,9 @@ load, defaults with their sources) and simple payback, the standard deviation an
 of monthly profit (UTC months, the 4CP charge being a yearly bill left out of them), energy,
 CO2 from ERCOT's hourly intensity (average, not marginal, emissions: curtailing in dirty hours
 counts), CO2 per dollar of profit, the flexibility value (4CP charge avoided against always-on
-plus reserves earned, less failures) and the hours in which load was curtailed.
+plus reserves earned, less failures) and the hours in which load was curtailed. A window's
+figures are its own (its profit, its months), except the payback, which is on its profit
+scaled to a year.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime, time
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Literal
 
 import numpy as np
@@ -81,11 +83,47 @@ class HashpricePath:
 
 @dataclass(frozen=True, slots=True)
 class Capex:
-    """Capital cost per MW, US$. Defaults: mining about 1-2 M$/MW, AI hosting 8-11 M$/MW of IT
-    load (the study issue's figures from public filings); their midpoints."""
+    """Capital cost, US$. Defaults: mining about 1-2 M$/MW, an AI hall 8-11 M$/MW of IT load
+    (the study issue's figures from public filings), their midpoints; and, for the cloud model
+    only, where the site owns the GPUs (a hosting tenant brings its own), 30,000 $ per H100: an
+    assumption of ours within the 25,000-40,000 $ the press reported for an H100 SXM in
+    2023-24, not a quoted price."""
 
     mining_usd_per_mw: float = 1.5e6
     ai_usd_per_mw: float = 9.5e6
+    gpu_usd_per_gpu: float = 30_000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Window:
+    """Part of a year: Central calendar days `start_day` up to `end_day` (exclusive), counted
+    from 1 for January 1st, so `Window(228, 231)` replays three days from August 15th of a leap
+    year. For tests and quick looks; a study's scenarios are whole years by default."""
+
+    start_day: int
+    end_day: int
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.start_day < self.end_day:
+            raise ValueError(f"days {self.start_day} to {self.end_day} are not a window")
+
+    def span(self, year: int) -> tuple[datetime, datetime]:
+        """The window of `year` in UTC; `ValueError` if it runs past the year's end."""
+        first, after = year_span(year)
+        if self.end_day - 1 > (after - first).days:
+            raise ValueError(f"day {self.end_day - 1} is past the end of {year}")
+        return _central_day(year, self.start_day), _central_day(year, self.end_day)
+
+
+def year_span(year: int) -> tuple[datetime, datetime]:
+    """The Central calendar year in UTC: its first instant and the next year's."""
+    return _central_day(year, 1), _central_day(year + 1, 1)
+
+
+def _central_day(year: int, day: int) -> datetime:
+    """Central midnight at the start of day `day` (from 1) of `year`, in UTC."""
+    midnight = datetime.combine(date(year, 1, 1) + timedelta(days=day - 1), time(0), CENTRAL)
+    return midnight.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,12 +139,20 @@ class Scenario:
     hashprice: HashpricePath
     strategy: Strategy
     capex: Capex = field(default_factory=Capex)
+    window: Window | None = None  # None: the whole year
 
     def key(self) -> str:
         """A hash of the inputs (and `SCENARIO_VERSION`): a re-run skips a scenario whose
         key it has results for."""
-        text = json.dumps([SCENARIO_VERSION, asdict(self)], sort_keys=True)
+        inputs = asdict(self)
+        if self.window is None:  # a whole year keeps the key it had before windows existed
+            del inputs["window"]
+        text = json.dumps([SCENARIO_VERSION, inputs], sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def span(self) -> tuple[datetime, datetime]:
+        """What the scenario replays, in UTC: its year, or the window of it."""
+        return year_span(self.year) if self.window is None else self.window.span(self.year)
 
     def inputs(self) -> dict[str, object]:
         """The scenario's inputs, flat, for its row of results."""
@@ -120,12 +166,19 @@ class Scenario:
             "hub": self.hub,
             "hashprice_path": self.hashprice.name,
             "strategy": self.strategy,
+            "window_start_day": self.window.start_day if self.window else 1,
+            "window_end_day": self.window.end_day if self.window else _days(self.year) + 1,
         }
+
+
+def _days(year: int) -> int:
+    first, after = year_span(year)
+    return (after - first).days
 
 
 # Changes whenever a change to the code would change a scenario's figures: results keyed by an
 # older version are run again.
-SCENARIO_VERSION = 1
+SCENARIO_VERSION = 2
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -255,8 +308,7 @@ def evaluate(
             scenario.hashprice.usd_per_th_day if scenario.hashprice.kind == "constant" else None
         ),
     )
-    start = datetime.combine(date(scenario.year, 1, 1), time(0), CENTRAL).astimezone(UTC)
-    end = datetime.combine(date(scenario.year + 1, 1, 1), time(0), CENTRAL).astimezone(UTC)
+    start, end = scenario.span()
     result = replay(
         site,
         data,
@@ -278,10 +330,18 @@ def figures(
     asic_mw = sum(g.units * g.watts_per_unit for g in site.asic_groups) / 1e6
     it_mw = sum(g.nodes * g.full_node_watts for g in site.gpu_groups) / 1e6
     capex = scenario.capex.mining_usd_per_mw * asic_mw + scenario.capex.ai_usd_per_mw * it_mw
+    if scenario.business.kind == "cloud":
+        gpus = sum(g.nodes * g.gpus_per_node for g in site.gpu_groups)
+        capex += scenario.capex.gpu_usd_per_gpu * gpus
     profit = totals.profit_usd
     monthly = _months(totals, scenario.year)
     worst = np.sort(monthly)[: max(1, int(np.ceil(CVAR_SHARE * monthly.size)))]
-    co2_t = _co2_tonnes(result.site_watts[scenario.strategy], year.co2_kg_per_mwh, result)
+    first, after = year_span(scenario.year)
+    # the intensity runs from the year's first hour; a window starts later in it
+    offset = round((result.start - first).total_seconds() / 3_600.0)
+    intensity = year.co2_kg_per_mwh[offset:]
+    co2_t = _co2_tonnes(result.site_watts[scenario.strategy], intensity, result)
+    yearly = profit * (after - first).total_seconds() / (result.end - result.start).total_seconds()
     curtailed = (
         result.asic_curtailed_watts[scenario.strategy]
         > result.asic_curtailed_watts["always_on"] + 1.0
@@ -298,7 +358,7 @@ def figures(
         "ancillary_usd": totals.ancillary_usd,
         "operating_profit_usd": profit,
         "capex_usd": capex,
-        "payback_years": capex / profit if profit > 0 else float("inf"),
+        "payback_years": capex / yearly if yearly > 0 else float("inf"),
         "monthly_profit_std_usd": float(np.std(monthly)),
         "monthly_profit_cvar5_usd": float(np.mean(worst)),
         "energy_mwh": totals.energy_mwh,
@@ -315,13 +375,14 @@ def figures(
 
 
 def _months(totals: Totals, year: int) -> np.ndarray:
-    """The twelve UTC months' profit; the Central year's last hours, which fall in the next
-    UTC January, count in December."""
-    months = np.zeros(12)
+    """The profit of each UTC month replayed (the twelve of a whole year); the Central year's
+    last hours, which fall in the next UTC January, count in December."""
+    months: dict[int, float] = {}
     for key, usd in totals.monthly_profit_usd.items():
         y, m = (int(part) for part in key.split("-"))
-        months[11 if y > year else m - 1] += usd
-    return months
+        month = 12 if y > year else m
+        months[month] = months.get(month, 0.0) + usd
+    return np.array([months[m] for m in sorted(months)] or [0.0])
 
 
 def _co2_tonnes(site_watts: np.ndarray, intensity: np.ndarray, result: ReplayResult) -> float:
