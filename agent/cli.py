@@ -370,6 +370,12 @@ def _add_replay(commands: SubParsers) -> None:
     command.add_argument("--rates", type=Path, default=BUNDLED_RATES, metavar="FILE")
     command.add_argument("--grid-events", type=Path, default=BUNDLED_GRID_EVENTS, metavar="FILE")
     command.add_argument(
+        "--perfect-cp-alert",
+        action="store_true",
+        help="an analysis: tell the agent the official 4CP intervals, as a perfect bought alert"
+        " would, to measure what its own 4CP forecast leaves (no strategy could run so)",
+    )
+    command.add_argument(
         "--hashprice",
         type=_positive_float,
         default=None,
@@ -432,6 +438,7 @@ def _grid_data(args: argparse.Namespace, start: datetime, end: datetime) -> Grid
         rates=read_transmission_rates(args.rates),
         ancillary=ancillary,
         events=read_grid_events(args.grid_events),
+        perfect_cp_alert=args.perfect_cp_alert,
     )
 
 

@@ -48,6 +48,10 @@ class Offers:
         self.offered: set[datetime] = set()
         self.solves = 0
         self._cp: tuple[datetime, FloatArray] | None = None  # hour -> chance from its start
+        self._perfect: FloatArray | None = None
+        if data.grid.perfect_cp_alert:
+            self._perfect = np.zeros(len(period.moments))
+            self._perfect[[k for _, k in period.programs.cp_intervals]] = 1.0
 
     def make_due(self, k: int, strategy: Strategy, market: MarketView) -> None:
         day = next_offer_day(market.now)
@@ -128,7 +132,10 @@ class Offers:
 
     def _cp_chance(self, now: datetime, count: int) -> FloatArray:
         """The 4CP chance per interval from `now`, worked out once an hour (the load settles
-        hourly) for the longest span asked and sliced."""
+        hourly) for the longest span asked and sliced; with a perfect alert, the truth."""
+        if self._perfect is not None:
+            k = round((now - self.period.moments[0]).total_seconds() / self.period.interval_s)
+            return _ahead(self._perfect, k, count)
         hour = now.replace(minute=0, second=0, microsecond=0)
         interval_s = self.period.interval_s
         offset = round((now - hour).total_seconds() / interval_s)

@@ -62,6 +62,10 @@ class GridData:
     rates: TransmissionRates
     ancillary: AncillaryPrices | None = None
     events: tuple[RecordedGridEvent, ...] = ()
+    # An analysis, not a strategy anyone could run: the agent is told the official 4CP
+    # intervals (chance 1 in each, 0 elsewhere) as a perfect bought alert would, to measure
+    # what its 4CP forecast leaves on the table.
+    perfect_cp_alert: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -297,3 +297,17 @@ def test_events_without_times_deploy_nothing(grid: GridData) -> None:
         products=("ECRS",),
     )
     assert found == ()
+
+
+def test_a_perfect_4cp_alert_curtails_at_the_interval_alone(data: ReplayData) -> None:
+    """Told the official intervals (the analysis `--perfect-cp-alert`), the agent lowers its
+    draw at the August peak as far as hindsight does and for about an hour, not the
+    afternoons its own forecast has it curtail."""
+    assert data.grid is not None
+    told = replace(data, grid=replace(data.grid, perfect_cp_alert=True))
+    own, perfect = _run(data, START, 7), _run(told, START, 7)
+    (mw_perfect,) = perfect.totals["agent"].cp_mw_at_intervals
+    (mw_bound,) = perfect.totals["hindsight"].cp_mw_at_intervals
+    assert mw_perfect <= mw_bound + 1.0
+    assert perfect.totals["agent"].cp_hours_curtailed <= 1.5
+    assert own.totals["agent"].cp_hours_curtailed > 3 * perfect.totals["agent"].cp_hours_curtailed
