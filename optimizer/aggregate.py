@@ -182,17 +182,20 @@ def split_nodes(
     `groups`, in fill order, starting from the nodes each group has curtailed now; returns
     (capped, paused), each of shape `(M, T)`.
 
-    Only the change from one step to the next moves: a node whose curtailment would outlast
-    `max_event_s` by the end of a step is released, then the longest curtailed go first (the
-    last groups in fill order first among equals), and new curtailments go to nodes that ran in
-    the step before, in fill order. So no group curtails a node while another releases one for
-    nothing, which would break notice, and each group's nodes keep within the longest event
-    whenever the class totals do. Within a group, paused nodes are counted first.
+    Nodes are released oldest first (the last groups in fill order first among equals), and new
+    curtailments go to nodes that ran in the step before, in fill order. So no group curtails a
+    node while another releases one for nothing, which would break notice. Where the longest
+    event needs it, a curtailed node is swapped for a running one (`_fewest_starts`): the class
+    totals keep within the longest event only if some nodes take turns, and without the swap
+    a node would be released and curtailed again in one step, which is no release at all.
+    Within a group, paused nodes are counted first.
     """
     if len(groups) == 1:
         return capped[None, :].astype(np.int64), paused[None, :].astype(np.int64)
     longest = np.inf if max_event_s is None else max_event_s
     count = len(groups)
+    total = (capped + paused).astype(np.int64)
+    starts = _fewest_starts(total, groups, ends_s, longest)
     # Per group, its curtailed nodes as [time their curtailment began, how many], oldest first.
     runs: list[list[list[float]]] = [
         [[-g.curtailed_for_s, float(g.curtailed_nodes_now)]] if g.curtailed_nodes_now else []
@@ -204,25 +207,26 @@ def split_nodes(
         runs = [
             [r for r in group_runs if ends_s[t] - r[0] <= longest + 1e-9] for group_runs in runs
         ]
-        change = int(capped[t] + paused[t]) - int(sum(n for r in runs for _, n in r))
-        if change < 0:
-            oldest = sorted(
-                ((r[0], -m, r) for m, group_runs in enumerate(runs) for r in group_runs),
-                key=lambda item: (item[0], item[1]),
-            )
-            for _, _, run in oldest:
-                released = min(int(run[1]), -change)
-                run[1] -= released
-                change += released
-            runs = [[r for r in group_runs if r[1] > 0] for group_runs in runs]
+        held = int(sum(n for r in runs for _, n in r))
+        release = max(held + int(starts[t]) - int(total[t]), 0)
+        oldest = sorted(
+            ((r[0], -m, r) for m, group_runs in enumerate(runs) for r in group_runs),
+            key=lambda item: (item[0], item[1]),
+        )
+        for _, _, run in oldest:
+            released = min(int(run[1]), release)
+            run[1] -= released
+            release -= released
+        runs = [[r for r in group_runs if r[1] > 0] for group_runs in runs]
+        change = int(total[t]) - int(sum(n for r in runs for _, n in r))
         # New curtailments: on nodes that ran before, then (only if the totals broke a rule) any.
         for free in (
             [g.nodes - before[m] for m, g in enumerate(groups)],
             [g.nodes - int(sum(n for _, n in runs[m])) for m, g in enumerate(groups)],
         ):
             for m in range(count):
-                held = int(sum(n for _, n in runs[m]))
-                take = min(change, free[m], groups[m].nodes - held)
+                held_m = int(sum(n for _, n in runs[m]))
+                take = min(change, free[m], groups[m].nodes - held_m)
                 if take > 0:
                     start = ends_s[t - 1] if t else 0.0
                     runs[m].append([float(start), float(take)])
@@ -235,3 +239,36 @@ def split_nodes(
             split_paused[m, t] = min(left, int(curtailed[m, t]))
             left -= int(split_paused[m, t])
     return curtailed - split_paused, split_paused
+
+
+def _fewest_starts(
+    total: IntArray, groups: Sequence[GpuGroup], ends_s: FloatArray, longest: float
+) -> IntArray:
+    """The fewest curtailments to begin in each step so that, released oldest first, every node
+    curtailed at a step began within `longest` of its end, for the class totals `total`.
+
+    A step must start what its total adds; where a window still holds too few starts, the
+    missing ones are swaps placed as late as they can be (a later start lies in every later
+    window an earlier one does). A start needs a node that ran in the step before, and is not
+    more than the step curtails. If the totals cannot keep the rule at all, what is missing
+    stays missing and the split falls back to curtailing a released node again."""
+    steps = total.size
+    offsets = np.concatenate(([0.0], ends_s[:-1]))
+    nodes = sum(g.nodes for g in groups)
+    previous = np.concatenate(([sum(g.curtailed_nodes_now for g in groups)], total[:-1]))
+    upper = np.minimum(total, nodes - previous)
+    starts = np.maximum(total - previous, 0)
+    first = np.searchsorted(offsets, ends_s - longest - 1e-9, side="left")
+    for t in range(steps):
+        carried = sum(
+            g.curtailed_nodes_now for g in groups if g.curtailed_for_s + ends_s[t] <= longest + 1e-9
+        )
+        missing = int(total[t]) - carried - int(starts[first[t] : t + 1].sum())
+        for j in range(t, int(first[t]) - 1, -1):
+            if missing <= 0:
+                break
+            added = min(int(upper[j] - starts[j]), missing)
+            if added > 0:
+                starts[j] += added
+                missing -= added
+    return starts.astype(np.int64)

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import multiprocessing
 import uuid
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor
+from concurrent.futures import Executor as FuturesExecutor
 from concurrent.futures import wait as wait_futures
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -65,18 +67,19 @@ class Executor(Protocol):
 
 class ProcessPool:
     """Local worker processes, one task each at a time. A worker that dies breaks the pool
-    (every task running in it is lost and retried), and the next task starts a new one."""
+    (every task running in it is lost and retried), and the next task starts a new one.
 
-    def __init__(self, workers: int) -> None:
+    `new_pool` makes the pool of `workers` processes; a unit test passes its own."""
+
+    def __init__(
+        self, workers: int, *, new_pool: Callable[[int], FuturesExecutor] | None = None
+    ) -> None:
         if workers < 1:
             raise ValueError(f"a pool needs at least one worker, not {workers}")
         self._workers = workers
-        self._pool: ProcessPoolExecutor | None = None
-        self._running: dict[Future[list[Row]], tuple[Task, ProcessPoolExecutor]] = {}
-        # A fork server, not a fork of this process (which may hold threads and a lock);
-        # the study's imports loaded once in it, so a pool started after a crash is quick.
-        self._context = multiprocessing.get_context("forkserver")
-        self._context.set_forkserver_preload(["gridpilot.agent.study.batches"])
+        self._new_pool = new_pool or self._process_pool
+        self._pool: FuturesExecutor | None = None
+        self._running: dict[Future[list[Row]], tuple[Task, FuturesExecutor]] = {}
 
     def __enter__(self) -> Self:
         return self
@@ -93,8 +96,17 @@ class ProcessPool:
         return self._workers
 
     def submit(self, task: Task) -> None:
-        if self._pool is None:
-            self._pool = ProcessPoolExecutor(self._workers, mp_context=self._context)
+        if self._pool is not None:
+            try:
+                self._running[self._pool.submit(run_batch, task)] = (task, self._pool)
+            except BrokenProcessPool:
+                # A worker died since the last `wait`, which has not yet handed back the lost
+                # tasks: they come back lost from the old pool; this one starts a new pool.
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+            else:
+                return
+        self._pool = self._new_pool(self._workers)
         self._running[self._pool.submit(run_batch, task)] = (task, self._pool)
 
     def wait(self) -> Finished:
@@ -116,6 +128,14 @@ class ProcessPool:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
         self._running.clear()
+
+    @staticmethod
+    def _process_pool(workers: int) -> ProcessPoolExecutor:
+        # A fork server, not a fork of this process (which may hold threads and a lock);
+        # the study's imports loaded once in it, so a pool started after a crash is quick.
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(["gridpilot.agent.study.batches"])
+        return ProcessPoolExecutor(workers, mp_context=context)
 
 
 class DaskCluster:

@@ -113,9 +113,19 @@ def test_a_scenario_that_raises_is_failed_and_the_rest_complete(tmp_path: Path) 
     assert "injected fault" in report
 
 
-def _run_in_thread(run: Callable[[], StudyOutcome]) -> tuple[threading.Thread, list[StudyOutcome]]:
-    outcomes: list[StudyOutcome] = []
-    thread = threading.Thread(target=lambda: outcomes.append(run()), name="study")
+def _run_in_thread(
+    run: Callable[[], StudyOutcome],
+) -> tuple[threading.Thread, list[StudyOutcome | BaseException]]:
+    """The study in a thread; its outcome, or what it raised, in the list."""
+    outcomes: list[StudyOutcome | BaseException] = []
+
+    def target() -> None:
+        try:
+            outcomes.append(run())
+        except BaseException as error:  # handed to the test, which raises it
+            outcomes.append(error)
+
+    thread = threading.Thread(target=target, name="study")
     thread.start()
     return thread, outcomes
 
@@ -137,6 +147,8 @@ def test_a_killed_worker_s_scenarios_are_retried(tmp_path: Path) -> None:
         thread.join(timeout=120)
     assert not thread.is_alive()
     (outcome,) = outcomes
+    if isinstance(outcome, BaseException):
+        raise outcome
     assert (outcome.ok, outcome.failed) == (4, 0)
     assert outcome.retried >= 1
     table = read_table(tmp_path / "out" / "results.parquet")
