@@ -26,6 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from gridpilot.adapters.actuation import (
     INSTALL_DEVICES,
     AsicCommand,
@@ -34,6 +36,8 @@ from gridpilot.adapters.actuation import (
     GpuCommand,
     Outcome,
 )
+
+_log = structlog.get_logger("gridpilot.gpus")
 
 # NVML reports power in milliwatts.
 MILLIWATTS_PER_WATT = 1_000
@@ -216,8 +220,10 @@ class NvmlActuator:
                     handle = nvml.nvmlDeviceGetHandleByIndex(index)
                     default = nvml.nvmlDeviceGetPowerManagementDefaultLimit(handle)
                     nvml.nvmlDeviceSetPowerManagementLimit(handle, default)
-                except Exception:  # noqa: S112  # best effort on the way out
-                    continue
+                except Exception as error:  # best effort on the way out: log, go on
+                    _log.warning(
+                        "gpu.default_not_restored", index=index, error=_nvml_message(error)
+                    )
 
 
 def _nvml_message(error: Exception) -> str:

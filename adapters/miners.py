@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import structlog
+
 from gridpilot.adapters.actuation import (
     INSTALL_DEVICES,
     AsicCommand,
@@ -31,6 +33,8 @@ from gridpilot.adapters.actuation import (
     DeviceUnavailableError,
     Outcome,
 )
+
+_log = structlog.get_logger("gridpilot.miners")
 
 FAULT_KINDS = ("no_answer", "refused", "not_asleep")
 
@@ -204,7 +208,8 @@ class PyasicActuator:
                     done = await getattr(miner, action)()
             except TimeoutError:
                 return False, "no_answer"
-            except Exception:  # pyasic's errors are many and loosely typed
+            except Exception as error:  # pyasic's errors are many and loosely typed
+                _log.warning("miner.refused", address=address, action=action, error=repr(error))
                 return False, "refused"
         return bool(done), "" if done else "refused"
 
@@ -215,20 +220,29 @@ class PyasicActuator:
         return _Result(address, None, fault, _explain(fault, "wake", self._timeout_s))
 
     async def _sleep(self, address: str, nominal_watts: float) -> _Result:
+        """Asleep only once its power reading says so. A miner that accepts the stop but
+        gives no reading is of unknown state, which counts as awake (it may still draw)."""
         for _ in range(self._retries + 1):
             ok, fault = await self._call(address, "stop_mining")
             if not ok:
                 return _Result(address, None, fault, _explain(fault, "sleep", self._timeout_s))
             await asyncio.sleep(self._confirm_after_s)
             watts = await self._power(address)
-            if watts is None or watts <= self._asleep_share * nominal_watts:
+            if watts is not None and watts <= self._asleep_share * nominal_watts:
                 return _Result(address, awake=False)
-        shown = f"{watts:,.0f} W" if watts is not None else "unknown power"
+        tries = self._retries + 1
+        if watts is None:
+            return _Result(
+                address,
+                None,
+                "no_answer",
+                f"accepted the stop but gave no power reading after {tries} tries",
+            )
         return _Result(
             address,
             True,
             "not_asleep",
-            f"says it sleeps but still draws {shown} after {self._retries + 1} tries",
+            f"says it sleeps but still draws {watts:,.0f} W after {tries} tries",
         )
 
     async def _power(self, address: str) -> float | None:
@@ -236,11 +250,15 @@ class PyasicActuator:
         if miner is None:
             return None
         async with self._limit:
-            with contextlib.suppress(Exception):
+            try:
                 async with asyncio.timeout(self._timeout_s):
                     watts = await miner.get_wattage()
-                return None if watts is None else float(watts)
-        return None
+            except TimeoutError:
+                return None
+            except Exception as error:  # pyasic's errors are many and loosely typed
+                _log.warning("miner.power_unread", address=address, error=repr(error))
+                return None
+        return None if watts is None else float(watts)
 
 
 def _explain(fault: str, action: str, timeout_s: float) -> str:

@@ -546,7 +546,8 @@ class AgentSettings(_Section):
     price_stale_after_s: float = Field(default=1_800.0, gt=0)
     hashprice_stale_after_s: float = Field(default=3 * 86_400.0, gt=0)
     # Safe mode (a stale meter or price): planning stops, GPUs stay as they are and the ASICs
-    # are held to this share of the limit less margin, most efficient first.
+    # are held to this share of the limit less margin (or what the GPUs' commanded draw leaves
+    # under it, if less), most efficient first.
     safe_asic_share: float = Field(default=0.5, ge=0, le=1)
     shadow: bool = False  # decide and publish plans, command nothing
     ledger_path: Path = Field(default_factory=lambda: default_ledger_path(os.environ, os.geteuid()))

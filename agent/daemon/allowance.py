@@ -16,11 +16,8 @@ from gridpilot.adapters.actuation import Command, GpuCommand
 from gridpilot.agent.daemon.metrics import Metrics
 from gridpilot.agent.daemon.recorder import Recorder
 from gridpilot.agent.daemon.setpoints import Setpoints
-from gridpilot.agent.planner import month_end
 from gridpilot.optimizer.economics import SECONDS_PER_HOUR
 from gridpilot.optimizer.problem import Problem
-
-ACCOUNTED_UNTIL = "allowance_accounted_until"  # the ledger's meta key
 
 
 class Allowance:
@@ -77,26 +74,14 @@ class Allowance:
 
     async def account(self, now: datetime) -> None:
         """Charge each contract's allowance with the node-hours curtailed since the last
-        accounting, split at the month's end when the interval crosses it."""
-        last_text = await self._recorder.call(self._ledger.get_meta, ACCOUNTED_UNTIL)
-        await self._recorder.call(self._ledger.set_meta, ACCOUNTED_UNTIL, now.isoformat())
-        if last_text is None:
-            return
-        last = datetime.fromisoformat(last_text)
-        if now <= last:
-            return
+        accounting, split at the month's end when the interval crosses it (in one ledger
+        transaction with the mark: `Ledger.account_allowance`)."""
         curtailed: dict[str, int] = {}
         for i, group in enumerate(self._site.gpu_groups):
             count = self._setpoints.curtailed_nodes(i)
             if count:
                 curtailed[group.contract] = curtailed.get(group.contract, 0) + count
-        start = last
-        while start < now:
-            end = min(now, month_end(start))
-            hours = (end - start).total_seconds() / 3_600.0
-            for name, count in curtailed.items():
-                await self._recorder.call(self._ledger.add_allowance, name, start, count * hours)
-            start = end
+        await self._recorder.call(self._ledger.account_allowance, curtailed, now)
         used = await self._recorder.call(self._ledger.used_node_hours, now)
         for contract in self._site.contracts:
             spent = used.get(contract.name, 0.0)

@@ -91,8 +91,9 @@ class Inputs:
             elif kind in ("price", "hashprice"):
                 self._market(kind, payload, now)
             elif kind == "forecast":
-                self._state.day_ahead.add(decode_forecast(payload, received=now, max_bytes=limit))
-                self._state.forecast_received = now
+                forecast = decode_forecast(payload, received=now, max_bytes=limit)
+                self._state.day_ahead.add(forecast)
+                self._state.forecast_received = min(now, forecast.issued)
                 self._triggers.request_plan("new forecast")
             elif kind == "event":
                 self._event(decode_event(payload, received=now, max_bytes=limit))

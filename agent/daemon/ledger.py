@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Self
 
-from gridpilot.agent.planner import month_start
+from gridpilot.agent.planner import month_end, month_start
 
 SCHEMA_VERSION = 2
 
@@ -117,6 +117,9 @@ CREATE TABLE system_load (
 SYSTEM_LOAD_KEEP = timedelta(days=62)
 
 _DISK_FIX = "check the disk and permissions of the ledger's directory"
+
+
+ACCOUNTED_UNTIL = "allowance_accounted_until"  # meta: the end of the last allowance accounting
 
 
 class LedgerError(Exception):
@@ -231,6 +234,47 @@ class _AllowanceRecords(_Book):
                 " DO UPDATE SET node_hours = node_hours + excluded.node_hours",
                 (month, contract, node_hours),
             )
+
+    def account_allowance(self, curtailed_nodes: Mapping[str, int], until: datetime) -> bool:
+        """Charge each contract the node-hours its `curtailed_nodes` (nodes per contract, as
+        they stood since the last accounting) used from the mark of the last accounting to
+        `until`, split at billing months' ends, and move the mark to `until`: all in one
+        transaction, so a crash loses neither the hours nor the mark without the other. The
+        first accounting only sets the mark; an `until` at or before the mark (the clock
+        stepped back) charges nothing and keeps the mark, so no span is charged twice. True
+        when hours were charged."""
+        if any(nodes < 0 for nodes in curtailed_nodes.values()):
+            raise ValueError(f"curtailed nodes must not be negative, got {dict(curtailed_nodes)}")
+        until = _utc(until)
+        with self._write("account allowance"):
+            row = self._conn.execute(
+                "SELECT value FROM meta WHERE key = ?", (ACCOUNTED_UNTIL,)
+            ).fetchone()
+            last = None if row is None else datetime.fromisoformat(str(row[0]))
+            if last is not None and until <= last:
+                return False
+            if last is not None:
+                start = last
+                while start < until:
+                    end = min(until, month_end(start))
+                    hours = (end - start).total_seconds() / 3_600.0
+                    self._conn.executemany(
+                        "INSERT INTO allowance (month, contract, node_hours) VALUES (?, ?, ?)"
+                        " ON CONFLICT (month, contract)"
+                        " DO UPDATE SET node_hours = node_hours + excluded.node_hours",
+                        [
+                            (_month_key(start), contract, nodes * hours)
+                            for contract, nodes in curtailed_nodes.items()
+                            if nodes
+                        ],
+                    )
+                    start = end
+            self._conn.execute(
+                "INSERT INTO meta (key, value) VALUES (?, ?)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (ACCOUNTED_UNTIL, until.isoformat()),
+            )
+        return last is not None
 
     def used_node_hours(self, moment: datetime) -> dict[str, float]:
         """Node-hours used by each contract in the UTC billing month that contains `moment`;

@@ -2,8 +2,10 @@
 
 When the meter (`meter_stale_after_s`), the real-time price (`price_stale_after_s`) or the
 hashprice (`hashprice_stale_after_s`) is stale, the agent makes no plan; GPUs stay as they are;
-ASICs are held to `safe_asic_share` of the limit less margin, most efficient first, never
-woken, groups under an operator's override left as they are held. It is announced on the
+ASICs are held to `safe_asic_share` of the limit less margin, and never to more than the GPUs
+leave under it at their commanded draw (at full power for nodes not curtailed: with the meter
+stale, the commands are all the agent knows), most efficient first, never woken, groups under
+an operator's override left as they are held. It is announced on the
 mode topic (`{"mode": "safe", "stale": [...]}`), in the log (`mode.safe`) and in
 `gridpilot_mode`, and left, with a fresh plan on a fresh horizon, as soon as every feed is
 fresh again. The guard keeps running in safe mode whenever the meter is fresh.
@@ -93,11 +95,13 @@ class SafeMode:
         await self._commands.send(self._holds(stale), plan="safe")
 
     def _holds(self, stale: tuple[str, ...]) -> list[Command]:
-        """The miners held to the safe share of the limit, most efficient first: the miners
-        worth the most per watt keep running; none is woken."""
+        """The miners held to the safe share of the limit, or what the GPUs leave under it if
+        that is less, most efficient first: the miners worth the most per watt keep running;
+        none is woken."""
         asic: tuple[AsicGroup, ...] = self._setpoints.asic
         units_on = self._setpoints.units_on
-        budget = self._share * self._limit_watts
+        gpu_watts = sum(self._setpoints.gpu_power(i).watts for i in range(len(self._setpoints.gpu)))
+        budget = min(self._share * self._limit_watts, self._limit_watts - gpu_watts)
         commands: list[Command] = []
         for i in reversed(shed_order(asic)):
             group = asic[i]

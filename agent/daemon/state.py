@@ -1,7 +1,10 @@
 """What the daemon knows of its site and market right now, and how old each piece is.
 
-Every signal keeps the moment it was received (by the daemon's clock), so its age is known and a
-feed that stops is noticed. Real-time prices are also kept as a history of settled intervals,
+Every signal keeps the moment it was received (by the daemon's clock) and the time its payload
+was stamped with, so its age is known and a feed that stops is noticed. The age counts from the
+earlier of the two: a retained reading the broker hands over again after a reconnect is as old
+as its stamp says, not as fresh as its arrival (a stamp ahead of the daemon's clock, a publisher's
+skew, counts from the arrival). Real-time prices are also kept as a history of settled intervals,
 the shape the planner's forecast reads: one price per planning interval, the mean of what was
 published in it, the last known price carried into intervals that had none.
 """
@@ -79,7 +82,7 @@ class SiteState:
     meters: dict[str, Signal] = field(default_factory=dict)
     price: Signal | None = None
     hashprice: Signal | None = None
-    forecast_received: datetime | None = None
+    forecast_received: datetime | None = None  # or when it was issued, if that was earlier
     events: dict[str, GridEvent] = field(default_factory=dict)
     overrides: dict[str, Override] = field(default_factory=dict)
     # The grid programs: system load, 4CP alerts, awards, ancillary prices, deployments.
@@ -100,8 +103,9 @@ class SiteState:
         return sum(self.meters[name].value for name in names)
 
     def age_s(self, signal: Signal | None, now: datetime) -> float:
-        """Seconds since `signal` arrived; for one never received, since the daemon started."""
-        since = self.started if signal is None else signal.received
+        """Seconds since `signal` was stamped or arrived, whichever was earlier; for one never
+        received, since the daemon started."""
+        since = self.started if signal is None else min(signal.received, signal.ts)
         return max(0.0, (now - since).total_seconds())
 
     def meter_age_s(self, meters: tuple[str, ...], now: datetime) -> float:

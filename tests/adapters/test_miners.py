@@ -13,10 +13,11 @@ from gridpilot.adapters.miners import Miner, MinerGroup, PyasicActuator
 
 
 class FakeMiner:
-    def __init__(self, *, lies: bool = False, silent: bool = False) -> None:
+    def __init__(self, *, lies: bool = False, silent: bool = False, blind: bool = False) -> None:
         self.awake = True
         self.lies = lies  # says it sleeps, keeps hashing
         self.silent = silent
+        self.blind = blind  # its power reading fails
         self.calls: list[str] = []
 
     async def _answer(self, call: str) -> None:
@@ -36,13 +37,17 @@ class FakeMiner:
         return True
 
     async def get_wattage(self) -> int | None:
+        if self.blind:
+            raise ConnectionResetError("reading the power failed")
         return 3_250 if self.awake else 12
 
 
 def _fleet(count: int, **faults: set[int]) -> dict[str, FakeMiner]:
     return {
         f"10.0.0.{i}": FakeMiner(
-            lies=i in faults.get("lies", set()), silent=i in faults.get("silent", set())
+            lies=i in faults.get("lies", set()),
+            silent=i in faults.get("silent", set()),
+            blind=i in faults.get("blind", set()),
         )
         for i in range(1, count + 1)
     }
@@ -97,6 +102,27 @@ def test_a_miner_that_lies_about_sleeping_is_retried_then_flagged() -> None:
     assert outcome.faults == ("not_asleep",)
     assert "10.0.0.4: says it sleeps but still draws 3,250 W after 2 tries" in outcome.detail
     assert fleet["10.0.0.4"].calls == ["stop", "stop"]
+
+
+def test_a_miner_whose_power_cannot_be_read_counts_awake() -> None:
+    """A miner that accepts the stop but whose power reading fails is of unknown state: it is
+    counted awake (it may still draw), reported, and asked again by the next command. (Before,
+    the failed reading counted it asleep.)"""
+    fleet = _fleet(4, blind={4})
+    actuator = _actuator(fleet)
+
+    async def scenario() -> None:
+        [outcome] = await actuator.apply([_shed(2)])
+        assert not outcome.ok
+        assert outcome.units_on == 3
+        assert outcome.faults == ("no_answer",)
+        assert "10.0.0.4: accepted the stop but gave no power reading after 2 tries" in (
+            outcome.detail
+        )
+        await actuator.apply([_shed(2)])
+        assert fleet["10.0.0.4"].calls == ["stop"] * 4
+
+    asyncio.run(scenario())
 
 
 def test_a_silent_miner_costs_its_timeout_not_the_shed() -> None:

@@ -74,6 +74,27 @@ def test_allowance_is_charged_to_each_month_the_curtailment_spans(tmp_path: Path
         assert ledger.current_setpoints()[("gpu", "h100")]["paused_nodes"] == 0
 
 
+def test_a_clock_stepping_back_charges_no_span_twice(tmp_path: Path) -> None:
+    """Four nodes paused from 10:00; accountings at 11:00, at 10:30 (the wall clock stepped
+    back) and at 11:30 charge the 90 minutes once: 6 node-hours."""
+    clock = SetClock(datetime(2024, 8, 20, 10, 0, tzinfo=UTC))
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        daemon = _daemon(tmp_path, clock, ledger)
+
+        async def scenario() -> None:
+            await daemon.allowance.account(clock.now())
+            await daemon.commands.send(
+                [GpuCommand("h100", 700.0, 0, 4, "price spike", "plan-1")], plan="p"
+            )
+            for minutes in (60, 30, 90):
+                clock.moment = datetime(2024, 8, 20, 10, 0, tzinfo=UTC) + timedelta(minutes=minutes)
+                await daemon.allowance.account(clock.now())
+
+        asyncio.run(scenario())
+        daemon.recorder.flush()
+        assert ledger.used_node_hours(clock.now()) == {"batch": 6.0}
+
+
 def test_curtailment_length_survives_a_restart(tmp_path: Path) -> None:
     """A daemon started on a ledger with a running interruption counts it from its real start,
     and takes the last commands as the plant's state."""

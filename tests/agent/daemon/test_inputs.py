@@ -65,6 +65,27 @@ def test_a_meter_reading_is_stamped_by_the_clock_and_wakes_the_guard(
     assert p.state.meter_age_s(("main",), clock.now()) == 20.0
 
 
+def test_a_retained_reading_is_as_old_as_its_stamp(tmp_path: Path, ledger: Ledger) -> None:
+    """A meter reading and a price stamped ten minutes ago, handed over again now (as a broker
+    does with retained messages after a reconnect), are ten minutes old, not fresh: the meter
+    is stale at once (30 s), the price not yet (30 min). A stamp ahead of the daemon's clock
+    counts from the arrival. (Before, each was as fresh as its arrival.)"""
+    p = plant(site_settings(tmp_path), SetClock(NOON), ledger)
+    inputs = _inputs(p, Holds())
+    stamp = (NOON - timedelta(minutes=10)).isoformat()
+    ahead = (NOON + timedelta(seconds=5)).isoformat()
+
+    async def scenario() -> None:
+        await inputs.on_message(f"{PREFIX}/meter/main", f'{{"watts": 1, "ts": "{stamp}"}}'.encode())
+        await inputs.on_message(
+            f"{PREFIX}/price/realtime", f'{{"usd_per_mwh": 30, "ts": "{ahead}"}}'.encode()
+        )
+
+    asyncio.run(scenario())
+    assert p.state.meter_age_s(("main",), NOON) == 600.0
+    assert p.state.age_s(p.state.price, NOON) == 0.0
+
+
 def test_bad_payloads_are_counted_by_topic_kind_and_reason_and_change_nothing(
     tmp_path: Path, ledger: Ledger
 ) -> None:

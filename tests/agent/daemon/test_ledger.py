@@ -109,6 +109,45 @@ def test_naive_datetimes_are_rejected(ledger: Ledger) -> None:
         ledger.prune(naive)
 
 
+def test_accounting_charges_each_span_once_when_the_clock_steps_back(ledger: Ledger) -> None:
+    """Accounted at 10:00 (the mark), 11:00, then 10:30 (the clock stepped back an hour's
+    half) and 11:30, with two nodes curtailed throughout: 10:00 to 11:30 is charged once, 3
+    node-hours. (Before, the step back moved the mark to 10:30 and 10:30-11:00 was charged
+    twice.)"""
+    at = NOV.replace(hour=10)
+    assert not ledger.account_allowance({"flex": 2}, at)  # the first only sets the mark
+    assert ledger.account_allowance({"flex": 2}, at + timedelta(hours=1))
+    assert not ledger.account_allowance({"flex": 2}, at + timedelta(minutes=30))
+    assert ledger.account_allowance({"flex": 2}, at + timedelta(minutes=90))
+    assert ledger.used_node_hours(at) == {"flex": pytest.approx(3.0)}
+
+
+def test_accounting_splits_at_the_month_end(ledger: Ledger) -> None:
+    """Curtailed from 23:00 on 30 November to 01:00 on 1 December: an hour to each month."""
+    ledger.account_allowance({"flex": 1}, datetime(2024, 11, 30, 23, tzinfo=UTC))
+    ledger.account_allowance({"flex": 1, "spot": 0}, datetime(2024, 12, 1, 1, tzinfo=UTC))
+    assert ledger.used_node_hours(NOV) == {"flex": pytest.approx(1.0)}
+    assert ledger.used_node_hours(DEC) == {"flex": pytest.approx(1.0)}
+
+
+def test_accounting_is_one_transaction(ledger: Ledger, tmp_path: Path) -> None:
+    """A failure while the hours are written (a trigger makes the insert fail, as a full disk
+    would) leaves the mark where it was: the next accounting charges the whole span."""
+    ledger.account_allowance({"flex": 1}, NOV)
+    with sqlite3.connect(ledger.path) as other:
+        other.execute(
+            "CREATE TRIGGER fail_allowance BEFORE INSERT ON allowance"
+            " BEGIN SELECT RAISE(ABORT, 'disk full'); END"
+        )
+    with pytest.raises(LedgerError, match="account allowance failed"):
+        ledger.account_allowance({"flex": 1}, NOV + timedelta(hours=1))
+    assert ledger.used_node_hours(NOV) == {}
+    with sqlite3.connect(ledger.path) as other:
+        other.execute("DROP TRIGGER fail_allowance")
+    ledger.account_allowance({"flex": 1}, NOV + timedelta(hours=2))
+    assert ledger.used_node_hours(NOV) == {"flex": pytest.approx(2.0)}
+
+
 def test_interruptions_open_and_close(ledger: Ledger) -> None:
     """Open interruptions come back with their start, oldest first; a closed one no longer
     shows."""

@@ -71,3 +71,34 @@ def test_stale_feeds_hold_the_miners_to_their_share_until_fresh(
     assert mode == Mode()
     assert p.sample("gridpilot_mode", mode="safe") == 0
     assert p.sample("gridpilot_mode", mode="normal") == 1
+
+
+def test_the_miners_safe_budget_leaves_room_for_the_gpus(tmp_path: Path, ledger: Ledger) -> None:
+    """With the whole limit less margin (250 kW) the miners' share, the ten H100 nodes at full
+    power (76.25 kW at the meter) leave 173.75 kW: the S21s keep their 73.5 kW and 31 of the
+    S19j Pros (3.15 kW each) run. (Before, the budget was 250 kW and nothing was held.)"""
+    p = plant(site_settings(tmp_path, safe_asic_share=1.0), SetClock(NOON), ledger)
+    actuator, link, mode = RecordingActuator(), FakeLink(), Mode()
+    publisher = Publisher(
+        link.publish,
+        topics=Topics.of(p.settings),
+        site=p.site,
+        setpoints=p.setpoints,
+        mode=mode,
+        clock=p.clock,
+        shadow=False,
+    )
+    safe = SafeMode(
+        p.settings,
+        mode=mode,
+        state=p.state,
+        setpoints=p.setpoints,
+        commands=commands(p, actuator),
+        announce=publisher.mode,
+        replan_afresh=lambda reason: None,
+        metrics=p.metrics,
+    )
+    asyncio.run(safe.update(("meter",), {"meter": 40.0}))
+    held = {c.group: c.units_on for c in actuator.applied if isinstance(c, AsicCommand)}
+    assert held == {"old-01": 1}  # the S19j Pro groups are shed in the order the guard sheds
+    assert sum(p.setpoints.units_on) == 20 + 31
