@@ -5,9 +5,11 @@ It takes the optimizer's own group descriptions and answers in watts at the site
 - ASIC groups: each awake unit draws `watts_per_unit * overhead_factor`, a sleeping one nothing.
   A unit that wakes draws power at once but hashes nothing for its group's `wake_loss_s`, which
   may run on into later intervals. When units of a group go to sleep, those still waking go
-  first (the latest woken first), since they hash nothing yet. The plant obeys every command:
-  `min_off_s` and firmware power targets are the controller's business and not modelled here
-  (units run at their nominal watts).
+  first (the latest woken first), since they hash nothing yet. A unit put to sleep stays
+  asleep for its group's `min_off_s`, as a controller's lockout keeps it: a command to wake it
+  sooner wakes the units that are free, and the rest are counted in `wakes_refused`
+  (`optimizer.lockout`). Firmware power targets are not modelled (units run at their nominal
+  watts).
 - GPU groups: nodes form jobs of `job_nodes` (the last job of a group takes the remainder) that
   swing together; each job replays the recorded per-GPU trace, looping, from its own offset
   drawn from `numpy.random.default_rng(seed)`. GPU k of a node replays trace column
@@ -37,6 +39,7 @@ import numpy as np
 
 from gridpilot.adapters.recorded import GpuTrace
 from gridpilot.optimizer.economics import WATT_SECONDS_PER_MWH
+from gridpilot.optimizer.lockout import SleepRecord
 from gridpilot.optimizer.problem import AsicGroup, FloatArray, GpuGroup
 from gridpilot.optimizer.schedule import IntArray
 
@@ -172,6 +175,8 @@ class SimulatedPlant:
         self._wake_until = np.zeros((0, len(asic_groups)))
         self._wake_units = np.zeros((0, len(asic_groups)), dtype=np.int64)
         self._metered: tuple[int, int, FloatArray] | None = None
+        self._sleeps = SleepRecord(self._units.tolist(), [g.min_off_s for g in asic_groups])
+        self.wakes_refused = 0  # units commanded awake within their minimum off time
 
     @property
     def accounted_s(self) -> float:
@@ -185,10 +190,11 @@ class SimulatedPlant:
         gpu_capped_nodes: IntArray,
         gpu_paused_nodes: IntArray,
         at_s: float,
-    ) -> None:
+    ) -> IntArray:
         """Set every group's setpoints from `at_s` on: ASIC units awake, and per GPU group the
         cap level of its capped nodes, how many are capped and how many paused (the rest run at
-        full power). A later `apply` at the same moment replaces this one."""
+        full power). A later `apply` at the same moment replaces this one. Returns the units
+        awake: fewer than `units_on` where a wake came within a minimum off time."""
         at_k = self._sample(at_s, "at_s")
         last = self._changes[-1]
         if at_k < max(last.at_k, self._accounted_k):
@@ -204,6 +210,9 @@ class SimulatedPlant:
         if over.size:
             name = self._gpu_groups[int(over[0])].name
             raise PlantError(f"gpu group {name}: capped plus paused nodes exceed its nodes")
+        wanted = units
+        units = self._sleeps.change(last.units_on, wanted, at_k * self.meter_interval_s)
+        self.wakes_refused += int((wanted - units).sum())
         slept = np.maximum(last.units_on - units, 0)
         if slept.any():
             self._sleep_waking(slept, at_k)
@@ -219,6 +228,12 @@ class SimulatedPlant:
         else:
             self._changes.append(setpoints)
         self._metered = None
+        return units
+
+    def locked_off(self, at_s: float) -> tuple[IntArray, FloatArray]:
+        """Per ASIC group, the units asleep within their minimum off time at `at_s`, and the
+        seconds until the last of them may wake."""
+        return self._sleeps.locked(at_s)
 
     def meter(self, start_s: float, end_s: float) -> FloatArray:
         """Site meter samples (watts, the mean over each meter interval) over [start_s, end_s)

@@ -48,6 +48,10 @@ class PlantState:
     asic_units_on: tuple[int, ...]
     gpu_curtailed_nodes: tuple[int, ...]
     gpu_curtailed_for_s: tuple[float, ...]
+    # Miners asleep for less than their minimum off time (`optimizer.lockout.SleepRecord`),
+    # and the seconds until the last of them may wake; empty: none.
+    asic_locked_off: tuple[int, ...] = ()
+    asic_locked_for_s: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True, slots=True, eq=False)
@@ -205,9 +209,31 @@ def _oversubscribed(problem: Problem) -> bool:
 
 def _asic_state(groups: tuple[AsicGroup, ...], state: PlantState) -> tuple[AsicGroup, ...]:
     # Only groups whose state differs are copied: most intervals change few groups or none.
-    return tuple(
+    groups = tuple(
         g if g.on_now == on else replace(g, units_on_now=int(on))
         for g, on in zip(groups, state.asic_units_on, strict=True)
+    )
+    if not state.asic_locked_off:
+        return groups
+    return tuple(
+        _locked(g, locked, for_s)
+        for g, locked, for_s in zip(
+            groups, state.asic_locked_off, state.asic_locked_for_s, strict=True
+        )
+    )
+
+
+def _locked(group: AsicGroup, locked: int, for_s: float) -> AsicGroup:
+    """`group` with `locked` more of its sleepers locked asleep for `for_s` (a reserve
+    deployment may already hold some: the two are added, up to the units asleep, and the later
+    end kept, which keeps every locked unit asleep at least as long as it must)."""
+    if locked <= 0:
+        return group
+    asleep = group.units - group.on_now
+    return replace(
+        group,
+        units_locked_off=min(asleep, group.units_locked_off + locked),
+        locked_off_until_s=max(group.locked_off_until_s, for_s),
     )
 
 

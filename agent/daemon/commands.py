@@ -113,7 +113,7 @@ class Commands:
         if not commands:
             return []
         for command in commands:
-            self._remember(command)
+            self._remember(command, now.timestamp())
         if self._shadow:
             outcomes = [Outcome(c.group, True, "shadow: not sent") for c in commands]
         else:
@@ -212,8 +212,8 @@ class Commands:
                 interruptions=len(self._allowance.interruptions),
             )
 
-    def _remember(self, command: Command) -> None:
-        self._setpoints.remember(command)
+    def _remember(self, command: Command, at_s: float | None = None) -> None:
+        self._setpoints.remember(command, at_s)
         self._gauges.setpoint(command)
 
     def _via_gateway(self, group: str) -> bool:

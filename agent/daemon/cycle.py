@@ -176,12 +176,15 @@ class PlanningCycle:
         assert hashprice is not None  # _missing checked it
         receding = self._receding_for(template)
         setpoints = self._setpoints
+        locked, locked_for_s = setpoints.sleeps.locked(now.timestamp())
         plant = PlantState(
             asic_units_on=tuple(int(setpoints.units_on[i]) for i in asic_rows),
             gpu_curtailed_nodes=tuple(setpoints.curtailed_nodes(i) for i in gpu_rows),
             gpu_curtailed_for_s=tuple(
                 self._allowance.curtailed_for_s(setpoints.gpu[i].name, now) for i in gpu_rows
             ),
+            asic_locked_off=tuple(int(locked[i]) for i in asic_rows),
+            asic_locked_for_s=tuple(float(locked_for_s[i]) for i in asic_rows),
         )
         day_ahead = self._state.day_ahead
         interval_s = self._config.plan_interval_s

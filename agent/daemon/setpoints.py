@@ -16,6 +16,7 @@ import numpy.typing as npt
 
 from gridpilot.adapters.actuation import AsicCommand, Command, GpuCommand
 from gridpilot.adapters.payloads import Override
+from gridpilot.optimizer.lockout import SleepRecord
 from gridpilot.optimizer.problem import AsicGroup, GpuGroup
 
 IntArray = npt.NDArray[np.int64]
@@ -45,6 +46,8 @@ class Setpoints:
     gpu_capped: IntArray = field(init=False)
     gpu_paused: IntArray = field(init=False)
     commanded: dict[tuple[str, str], Command] = field(init=False)
+    # When the sleeping miners went to sleep, for their minimum off time across plans.
+    sleeps: SleepRecord = field(init=False)
 
     def __post_init__(self) -> None:
         self.asic_index = {g.name: i for i, g in enumerate(self.asic)}
@@ -55,13 +58,23 @@ class Setpoints:
         self.gpu_capped = np.zeros(len(self.gpu), dtype=np.int64)
         self.gpu_paused = np.zeros(len(self.gpu), dtype=np.int64)
         self.commanded = {}
+        self.sleeps = SleepRecord([g.units for g in self.asic], [g.min_off_s for g in self.asic])
 
     def knows(self, group: str) -> bool:
         return group in self.asic_index or group in self.gpu_index
 
-    def remember(self, command: Command) -> None:
+    def remember(self, command: Command, at_s: float | None = None) -> None:
+        """Take `command` as the group's setpoint; a miner command sent at `at_s` (epoch
+        seconds) also records the miners it puts to sleep (none for a command restored from
+        the ledger: when it was sent is not known here)."""
         if isinstance(command, AsicCommand):
-            self.units_on[self.asic_index[command.group]] = command.units_on
+            i = self.asic_index[command.group]
+            if at_s is not None:
+                wanted = self.units_on.copy()
+                wanted[i] = command.units_on
+                # Forced: the planner keeps the locks; an operator's override may wake them.
+                self.sleeps.change(self.units_on, wanted, at_s, force=True)
+            self.units_on[i] = command.units_on
             self.commanded["asic", command.group] = command
         else:
             i = self.gpu_index[command.group]

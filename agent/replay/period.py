@@ -103,6 +103,7 @@ class Totals:
     sla_breaches: int = 0
     limit_violation_minutes: float = 0.0
     guard_sheds: int = 0
+    wakes_refused: int = 0  # units commanded awake within their minimum off time
     monthly_profit_usd: dict[str, float] = field(default_factory=dict)
     allowance_used: dict[str, dict[str, float]] = field(default_factory=dict)  # month -> contract
     # Grid programs: the 4CP charge the replay's draw sets, reserves paid and failures charged.
@@ -189,10 +190,14 @@ class Strategy:
         self.lowered_for_cp: np.ndarray = np.zeros(0, dtype=bool)
 
     def state(self) -> PlantState:
+        """The plant as it stands at the end of the last interval accounted."""
+        locked, locked_for_s = self.plant.locked_off(self.plant.accounted_s)
         return PlantState(
             asic_units_on=tuple(int(u) for u in self.units_on),
             gpu_curtailed_nodes=tuple(int(c) for c in self.curtailed),
             gpu_curtailed_for_s=tuple(float(s) for s in self.curtailed_for_s),
+            asic_locked_off=tuple(int(n) for n in locked),
+            asic_locked_for_s=tuple(float(s) for s in locked_for_s),
         )
 
     def used(self, month: str) -> dict[str, float]:

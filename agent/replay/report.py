@@ -71,6 +71,7 @@ def summary(result: ReplayResult) -> dict[str, Any]:
             "gpu_curtailed_gpu_hours": round(totals.gpu_curtailed_gpu_hours, 2),
             "sla_breaches": totals.sla_breaches,
             "limit_violation_minutes": round(totals.limit_violation_minutes, 3),
+            "wakes_refused": totals.wakes_refused,
             "capture": round(result.capture(name), 4),
         }
         if programs:

@@ -414,7 +414,7 @@ def _run_interval(
     over the cap, account."""
     units, level, capped, paused = setpoints
     plant = strategy.plant
-    plant.apply(units, level, capped, paused, at_s)
+    units = plant.apply(units, level, capped, paused, at_s)
     if deployed:
         units = _deploy(strategy, units, level, capped, paused, at_s=at_s, deployed=deployed)
     end_s = at_s + interval_s
@@ -434,6 +434,7 @@ def _run_interval(
         plant.apply(units, level, capped, paused, moment)
         strategy.totals.guard_sheds += 1
     strategy.units_on = units
+    strategy.totals.wakes_refused = plant.wakes_refused
     curtailed = capped + paused
     running = np.where(curtailed > 0, strategy.curtailed_for_s + interval_s, 0.0)
     # An event that runs past its contract's longest is one SLA breach, counted as it crosses.

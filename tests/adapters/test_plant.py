@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,24 @@ def test_a_repeated_command_at_the_same_moment_replaces_the_first(trace: GpuTrac
     use = plant.advance(0.0, 900.0)
     assert use.hash_ths_s == pytest.approx(5 * 100.0 * 900)
     assert use.wake_loss_ths_s == 0.0
+
+
+def test_a_unit_put_to_sleep_stays_asleep_for_its_minimum_off_time(trace: GpuTrace) -> None:
+    """With a 1,800 s minimum off time, four units put to sleep at 0 s and commanded awake at
+    900 s stay asleep (counted refused) and the meter shows them off; at 1,800 s they wake.
+    Units asleep when the plant starts may wake at once."""
+    group = replace(_asic(on_now=8), min_off_s=1_800.0)
+    plant = SimulatedPlant((group,), (), trace)
+    assert plant.apply(_ints(4), _ints(), _ints(), _ints(), at_s=0.0).tolist() == [4]
+    assert plant.locked_off(900.0)[0].tolist() == [4]
+    assert plant.locked_off(900.0)[1].tolist() == [900.0]
+    plant.advance(0.0, 900.0)
+    assert plant.apply(_ints(10), _ints(), _ints(), _ints(), at_s=900.0).tolist() == [6]
+    assert plant.wakes_refused == 4
+    assert plant.meter(900.0, 901.0)[0] == pytest.approx(6 * 3_150.0)
+    plant.advance(900.0, 1_800.0)
+    assert plant.apply(_ints(10), _ints(), _ints(), _ints(), at_s=1_800.0).tolist() == [10]
+    assert plant.locked_off(1_800.0)[0].tolist() == [0]
 
 
 @pytest.mark.parametrize("level", [0, 1, 2])

@@ -112,3 +112,47 @@ def test_a_forecast_crossing_a_breakeven_solves_again() -> None:
     receding = RecedingPlanner(planner)
     decide(None)
     assert decide(56.0) == "plan stands"
+
+
+def test_miners_locked_asleep_stay_asleep_in_the_plan() -> None:
+    """A group of a model that the plan would run whole at a cheap price, with 30 of its
+    miners asleep and locked for another 40 minutes (`SleepRecord`): the plan keeps those 30
+    asleep for the 40 minutes and wakes them after."""
+    planner = _planner()
+    cheap = MarketView(
+        now=NOW,
+        history_usd_per_mwh=np.full(30 * 96, 5.0),
+        interval_s=900.0,
+        hashprice_usd_per_th_day=0.05,
+    )
+    free = planner.plan(_state(planner), cheap, {}).schedule.asic_units_on
+    groups = planner.site.asic_groups
+    # A group whose whole model runs whole (merged groups of a model share out a lock).
+    whole = {
+        group.model
+        for group in groups
+        if all(
+            np.all(free[i] == other.units)
+            for i, other in enumerate(groups)
+            if other.model == group.model
+        )
+    }
+    g = next(i for i, group in enumerate(groups) if group.model in whole)
+    on = [group.units for group in groups]
+    on[g] -= 30
+    locked = [0] * len(on)
+    locked[g] = 30
+    for_s = [0.0] * len(on)
+    for_s[g] = 2_400.0
+    state = PlantState(
+        asic_units_on=tuple(on),
+        gpu_curtailed_nodes=(0,) * len(planner.site.gpu_groups),
+        gpu_curtailed_for_s=(0.0,) * len(planner.site.gpu_groups),
+        asic_locked_off=tuple(locked),
+        asic_locked_for_s=tuple(for_s),
+    )
+    plan = planner.plan(state, cheap, {})
+    awake = plan.schedule.asic_units_on[g]
+    offsets = plan.problem.step_offsets_s()
+    assert np.all(awake[offsets < 2_400.0] == groups[g].units - 30)
+    assert awake[np.flatnonzero(offsets >= 2_400.0)[0]] == groups[g].units

@@ -7,11 +7,18 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from gridpilot.adapters.actuation import AsicCommand, Command, GpuCommand, Outcome
+from gridpilot.adapters.actuation import (
+    AsicCommand,
+    Command,
+    GpuCommand,
+    Outcome,
+    RecordingActuator,
+)
 from gridpilot.adapters.payloads import Override, OverrideMode
 from gridpilot.agent.daemon.ledger import Ledger
 from tests.agent.daemon.parts import allowance, commands, plant, site_settings
 from tests.agent.daemon.test_daemon_units import SetClock
+from tests.integration.harness import SITE_TOML
 
 NOON = datetime(2024, 8, 20, 12, 0, tzinfo=UTC)
 
@@ -90,3 +97,21 @@ def test_a_restart_restores_setpoints_and_running_interruptions(
     assert second.sample("gridpilot_gpu_curtailed_nodes", group="h100") == 4
     assert second.sample("gridpilot_gpu_power_cap_watts", group="h100") == 400.0
     assert [i.group for i in ledger.open_interruptions()] == ["h100"]
+
+
+def test_miners_put_to_sleep_are_locked_for_their_minimum_off_time(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """On a site whose old miners have a 30-minute minimum off time, a command that sleeps 6
+    of old-01's 10 at noon leaves them locked (what the next plan is told) until 12:30; one
+    that wakes them earlier, as an operator's override may, is carried out and unlocks them."""
+    site_toml = SITE_TOML.replace("wake_loss_s = 600\n", "wake_loss_s = 600\nmin_off_s = 1800\n", 1)
+    p = plant(site_settings(tmp_path, site_toml=site_toml), SetClock(NOON), ledger)
+    part = commands(p, RecordingActuator())
+    asyncio.run(part.send([AsicCommand("old-01", 4, 3000.0, "price", "p")], plan="p"))
+    i = p.setpoints.asic_index["old-01"]
+    locked, for_s = p.setpoints.sleeps.locked((NOON + timedelta(minutes=10)).timestamp())
+    assert (int(locked[i]), float(for_s[i])) == (6, 1_200.0)
+    assert int(p.setpoints.sleeps.locked((NOON + timedelta(minutes=30)).timestamp())[0][i]) == 0
+    asyncio.run(part.send([AsicCommand("old-01", 10, 3000.0, "override", "p")], plan="p"))
+    assert int(p.setpoints.sleeps.locked(NOON.timestamp() + 60)[0][i]) == 0

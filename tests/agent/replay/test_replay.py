@@ -443,3 +443,25 @@ def test_the_threshold_rule_decides_each_interval_before_its_price_settles(
     before[first - 1] = 5_000.0
     later = replace(data, prices=replace(data.prices, usd_per_mwh=before))
     assert _threshold_asleep_watts(later, START, 1)[0] > _threshold_asleep_watts(data, START, 1)[0]
+
+
+def test_the_minimum_off_time_holds_across_plans(data: ReplayData) -> None:
+    """The reference site with a two-hour minimum off time, over two days with an evening
+    spike: the plant refuses a wake within it, and neither the agent (re-planning every few
+    intervals, each plan told which miners are still locked) nor the hindsight bound asks for
+    one, while the threshold rule, which knows nothing of it, does."""
+    settings = load_settings(REFERENCE_SITE)
+    site = site_problem(
+        settings,
+        start=START,
+        step_s=[900.0],
+        price_usd_per_mwh=[0.0],
+        hashprice_usd_per_th_day=0.05,
+    )
+    site = replace(site, asic_groups=tuple(replace(g, min_off_s=7_200.0) for g in site.asic_groups))
+    result = replay(site, data, start=START, end=START + timedelta(hours=48))
+    refused = {name: result.totals[name].wakes_refused for name in STRATEGIES}
+    assert refused["agent"] == 0
+    assert refused["hindsight"] == 0
+    assert refused["threshold"] > 0
+    assert result.totals["agent"].asic_curtailed_mwh > 0  # it did put miners to sleep
