@@ -7,13 +7,22 @@ ledger straight after, by the ledger's own task, so a shed never waits for an fs
 actuator reports back (a command not carried out, devices that did not follow) is counted, and
 where a miner group is not where it was told to be the planner is asked to plan from where it
 is. A plan never wakes the miners a reserve deployment holds asleep (agent.daemon.reserves).
+
+Devices are spoken to by one task of their own (`run`), batch after batch in the order sent,
+so that what must not wait on a device does not: the guard's sheds, safe mode's holds, reserve
+deployments and operators' overrides (which arrive in the broker's message loop, where meter
+readings queue behind them) are remembered as the setpoints at once and handed over
+(`wait=False`); a plan waits for its batch to be carried out. Without that task running (a
+part tested alone), a batch is carried out in the call.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Protocol
 
 import structlog
@@ -54,7 +63,18 @@ class Sender(Protocol):
         plan: str,
         plan_id: int | None = None,
         planned: bool = False,
+        wait: bool = True,
     ) -> list[Command]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Batch:
+    """Commands sent together, as `send` was given them."""
+
+    commands: list[Command]
+    plan: str
+    plan_id: int | None
+    sent: datetime
 
 
 class Commands:
@@ -90,6 +110,8 @@ class Commands:
         self._clock = clock
         self._shadow = shadow
         self.observers: list[Observer] = []
+        self._queue: asyncio.Queue[tuple[_Batch, asyncio.Future[None] | None]] = asyncio.Queue()
+        self._running = False
 
     async def send(
         self,
@@ -98,12 +120,14 @@ class Commands:
         plan: str,
         plan_id: int | None = None,
         planned: bool = False,
+        wait: bool = True,
     ) -> list[Command]:
         """Remember and carry out `commands` (in shadow mode: remember only), account the
         allowance up to now first, and write them to the ledger. A plan's commands (`planned`)
         leave out groups under an operator's override, also one that arrived while the plan
         was made: checked here, after the last wait, so the override's own command is never
-        followed by an older plan's. Returns the commands sent."""
+        followed by an older plan's. With `wait` off, returns once they are remembered and
+        queued for the devices. Returns the commands sent."""
         now = self._clock.now()
         if any(isinstance(c, GpuCommand) for c in commands):
             await self._allowance.account(now)
@@ -114,6 +138,49 @@ class Commands:
             return []
         for command in commands:
             self._remember(command, now.timestamp())
+        batch = _Batch(list(commands), plan, plan_id, now)
+        if not self._running:
+            await self._carry_out(batch)
+        elif wait:
+            done = asyncio.get_running_loop().create_future()
+            self._queue.put_nowait((batch, done))
+            await done
+        else:
+            self._queue.put_nowait((batch, None))
+        return list(commands)
+
+    async def run(self) -> None:
+        """Carry out the queued batches in order, until cancelled (a task of the daemon)."""
+        self._running = True
+        try:
+            while True:
+                batch, done = await self._queue.get()
+                try:
+                    await self._carry_out(batch)
+                except Exception as error:  # the sender's to handle when it waits
+                    if done is None:
+                        _log.exception("commands.failed", plan=batch.plan)
+                    elif not done.done():
+                        done.set_exception(error)
+                else:
+                    if done is not None and not done.done():
+                        done.set_result(None)
+        finally:
+            self._running = False
+
+    async def drain(self) -> None:
+        """Outside the task: carry out what is still queued (on the way out)."""
+        while not self._queue.empty():
+            batch, done = self._queue.get_nowait()
+            try:
+                await self._carry_out(batch)
+            except Exception:  # on the way out: log, and go on with the next
+                _log.exception("commands.failed", plan=batch.plan)
+            if done is not None and not done.done():
+                done.cancel()
+
+    async def _carry_out(self, batch: _Batch) -> None:
+        commands = batch.commands
         if self._shadow:
             outcomes = [Outcome(c.group, True, "shadow: not sent") for c in commands]
         else:
@@ -125,14 +192,13 @@ class Commands:
         records = [
             CommandRecord(_load(c), c.group, json.loads(encode(c)), c.reason) for c in commands
         ]
-        self._recorder.write(self._ledger.record_commands, now, plan_id, records)
+        self._recorder.write(self._ledger.record_commands, batch.sent, batch.plan_id, records)
         for command, outcome in zip(commands, outcomes, strict=True):
-            self._read(command, outcome, plan)
+            self._read(command, outcome, batch.plan)
         self._gauges.power(commands)
-        await self._allowance.track(commands, now)
+        await self._allowance.track(commands, batch.sent)
         for observer in self.observers:
             observer(commands)
-        return list(commands)
 
     def _within_holds(self, commands: Sequence[Command]) -> list[Command]:
         """A plan's miner commands with the miners a reserve deployment holds asleep kept

@@ -59,7 +59,7 @@ from gridpilot.agent.daemon.gauges import PlantGauges
 from gridpilot.agent.daemon.guard_loop import GuardLoop
 from gridpilot.agent.daemon.housekeeping import Housekeeping
 from gridpilot.agent.daemon.inputs import Inputs
-from gridpilot.agent.daemon.ledger import Ledger
+from gridpilot.agent.daemon.ledger import Ledger, LedgerError
 from gridpilot.agent.daemon.link import SiteLink
 from gridpilot.agent.daemon.metrics import Metrics, serve_metrics
 from gridpilot.agent.daemon.offers import DayAheadOffers
@@ -250,7 +250,10 @@ class Daemon:
 
     async def run(self, stop: asyncio.Event) -> None:
         """Serve until `stop` is set, then say goodbye: status `offline`, allowance accounted.
-        Devices keep their last commanded state."""
+        Devices keep their last commanded state (GPUs their defaults, where the site asks for
+        them on exit). A part that crashes ends the run with its error, after the same
+        cleanup: the devices closed, the queued ledger writes written, the allowance
+        accounted."""
         await self.commands.restore()
         for part in (self.programs, self.offers, self.reserves):
             await part.restore()
@@ -272,11 +275,11 @@ class Daemon:
                 systemd.notify("READY=1")
         except* _Stop:
             pass
-        close = getattr(self.actuator, "close", None)
-        if close is not None:
-            await close()
-        self.recorder.flush()
-        await self.allowance.account(self.clock.now())
+        except* Exception as crash:
+            _log.error("agent.crashed", error=repr(crash.exceptions[0]), exc_info=crash)
+            await _clean_up(self)
+            raise
+        await _clean_up(self)
         _log.info("agent.stop", plans=self.cycle.plans_made, guard_actions=self.guard.actions)
 
     def _start_tasks(
@@ -288,6 +291,7 @@ class Daemon:
         tasks.create_task(self.cycle.run(), name="planner")
         tasks.create_task(self.housekeeping.run(), name="housekeeping")
         tasks.create_task(self.recorder.run(), name="ledger")
+        tasks.create_task(self.commands.run(), name="devices-out")
         tasks.create_task(
             serve_metrics(self.metrics.registry, config.metrics_host, config.metrics_port, port),
             name="metrics",
@@ -379,3 +383,20 @@ def site_template(settings: Settings, now: datetime) -> Problem:
         hashprice_usd_per_th_day=0.0,
         options=SolveOptions(time_limit_s=settings.agent.solve_time_limit_s),
     )
+
+
+async def _clean_up(daemon: Daemon) -> None:
+    """Close the devices, write what the ledger still has queued, account the allowance;
+    each step is tried whatever the one before it did."""
+    close = getattr(daemon.actuator, "close", None)
+    try:
+        await daemon.commands.drain()
+        if close is not None:
+            await close()
+    except Exception:  # a device library's own failure: the ledger must still be written
+        _log.exception("devices.close_failed")
+    daemon.recorder.flush()
+    try:
+        await daemon.allowance.account(daemon.clock.now())
+    except LedgerError:
+        _log.exception("allowance.account_failed")

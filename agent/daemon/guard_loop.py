@@ -120,7 +120,8 @@ class GuardLoop:
         self.shed_credit.append((tick, shed_watts))
         label = f"guard-{self.actions}"
         reason = f"guard: site at {reading / 1e6:.3f} MW over its cap of {cap / 1e6:.3f} MW"
-        await self._commands.send(self._shed(after, changed, reason, label), plan=label)
+        # Handed to the devices' task, not waited for: the next reading is looked at at once.
+        await self._commands.send(self._shed(after, changed, reason, label), plan=label, wait=False)
         if self._replan:
             self._triggers.request_plan("guard shed")
 

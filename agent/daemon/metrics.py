@@ -439,7 +439,15 @@ async def serve_metrics(
     metrics it reads are guarded by the library's locks. Cancelled, it stops serving (its
     loop notices within half a second), closes its socket and its thread ends.
     """
-    server, thread = await asyncio.to_thread(start_http_server, port, host, registry)
+    starting = asyncio.ensure_future(asyncio.to_thread(start_http_server, port, host, registry))
+    try:
+        server, thread = await asyncio.shield(starting)
+    except asyncio.CancelledError:
+        # Cancelled while the thread was starting it (a part crashed at once): the server
+        # comes up all the same, so wait for it and stop it, or its thread would serve on.
+        server, thread = await starting
+        await asyncio.to_thread(_stop, server, thread)
+        raise
     try:
         bound.set_result(server.server_port)
         await asyncio.Event().wait()  # until cancelled

@@ -59,7 +59,10 @@ class Overrides:
             until=override.until.isoformat(),
             by=override.by,
         )
-        await self._commands.send([self._setpoints.override_command(override)], plan="override")
+        # Not waited for: this runs in the broker's message loop, which meter readings share.
+        await self._commands.send(
+            [self._setpoints.override_command(override)], plan="override", wait=False
+        )
         self._triggers.request_plan(f"override of {group}")
 
     def _check(self, override: Override) -> None:

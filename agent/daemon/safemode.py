@@ -92,7 +92,7 @@ class SafeMode:
             asic_share=self._share,
         )
         await self._announce()
-        await self._commands.send(self._holds(stale), plan="safe")
+        await self._commands.send(self._holds(stale), plan="safe", wait=False)
 
     def _holds(self, stale: tuple[str, ...]) -> list[Command]:
         """The miners held to the safe share of the limit, or what the GPUs leave under it if

@@ -191,3 +191,43 @@ def test_power_metrics_follow_the_commands_by_class_and_reason(tmp_path: Path) -
         asyncio.run(daemon.commands.send([AsicCommand("old-01", 10, 3000.0, "", "p")], plan="p"))
         assert held("asic", "price") == 0
         assert load("asic") == full_asic - 10 * 3000 * 1.05
+
+
+class _ClosingActuator(RecordingActuator):
+    """Records that it was closed, as a device actuator restores its defaults there."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.closed = False
+
+    async def close(self) -> None:
+        self.closed = True
+
+
+def test_a_crashing_part_still_closes_the_devices_and_writes_the_ledger(tmp_path: Path) -> None:
+    """A part of the daemon that fails with an unexpected error ends `run` with that error,
+    but only after the devices are closed (GPU defaults restored there, where the site asks)
+    and the ledger writes still queued are written. (Before, both were skipped.)"""
+    path = tmp_path / "site.toml"
+    path.write_text(SITE_TOML + f"\n[mqtt]\nport = {free_port()}\n\n[agent]\nmetrics_port = 0\n")
+    actuator = _ClosingActuator()
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        daemon = Daemon(
+            load_settings(path),
+            ledger=ledger,
+            clock=SetClock(datetime(2024, 8, 20, 12, 0, tzinfo=UTC)),
+            metrics=Metrics(CollectorRegistry()),
+            actuator=actuator,
+        )
+
+        async def fails() -> None:
+            # A write queued at the moment of the crash.
+            daemon.recorder.write(ledger.set_meta, "queued_before_the_crash", "yes")
+            raise RuntimeError("a bug in housekeeping")
+
+        daemon.housekeeping.run = fails  # type: ignore[method-assign]
+        with pytest.raises(ExceptionGroup) as raised:
+            asyncio.run(daemon.run(asyncio.Event()))
+        assert raised.group_contains(RuntimeError, match="a bug in housekeeping")
+        assert actuator.closed
+        assert ledger.get_meta("queued_before_the_crash") == "yes"

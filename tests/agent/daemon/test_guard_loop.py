@@ -1,19 +1,26 @@
-"""The guard loop alone, shedding through the commands part to a recording actuator."""
+"""The guard loop alone, shedding through the commands part to a recording actuator; what
+must not wait on a device (the guard, an override) does not."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from gridpilot.adapters.actuation import AsicCommand, RecordingActuator
+from gridpilot.adapters.actuation import AsicCommand, Command, Outcome, RecordingActuator
+from gridpilot.adapters.payloads import Override, OverrideMode
 from gridpilot.agent.daemon.guard_loop import GuardLoop
 from gridpilot.agent.daemon.ledger import Ledger
+from gridpilot.agent.daemon.overrides import Overrides
+from gridpilot.agent.daemon.publisher import Publisher
+from gridpilot.agent.daemon.safemode import Mode
 from gridpilot.agent.daemon.state import Signal
+from gridpilot.agent.daemon.topics import Topics
 from gridpilot.optimizer.problem import GridEvent
-from tests.agent.daemon.parts import Plant, commands, plant, site_settings
+from tests.agent.daemon.parts import FakeLink, Plant, commands, plant, site_settings
 from tests.agent.daemon.test_daemon_units import SetClock
 
 NOON = datetime(2024, 8, 20, 12, 0, tzinfo=UTC)
@@ -137,3 +144,102 @@ def test_the_loop_looks_each_time_it_is_woken(tmp_path: Path, ledger: Ledger) ->
 
     asyncio.run(scenario())
     assert len(actuator.applied) == 1
+
+
+class _StuckDevice(RecordingActuator):
+    """A device that takes until `release` is set to answer each command."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def apply(self, commands: Sequence[Command]) -> list[Outcome]:
+        await self.release.wait()
+        return await super().apply(commands)
+
+
+def test_the_guard_never_waits_on_a_device(tmp_path: Path, ledger: Ledger) -> None:
+    """With the devices' task running and a device that does not answer, two readings over
+    the cap are each judged at once: the first shed is remembered and handed over, and the
+    second, once its settle credit is spent, sheds again without waiting for the first; when
+    the device answers, both are carried out in order. (Before, `once` waited for the
+    device.)"""
+    p = plant(site_settings(tmp_path), SetClock(NOON), ledger)
+    device, wall = _StuckDevice(), Wall()
+    part = commands(p, device)
+    guard = GuardLoop(
+        p.settings,
+        state=p.state,
+        setpoints=p.setpoints,
+        commands=part,
+        triggers=p.triggers,
+        metrics=p.metrics,
+        clock=p.clock,
+        monotonic=wall,
+    )
+
+    async def scenario() -> None:
+        devices = asyncio.create_task(part.run())
+        await asyncio.sleep(0)  # the devices' task is up
+        _read(p, 260e3)
+        await asyncio.wait_for(guard.once(), timeout=5.0)
+        wall.s += 60.0  # past the settle time
+        _read(p, 260e3)
+        await asyncio.wait_for(guard.once(), timeout=5.0)
+        assert guard.actions == 2
+        assert device.applied == []
+        assert int(p.setpoints.units_on[p.setpoints.asic_index["old-01"]]) == 2
+        device.release.set()
+        while len(device.applied) < 2:
+            await asyncio.sleep(0)
+        devices.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await devices
+
+    asyncio.run(scenario())
+    shed = [(c.group, c.units_on) for c in device.applied if isinstance(c, AsicCommand)]
+    assert shed == [("old-01", 6), ("old-01", 2)]
+
+
+def test_an_override_does_not_hold_up_the_message_loop(tmp_path: Path, ledger: Ledger) -> None:
+    """An operator's override arrives in the broker's message loop, which meter readings
+    share: with a device that does not answer, it is taken and handed over at once, and
+    carried out when the device answers."""
+    p = plant(site_settings(tmp_path), SetClock(NOON), ledger)
+    device = _StuckDevice()
+    part = commands(p, device)
+    holds = Overrides(
+        state=p.state,
+        setpoints=p.setpoints,
+        commands=part,
+        publisher=Publisher(
+            FakeLink().publish,
+            topics=Topics.of(p.settings),
+            site=p.site,
+            setpoints=p.setpoints,
+            mode=Mode(),
+            clock=p.clock,
+            shadow=False,
+        ),
+        triggers=p.triggers,
+    )
+    override = Override(
+        "old-02", OverrideMode.CAP, NOON + timedelta(hours=1), units_on=3, by="operator"
+    )
+
+    async def scenario() -> None:
+        devices = asyncio.create_task(part.run())
+        await asyncio.sleep(0)
+        await asyncio.wait_for(holds.apply(override), timeout=5.0)
+        assert "old-02" in p.state.overrides and device.applied == []
+        device.release.set()
+        while not device.applied:
+            await asyncio.sleep(0)
+        devices.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await devices
+
+    asyncio.run(scenario())
+    assert [(c.group, c.units_on) for c in device.applied if isinstance(c, AsicCommand)] == [
+        ("old-02", 3)
+    ]
