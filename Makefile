@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-dates test-under-load sizes lock lint typecheck unit bench bench-replay bench-guard bench-study soak capture-lab system-deps clean
+.PHONY: demo test test-dates test-under-load sizes lock lint typecheck unit bench bench-replay bench-guard bench-study reliability soak capture-lab system-deps clean
 
 # What the integration tests run for real: Mosquitto, Prometheus (with promtool) and
 # systemd-analyze, and what runs them at other dates and under load (faketime, stress-ng), from
@@ -113,6 +113,13 @@ soak: $(INSTALLED) system-deps
 
 # Wall time of the full default replay: median of RUNS runs (each prints its own table).
 RUNS ?= 3
+# Broker restarts, SIGKILLs and fuzzed payloads against the real Mosquitto and the real agent
+# process, with the figures printed (see README, Reliability) and written to out/reliability.json.
+reliability: $(INSTALLED) system-deps
+	mkdir -p out
+	$(BIN)/gridpilot bench reliability --json > out/reliability.json
+	$(BIN)/python -c "import json; print(json.dumps(json.load(open('out/reliability.json')), indent=1))"
+
 bench-replay: $(INSTALLED)
 	mkdir -p out
 	for run in $$(seq $(RUNS)); do $(BIN)/gridpilot replay --json out/bench-replay-$$run.json || exit 1; done

@@ -696,6 +696,20 @@ def _add_bench(commands: SubParsers) -> None:
     study.add_argument("--scenarios", type=_positive_int, default=12, metavar="N")
     study.add_argument("--json", action="store_true", help="print one JSON object")
     study.set_defaults(handler=_bench_study)
+    reliability = kinds.add_parser(
+        "reliability",
+        help="broker restarts, SIGKILLs and fuzzed payloads against the real broker and process",
+        description="Restarts its own Mosquitto R times under a running agent (recovery time,"
+        " commands lost), SIGKILLs the agent K times at random instants (ledger integrity,"
+        " allowance kept, time to republish) and feeds F hypothesis-generated payloads per input"
+        " topic to its input handling (internal errors, rejects by reason). Needs the test"
+        " extra (hypothesis).",
+    )
+    reliability.add_argument("--restarts", type=_positive_int, default=20, metavar="R")
+    reliability.add_argument("--kills", type=_positive_int, default=50, metavar="K")
+    reliability.add_argument("--fuzz", type=_positive_int, default=10_000, metavar="F")
+    reliability.add_argument("--json", action="store_true", help="print one JSON object")
+    reliability.set_defaults(handler=_bench_reliability)
 
 
 def _bench_plan(args: argparse.Namespace) -> int:
@@ -722,6 +736,19 @@ def _bench_guard(args: argparse.Namespace) -> int:
 
 def _bench_study(args: argparse.Namespace) -> int:
     result = bench_study(args.workers, args.scenarios)
+    print(result.as_json() if args.json else result.as_text())
+    return 0
+
+
+def _bench_reliability(args: argparse.Namespace) -> int:
+    # Imported here: it loads hypothesis, a test dependency, only when asked for.
+    from gridpilot.agent.bench.reliability import bench_reliability  # noqa: PLC0415
+
+    try:
+        result = bench_reliability(restarts=args.restarts, kills=args.kills, fuzz=args.fuzz)
+    except BrokerError as error:
+        print(f"gridpilot: {error}", file=sys.stderr)
+        return EX_UNAVAILABLE
     print(result.as_json() if args.json else result.as_text())
     return 0
 
