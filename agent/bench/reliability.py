@@ -157,7 +157,7 @@ def bench_reliability(
         busy.write_text(_with_gpus(site, plan_interval_s=10))
         try:
             recoveries, lost = asyncio.run(_broker_restarts(broker, config, folder, restarts, rng))
-            intact, fell, over, republish = asyncio.run(_kills(broker, config, folder, kills, rng))
+            intact, fell, over, republish = asyncio.run(_kills(broker, busy, folder, kills, rng))
             errors, unknown, rejects, sample = _fuzz(config, fuzz)
             sent = asyncio.run(_broker_sample(broker, busy, folder, sample))
         except BaseException:
