@@ -154,10 +154,18 @@ def bench_reliability(
         # restart are the ones that must come back), busy for the kills (a plan every 10 s).
         config.write_text(_with_gpus(site, plan_interval_s=86_400))
         busy = folder / "busy.toml"
-        busy.write_text(_with_gpus(site, plan_interval_s=10))
+        # A ledger of its own: the allowance the kills must keep is what they alone charged.
+        kills_ledger = folder / "kills.sqlite3"
+        busy_site = _with_gpus(site, plan_interval_s=10)
+        own = busy_site.replace(str(folder / "ledger.sqlite3"), str(kills_ledger))
+        if own == busy_site:
+            raise RuntimeError("the bench site names no ledger in its folder")
+        busy.write_text(own)
         try:
             recoveries, lost = asyncio.run(_broker_restarts(broker, config, folder, restarts, rng))
-            intact, fell, over, republish = asyncio.run(_kills(broker, busy, folder, kills, rng))
+            intact, fell, over, republish = asyncio.run(
+                _kills(broker, busy, folder, kills, rng, ledger=kills_ledger)
+            )
             errors, unknown, rejects, sample = _fuzz(config, fuzz)
             sent = asyncio.run(_broker_sample(broker, busy, folder, sample))
         except BaseException:
@@ -348,9 +356,8 @@ def _intact(ledger: Path) -> bool:
 
 
 async def _kills(
-    broker: LocalBroker, config: Path, folder: Path, kills: int, rng: random.Random
+    broker: LocalBroker, config: Path, folder: Path, kills: int, rng: random.Random, *, ledger: Path
 ) -> tuple[int, int, int, list[float]]:
-    ledger = folder / "ledger.sqlite3"
     intact = fell = over = 0
     republish: list[float] = []
     allowance = 0.0

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import structlog
@@ -234,10 +234,10 @@ class Reserves:
             reason=reason,
             label=f"reserve-{instruction.id}",
         )
-        await self._commands.send(commands, plan=f"reserve-{instruction.id}")
-        sent = self._clock.now()
-        units, dropped_watts = _asleep(setpoints, before, commands)
-        hold = Hold(
+        # Held before the commands are handed to the devices: a plan sent while they wait in
+        # the devices' queue (or are carried out) is cut to the hold and cannot wake them.
+        units, dropped_watts = _asleep(setpoints, before, commands, reported=False)
+        planned = Hold(
             instruction.id,
             product,
             instruction.mw,
@@ -247,7 +247,17 @@ class Reserves:
             reason,
             dropped_watts,
         )
-        self._keep(hold, draw_before, sent)
+        self._hold(planned, draw_before)
+        try:
+            await self._commands.send(commands, plan=f"reserve-{instruction.id}")
+        except Exception:
+            # Remembered as the setpoints all the same: held, and in the ledger, as commanded.
+            self._keep(planned, planned, self._clock.now())
+            raise
+        sent = self._clock.now()
+        units, dropped_watts = _asleep(setpoints, before, commands, reported=True)
+        hold = replace(planned, units=units, dropped_watts=dropped_watts)
+        self._keep(hold, planned, sent)
         elapsed_s = (sent - instruction.start).total_seconds()
         response_s = RESPONSE_S[product]
         self._checks.append(
@@ -276,12 +286,20 @@ class Reserves:
         )
         self._triggers.request_plan(f"reserve {product} deployed")
 
-    def _keep(self, hold: Hold, draw_before: float, sent: datetime) -> None:
-        """Hold `hold`'s miners asleep, cap the site's draw (the deployments' cap, or the draw
-        before this one, less what it dropped), and write it to the ledger."""
+    def _hold(self, hold: Hold, draw_before: float) -> None:
+        """Hold `hold`'s miners asleep and cap the site's draw: the deployments' cap, or the
+        draw before this one, less what it drops."""
         programs = self._programs
         cap = programs.deploy_cap_watts if programs.holds else None
         programs.deploy_cap_watts = (draw_before if cap is None else cap) - hold.dropped_watts
+        programs.holds[hold.id] = hold
+
+    def _keep(self, hold: Hold, planned: Hold, sent: datetime) -> None:
+        """`hold` as carried out, in place of `planned` (the devices may have put fewer to
+        sleep, or more were asleep already), its cap corrected, and written to the ledger."""
+        programs = self._programs
+        if programs.deploy_cap_watts is not None:
+            programs.deploy_cap_watts += planned.dropped_watts - hold.dropped_watts
         programs.holds[hold.id] = hold
         self._seen[hold.id] = sent
         self._recorder.write(self._recorder.ledger.open_deployment, _record_of(hold))
@@ -383,15 +401,17 @@ def deployment_commands(
 
 
 def _asleep(
-    setpoints: Setpoints, before: IntArray, commands: list[AsicCommand]
+    setpoints: Setpoints, before: IntArray, commands: list[AsicCommand], *, reported: bool
 ) -> tuple[dict[str, int], float]:
-    """The miners per group that `commands` put to sleep from `before`, as the devices say
-    (an actuator that can tell corrects the setpoints), and what they drew."""
+    """The miners per group that `commands` put to sleep from `before`, and what they drew:
+    as commanded, or (`reported`, once carried out) as the devices say (an actuator that can
+    tell corrects the setpoints)."""
     units: dict[str, int] = {}
     watts = 0.0
     for command in commands:
         i = setpoints.asic_index[command.group]
-        asleep = int(before[i]) - max(command.units_on, int(setpoints.units_on[i]))
+        now_on = max(command.units_on, int(setpoints.units_on[i])) if reported else command.units_on
+        asleep = int(before[i]) - now_on
         if asleep > 0:
             units[command.group] = asleep
             watts += asleep * _unit_watts(setpoints, i)

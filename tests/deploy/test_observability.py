@@ -126,8 +126,18 @@ async def _drive_programs(daemon: Daemon, site: Observer) -> None:
     prices = {"start": hour.isoformat(), "step_s": 3600, "product": "RRS", "usd_per_mw_h": [5.0]}
     await site.publish(f"{PREFIX}/as/prices", json.dumps(prices))
     award = {**span, "product": "RRS", "mw": 0.03, "usd_per_mw_h": 5.0}
+    plans = daemon.cycle.plans_made
     await site.publish(f"{PREFIX}/as/award", json.dumps(award))
-    await site.wait_for(lambda: daemon.state.programs.awards_version >= 1, 10)
+    # Deployed only once a plan holds the award's miners awake: before it, the guard's earlier
+    # shed may have every qualified miner asleep, and the deployment is (rightly) short.
+    await site.wait_for(
+        lambda: (
+            daemon.state.programs.awards_version >= 1
+            and daemon.cycle.plans_made > plans
+            and daemon.reserves.obligations.available_mw("RRS") >= 0.03
+        ),
+        30,
+    )
     deploy = {"id": "observability-1", "product": "RRS", "mw": 0.02}
     await site.publish(f"{PREFIX}/as/deploy", json.dumps(deploy))
     deployments = "gridpilot_reserve_deployments_total"

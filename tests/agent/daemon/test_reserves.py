@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import structlog
 
-from gridpilot.adapters.actuation import AsicCommand, RecordingActuator
+from gridpilot.adapters.actuation import AsicCommand, Command, Outcome, RecordingActuator
 from gridpilot.adapters.payloads import Rejected
 from gridpilot.agent.daemon.commands import Commands
 from gridpilot.agent.daemon.cycle import held_asleep
@@ -130,6 +131,54 @@ def test_plans_cannot_wake_the_held_miners_nor_fill_what_they_freed(
     event = s.p.state.programs.deployment_event()
     assert event is not None
     assert event.max_site_watts == pytest.approx(draw_before - 16 * UNIT_W)
+
+
+class GatedActuator(RecordingActuator):
+    """Carries out nothing until `gate` is set: devices slow to answer."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.started = asyncio.Event()
+
+    async def apply(self, commands: Sequence[Command]) -> list[Outcome]:
+        self.started.set()
+        await self.gate.wait()
+        return await super().apply(commands)
+
+
+def test_a_plan_sent_while_the_deployments_commands_wait_on_the_devices_cannot_wake_them(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """With the devices' task running and the devices slow, a plan that wakes every old miner
+    is sent while the deployment's commands are still being carried out: it is cut to the
+    hold, the held miners stay asleep, and the deployment keeps the 16 miners it dropped (it
+    was judged short, with nothing dropped, before the hold came first)."""
+    s = Setup(tmp_path, ledger)
+    gated = GatedActuator()
+    s.commands = commands(s.p, gated)
+    s.reserves = s.build()
+    wake = [AsicCommand(g, 10, 3000.0, "run", "plan-9") for g in ("old-01", "old-02", "old-03")]
+
+    async def race() -> list[Command]:
+        devices = asyncio.create_task(s.commands.run())
+        payload = json.dumps({"id": "d-1", "product": "RRS", "mw": 0.05}).encode()
+        deploying = asyncio.create_task(s.reserves.on_deploy(payload, s.p.clock.now()))
+        await gated.started.wait()
+        sent = await s.commands.send(wake, plan="plan-9", planned=True, wait=False)
+        gated.gate.set()
+        await asyncio.wait_for(deploying, 5)
+        devices.cancel()
+        return sent
+
+    sent = asyncio.run(race())
+    assert sent == [wake[2]]  # old-01 held asleep, old-02 already at the 4 not held
+    assert (s.units_on("old-01"), s.units_on("old-02")) == (0, 4)
+    hold = s.p.state.programs.holds["d-1"]
+    assert dict(hold.units) == {"old-01": 10, "old-02": 6}
+    assert hold.dropped_watts == pytest.approx(16 * UNIT_W)
+    s.later(0.5)
+    assert s.failures("short") == 0
 
 
 def test_a_deployment_the_meter_shows_in_time_is_met(tmp_path: Path, ledger: Ledger) -> None:
