@@ -200,6 +200,28 @@ class ProgramState:
             kind="reserve",
         )
 
+    def hold(self, hold: Hold, draw_before: float) -> None:
+        """Hold `hold`'s miners asleep and cap the site's draw: the deployments' cap, or
+        `draw_before` (the commanded draw before this one), less what it drops."""
+        cap = self.deploy_cap_watts if self.holds else None
+        self.deploy_cap_watts = (draw_before if cap is None else cap) - hold.dropped_watts
+        self.holds[hold.id] = hold
+
+    def carried_out(self, hold: Hold, planned: Hold) -> None:
+        """`hold` as the devices carried it out, in place of `planned` (they may have put
+        fewer to sleep, or more were asleep already), the cap corrected by the difference."""
+        if self.deploy_cap_watts is not None:
+            self.deploy_cap_watts += planned.dropped_watts - hold.dropped_watts
+        self.holds[hold.id] = hold
+
+    def release(self, deployment: str) -> Hold:
+        """End the hold of `deployment`: the site may take up again what it dropped, and no
+        cap remains once nothing holds."""
+        hold = self.holds.pop(deployment)
+        cap = self.deploy_cap_watts
+        self.deploy_cap_watts = cap + hold.dropped_watts if self.holds and cap is not None else None
+        return hold
+
     def deployed_mw(self, product: str) -> float:
         return sum(h.mw for h in self.holds.values() if h.product == product)
 

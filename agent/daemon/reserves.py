@@ -188,11 +188,7 @@ class Reserves:
         if not ids:
             raise Rejected("unknown_name", f"no deployment {recall.id!r} is holding")
         for deployment in ids:
-            hold = holds.pop(deployment)
-            cap = self._programs.deploy_cap_watts
-            self._programs.deploy_cap_watts = (
-                cap + hold.dropped_watts if holds and cap is not None else None
-            )
+            hold = self._programs.release(deployment)
             self._recorder.write(self._recorder.ledger.close_deployment, deployment, now)
             _log.info(
                 "reserve.recalled",
@@ -221,33 +217,14 @@ class Reserves:
 
     async def _carry_out(self, instruction: Deploy, source: str) -> None:
         """Put to sleep the qualified miners that cover `instruction`, at once."""
-        product, setpoints = instruction.product, self._setpoints
+        setpoints = self._setpoints
         before = setpoints.units_on.copy()
         baseline = self._state.site_watts(self._meters)
         draw_before = sum(g.watts for g in setpoints.power())
-        reason = f"reserve {product} deployed ({instruction.id}): asleep until recalled"
-        commands = deployment_commands(
-            setpoints,
-            self._state,
-            product,
-            instruction.mw,
-            reason=reason,
-            label=f"reserve-{instruction.id}",
-        )
+        commands, planned = _planned(setpoints, self._state, instruction, source)
         # Held before the commands are handed to the devices: a plan sent while they wait in
         # the devices' queue (or are carried out) is cut to the hold and cannot wake them.
-        units, dropped_watts = _asleep(setpoints, before, commands, reported=False)
-        planned = Hold(
-            instruction.id,
-            product,
-            instruction.mw,
-            instruction.start,
-            units,
-            source,
-            reason,
-            dropped_watts,
-        )
-        self._hold(planned, draw_before)
+        self._programs.hold(planned, draw_before)
         try:
             await self._commands.send(commands, plan=f"reserve-{instruction.id}")
         except Exception:
@@ -258,18 +235,22 @@ class Reserves:
         units, dropped_watts = _asleep(setpoints, before, commands, reported=True)
         hold = replace(planned, units=units, dropped_watts=dropped_watts)
         self._keep(hold, planned, sent)
-        elapsed_s = (sent - instruction.start).total_seconds()
+        self._deployed(hold, sent, baseline)
+
+    def _keep(self, hold: Hold, planned: Hold, sent: datetime) -> None:
+        """`hold` as carried out, in place of `planned`, and written to the ledger."""
+        self._programs.carried_out(hold, planned)
+        self._seen[hold.id] = sent
+        self._recorder.write(self._recorder.ledger.open_deployment, _record_of(hold))
+
+    def _deployed(self, hold: Hold, sent: datetime, baseline: float | None) -> None:
+        """`hold`'s commands went out at `sent`: judged at its response time, counted, said."""
+        product = hold.product
+        elapsed_s = (sent - hold.start).total_seconds()
         response_s = RESPONSE_S[product]
-        self._checks.append(
-            _Check(
-                hold,
-                instruction.start + timedelta(seconds=response_s),
-                sent,
-                elapsed_s > response_s,
-                dropped_watts,
-                baseline,
-            )
-        )
+        deadline = hold.start + timedelta(seconds=response_s)
+        late = elapsed_s > response_s
+        self._checks.append(_Check(hold, deadline, sent, late, hold.dropped_watts, baseline))
         self._wake.set()
         self._metrics.reserve_deployments.labels(product).inc()
         _log.warning(
@@ -277,32 +258,14 @@ class Reserves:
             deployment=hold.id,
             product=product,
             mw=hold.mw,
-            source=source,
-            dropped_mw=round(dropped_watts / 1e6, 4),
-            groups=len(units),
-            units=sum(units.values()),
+            source=hold.source,
+            dropped_mw=round(hold.dropped_watts / 1e6, 4),
+            groups=len(hold.units),
+            units=sum(hold.units.values()),
             elapsed_s=round(elapsed_s, 4),
             response_s=response_s,
         )
         self._triggers.request_plan(f"reserve {product} deployed")
-
-    def _hold(self, hold: Hold, draw_before: float) -> None:
-        """Hold `hold`'s miners asleep and cap the site's draw: the deployments' cap, or the
-        draw before this one, less what it drops."""
-        programs = self._programs
-        cap = programs.deploy_cap_watts if programs.holds else None
-        programs.deploy_cap_watts = (draw_before if cap is None else cap) - hold.dropped_watts
-        programs.holds[hold.id] = hold
-
-    def _keep(self, hold: Hold, planned: Hold, sent: datetime) -> None:
-        """`hold` as carried out, in place of `planned` (the devices may have put fewer to
-        sleep, or more were asleep already), its cap corrected, and written to the ledger."""
-        programs = self._programs
-        if programs.deploy_cap_watts is not None:
-            programs.deploy_cap_watts += planned.dropped_watts - hold.dropped_watts
-        programs.holds[hold.id] = hold
-        self._seen[hold.id] = sent
-        self._recorder.write(self._recorder.ledger.open_deployment, _record_of(hold))
 
     # --- judging and reporting -------------------------------------------------------------
 
@@ -398,6 +361,29 @@ def deployment_commands(
         watts = setpoints.asic_watts_per_unit(i)
         commands.append(AsicCommand(group.name, on - units, watts, reason, label))
     return commands
+
+
+def _planned(
+    setpoints: Setpoints, state: SiteState, instruction: Deploy, source: str
+) -> tuple[list[AsicCommand], Hold]:
+    """The commands that carry out `instruction`, and its hold as they command it."""
+    product = instruction.product
+    reason = f"reserve {product} deployed ({instruction.id}): asleep until recalled"
+    commands = deployment_commands(
+        setpoints, state, product, instruction.mw, reason=reason, label=f"reserve-{instruction.id}"
+    )
+    units, dropped_watts = _asleep(setpoints, setpoints.units_on, commands, reported=False)
+    hold = Hold(
+        instruction.id,
+        product,
+        instruction.mw,
+        instruction.start,
+        units,
+        source,
+        reason,
+        dropped_watts,
+    )
+    return commands, hold
 
 
 def _asleep(
