@@ -72,13 +72,16 @@ unit: $(INSTALLED) system-deps
 # matter: just after spring-forward and in fall-back's repeated hour (Central time), a month's
 # first hour, New Year in UTC and January's end. Each instant's clock runs on from there. The
 # in-process tests run at their own named instants (tests/instants.py) whatever the wall says.
+# The stale-feed trial is left out: it measures ages and alert delays (a minute and a half of
+# waiting on Prometheus's `for`), no dates, and five more runs of it would not fit CI's budget.
 TEST_DATES ?= 2026-03-08T08:30:00 2026-11-01T07:30:00 2026-12-01T00:30:00 2026-12-31T23:50:00 2027-01-31T23:50:00
 test-dates: $(INSTALLED) system-deps
 	@for instant in $(TEST_DATES); do \
 		echo "== integration tests with the wall clock at $$instant UTC"; \
 		TZ=UTC faketime -f "@$$(echo $$instant | tr T ' ')" \
 			$(BIN)/python -m pytest -q -p no:cacheprovider tests/integration tests/deploy \
-			--ignore=tests/deploy/test_wheel.py || exit 1; \
+			--ignore=tests/deploy/test_wheel.py --ignore=tests/integration/test_bench_stale.py \
+			|| exit 1; \
 	done
 
 # The integration and deployment tests RUNS times in a row with both cores kept busy beside

@@ -41,6 +41,8 @@ from gridpilot.adapters.recorded import (
 from gridpilot.agent import logs, site
 from gridpilot.agent.bench.guard import bench_guard
 from gridpilot.agent.bench.plan import bench_plan
+from gridpilot.agent.bench.prometheus import PrometheusError
+from gridpilot.agent.bench.stale import FEEDS as STALE_FEEDS
 from gridpilot.agent.bundled import (
     BUNDLED_BTC,
     BUNDLED_CP_INTERVALS,
@@ -702,12 +704,22 @@ def _add_bench(commands: SubParsers) -> None:
         description="Restarts its own Mosquitto R times under a running agent (recovery time,"
         " commands lost), SIGKILLs the agent K times at random instants (ledger integrity,"
         " allowance kept, time to republish) and feeds F hypothesis-generated payloads per input"
-        " topic to its input handling (internal errors, rejects by reason). Needs the test"
-        " extra (hypothesis).",
+        " topic to its input handling (internal errors, rejects by reason), then stops each"
+        " feed in turn with a real Prometheus evaluating the shipped alerts (time to safe mode,"
+        " to the alert, back to normal). Needs the test extra (hypothesis) and prometheus.",
     )
     reliability.add_argument("--restarts", type=_positive_int, default=20, metavar="R")
     reliability.add_argument("--kills", type=_positive_int, default=50, metavar="K")
     reliability.add_argument("--fuzz", type=_positive_int, default=10_000, metavar="F")
+    reliability.add_argument(
+        "--stale-feeds",
+        nargs="*",
+        choices=STALE_FEEDS,
+        default=list(STALE_FEEDS),
+        metavar="FEED",
+        help=f"the feeds stopped in turn (of {', '.join(STALE_FEEDS)}; all by default, none"
+        " with the option alone)",
+    )
     reliability.add_argument("--json", action="store_true", help="print one JSON object")
     reliability.set_defaults(handler=_bench_reliability)
 
@@ -745,8 +757,13 @@ def _bench_reliability(args: argparse.Namespace) -> int:
     from gridpilot.agent.bench.reliability import bench_reliability  # noqa: PLC0415
 
     try:
-        result = bench_reliability(restarts=args.restarts, kills=args.kills, fuzz=args.fuzz)
-    except BrokerError as error:
+        result = bench_reliability(
+            restarts=args.restarts,
+            kills=args.kills,
+            fuzz=args.fuzz,
+            stale_feeds=tuple(args.stale_feeds),
+        )
+    except (BrokerError, PrometheusError) as error:
         print(f"gridpilot: {error}", file=sys.stderr)
         return EX_UNAVAILABLE
     print(result.as_json() if args.json else result.as_text())

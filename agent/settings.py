@@ -545,6 +545,10 @@ class AgentSettings(_Section):
     meter_stale_after_s: float = Field(default=30.0, gt=0)
     price_stale_after_s: float = Field(default=1_800.0, gt=0)
     hashprice_stale_after_s: float = Field(default=3 * 86_400.0, gt=0)
+    # The day-ahead forecast comes once a day (ERCOT posts the day-ahead market's results in the
+    # early afternoon, Central): older than a day and a half, a publication was missed. No safe
+    # mode: past the last period published the planner forecasts from the settled prices alone.
+    forecast_stale_after_s: float = Field(default=36 * 3_600.0, gt=0)
     # Safe mode (a stale meter or price): planning stops, GPUs stay as they are and the ASICs
     # are held to this share of the limit less margin (or what the GPUs' commanded draw leaves
     # under it, if less), most efficient first.

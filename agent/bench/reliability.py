@@ -1,7 +1,7 @@
 """`gridpilot bench reliability`: how much the agent survives, measured against the real broker
 and the real process.
 
-Three trials, each printed as a row of figures:
+Four trials, each printed as a row of figures:
 
 - **Broker restarts.** The agent runs as its own process on a synthetic site of 8 miner groups
   and a GPU hall (`bench.guard.bench_site`, planning only when its inputs change), its first
@@ -23,8 +23,10 @@ Three trials, each printed as a row of figures:
   handling in this process; every one must be either taken or rejected under one of the
   decoders' fixed reasons, and none may be an internal error. A sample of them goes through
   the real broker to the running agent, which must still answer afterwards.
+- **Stale feeds.** Each input feed stopped in turn, with the real Prometheus evaluating the
+  shipped alerts (`agent.bench.stale`): time to safe mode, to the alert, back to normal.
 
-Needs the test extra (hypothesis): `pip install '.[test]'`.
+Needs the test extra (hypothesis), `pip install '.[test]'`, and Prometheus for the stale feeds.
 """
 
 from __future__ import annotations
@@ -32,11 +34,9 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 import signal
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import time
@@ -53,14 +53,22 @@ import structlog
 
 from gridpilot.adapters.broker import LocalBroker
 from gridpilot.adapters.payloads import REJECT_REASONS
-from gridpilot.agent.bench.guard import SITE, bench_site
+from gridpilot.agent.bench.agent_process import (
+    GROUPS,
+    PREFIX,
+    Watcher,
+    connect,
+    feed,
+    forget_commands,
+    start_agent,
+)
+from gridpilot.agent.bench.guard import bench_site
+from gridpilot.agent.bench.stale import FEEDS, StaleFeed
+from gridpilot.agent.bench.stale import stale_feeds as stale_feeds_trial
 
 if TYPE_CHECKING:
     from gridpilot.agent.daemon.daemon import Daemon
 
-PREFIX = f"gridpilot/{SITE}"
-GROUPS = 8
-COMMANDED = GROUPS + 1  # the miner groups and the GPU hall
 # The bench site's GPU hall on a flexible contract: at the price the kill trial feeds, its plan
 # caps the GPUs, so the allowance is used and the ledger has hours to keep across kills.
 HALL_NODES = 16
@@ -116,6 +124,7 @@ class ReliabilityBench:
     fuzz_unknown_reasons: list[str] = field(default_factory=list)
     fuzz_rejects: dict[str, int] = field(default_factory=dict)
     broker_sample: int = 0
+    stale: list[StaleFeed] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self))
@@ -137,12 +146,32 @@ class ReliabilityBench:
                 f" {len(self.fuzz_unknown_reasons)}",
                 "  rejects by reason: "
                 + ", ".join(f"{k} {v:,}" for k, v in sorted(self.fuzz_rejects.items())),
+                *(_stale_line(s) for s in self.stale),
             ]
         )
 
 
+def _stale_line(stale: StaleFeed) -> str:
+    safe = (
+        f"safe mode {stale.safe_after_s:.2f} s after it went stale, normal"
+        f" {stale.normal_after_s:.2f} s after it returned"
+        if stale.safe_after_s is not None and stale.normal_after_s is not None
+        else f"{'safe mode entered (it must not be)' if stale.safe_while_stale else 'no safe mode'}"
+    )
+    return (
+        f"{stale.feed} feed stopped (stale after {stale.stale_after_s:g} s): {safe}; alert firing"
+        f" {stale.alert_after_s:.1f} s after, cleared {stale.alert_cleared_s:.1f} s after it"
+        " returned"
+    )
+
+
 def bench_reliability(
-    *, restarts: int = 20, kills: int = 50, fuzz: int = 10_000, seed: int = 1
+    *,
+    restarts: int = 20,
+    kills: int = 50,
+    fuzz: int = 10_000,
+    stale_feeds: tuple[str, ...] = FEEDS,
+    seed: int = 1,
 ) -> ReliabilityBench:
     rng = random.Random(seed)  # noqa: S311  # trial timing, not secrets
     with ExitStack() as stack:
@@ -168,6 +197,7 @@ def bench_reliability(
             )
             errors, unknown, rejects, sample = _fuzz(config, fuzz)
             sent = asyncio.run(_broker_sample(broker, busy, folder, sample))
+            stale = asyncio.run(stale_feeds_trial(broker, site, folder, stale_feeds))
         except BaseException:
             log = folder / "agent.log"
             if log.exists():  # what the agent said, for the failure's cause
@@ -190,6 +220,7 @@ def bench_reliability(
         fuzz_unknown_reasons=sorted(unknown),
         fuzz_rejects=rejects,
         broker_sample=sent,
+        stale=stale,
     )
 
 
@@ -205,99 +236,6 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-# The agent as a process ------------------------------------------------------------------------
-
-
-def _start_agent(config: Path, folder: Path) -> subprocess.Popen[bytes]:
-    # The child keeps its own copy of the log's descriptor; ours is closed at once.
-    with (folder / "agent.log").open("ab") as log:
-        return subprocess.Popen(  # noqa: S603  # this interpreter, our own module
-            [sys.executable, "-m", "gridpilot", "run", "--config", str(config)],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("GRIDPILOT_")},
-        )
-
-
-class _Watcher:
-    """A subscriber to the agent's status and commands on one broker connection."""
-
-    def __init__(self, client: aiomqtt.Client) -> None:
-        self.client = client
-        self.commands: dict[str, bytes] = {}
-        self.status: list[bytes] = []
-        self._arrived = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-
-    async def __aenter__(self) -> _Watcher:
-        await self.client.subscribe(f"{PREFIX}/cmd/#", qos=1)
-        await self.client.subscribe(f"{PREFIX}/status", qos=1)
-        self._task = asyncio.create_task(self._collect())
-        return self
-
-    async def __aexit__(self, *_: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-
-    async def _collect(self) -> None:
-        async for message in self.client.messages:
-            payload = message.payload if isinstance(message.payload, bytes) else b""
-            topic = message.topic.value
-            if topic.endswith("/status"):
-                self.status.append(payload)
-            elif payload:
-                self.commands[topic] = payload
-            self._arrived.set()
-
-    async def until(self, condition: Callable[[], bool], timeout_s: float) -> None:
-        async with asyncio.timeout(timeout_s):
-            while not condition():
-                self._arrived.clear()
-                try:
-                    async with asyncio.timeout(0.02):
-                        await self._arrived.wait()
-                except TimeoutError:
-                    pass
-
-    def online(self) -> bool:
-        return bool(self.status) and self.status[-1] == b"online"
-
-    def all_commanded(self) -> bool:
-        return (
-            len(self.commands) >= COMMANDED and bool(self.status) and self.status[-1] == b"online"
-        )
-
-
-async def _feed(client: aiomqtt.Client, watts: float = 0.0, price: float = 10.0) -> None:
-    for topic, payload in (
-        ("meter/main", json.dumps({"watts": watts}).encode()),
-        ("hashprice", b'{"usd_per_th_day": 0.06}'),
-        ("price/realtime", json.dumps({"usd_per_mwh": price}).encode()),
-    ):
-        await client.publish(f"{PREFIX}/{topic}", payload, qos=1)
-
-
-async def _connect(broker: LocalBroker, name: str) -> aiomqtt.Client:
-    client = aiomqtt.Client(broker.host, broker.port, identifier=name)
-    async with asyncio.timeout(10):
-        while True:
-            try:
-                await client.__aenter__()
-                return client
-            except aiomqtt.MqttError:
-                await asyncio.sleep(0.01)
-
-
-async def _forget_commands(broker: LocalBroker, topics: list[str]) -> None:
-    client = await _connect(broker, "gridpilot-rel-clear")
-    try:
-        for topic in topics:
-            await client.publish(topic, b"", qos=1, retain=True)
-    finally:
-        await client.__aexit__(None, None, None)
-
-
 async def _meter_for(client: aiomqtt.Client, seconds: float) -> None:
     """Meter readings (nothing drawn) twice a second for `seconds`: the meter stays fresh, so
     the agent stays out of safe mode, whose holds would change the standing commands."""
@@ -310,14 +248,14 @@ async def _meter_for(client: aiomqtt.Client, seconds: float) -> None:
 async def _broker_restarts(
     broker: LocalBroker, config: Path, folder: Path, restarts: int, rng: random.Random
 ) -> tuple[list[float], int]:
-    agent = _start_agent(config, folder)
+    agent = start_agent(config, folder)
     recoveries: list[float] = []
     lost = 0
     try:
-        client = await _connect(broker, "gridpilot-rel-watch")
-        async with _Watcher(client) as watcher:
+        client = await connect(broker, "gridpilot-rel-watch")
+        async with Watcher(client) as watcher:
             await watcher.until(watcher.online, 60)  # subscribed: what is fed now is heard
-            await _feed(client)
+            await feed(client)
             await watcher.until(watcher.all_commanded, 120)
             await asyncio.sleep(2.0)  # a second plan may follow the first
             standing = dict(watcher.commands)
@@ -325,15 +263,15 @@ async def _broker_restarts(
         await client.__aexit__(None, None, None)
         for restart in range(restarts):
             if restart:
-                client = await _connect(broker, "gridpilot-rel-meter")
+                client = await connect(broker, "gridpilot-rel-meter")
                 await _meter_for(client, rng.uniform(0.5, 3.0))
                 await client.__aexit__(None, None, None)
             broker.stop()
             await asyncio.sleep(rng.uniform(0.2, 2.0))
             broker.start()
             started = time.monotonic()
-            client = await _connect(broker, "gridpilot-rel-watch")
-            async with _Watcher(client) as watcher:
+            client = await connect(broker, "gridpilot-rel-watch")
+            async with Watcher(client) as watcher:
                 await watcher.until(watcher.all_commanded, 60)
                 recoveries.append(time.monotonic() - started)
                 lost += sum(watcher.commands.get(t) != c for t, c in standing.items())
@@ -363,15 +301,15 @@ async def _kills(
     allowance = 0.0
     began = time.monotonic()
     for start in range(kills + 1):  # the first start plans; each after a kill republishes
-        agent = _start_agent(config, folder)
+        agent = start_agent(config, folder)
         started = time.monotonic()
         try:
-            client = await _connect(broker, "gridpilot-rel-watch")
+            client = await connect(broker, "gridpilot-rel-watch")
             try:
-                async with _Watcher(client) as watcher:
+                async with Watcher(client) as watcher:
                     await watcher.until(watcher.online, 60)
                     if start == 0:  # nothing stands yet: feed it, so that it plans
-                        await _feed(client)
+                        await feed(client)
                     await watcher.until(watcher.all_commanded, 120)
                     if start:
                         republish.append(time.monotonic() - started)
@@ -381,7 +319,7 @@ async def _kills(
                     until = time.monotonic() + rng.uniform(0.2, 3.0)
                     while time.monotonic() < until:
                         watts = rng.uniform(0.5, 1.1) * 3.2e6
-                        await _feed(client, watts, price=rng.choice((10.0, 900.0)))
+                        await feed(client, watts, price=rng.choice((10.0, 900.0)))
                         await asyncio.sleep(0.1)
                     agent.send_signal(signal.SIGKILL)
                     await asyncio.to_thread(agent.wait, 30)
@@ -399,7 +337,7 @@ async def _kills(
         # twice over many kills would show here.
         over += total > HALL_NODES * (time.monotonic() - began) / 3_600.0 + 1e-9
         allowance = max(allowance, total)
-        await _forget_commands(broker, topics)
+        await forget_commands(broker, topics)
     return intact, fell, over, republish
 
 
@@ -504,18 +442,18 @@ async def _broker_sample(
     broker: LocalBroker, config: Path, folder: Path, sample: list[tuple[str, bytes]]
 ) -> int:
     """The sample through the broker to the running agent, which must then still command."""
-    agent = _start_agent(config, folder)
+    agent = start_agent(config, folder)
     try:
-        client = await _connect(broker, "gridpilot-rel-fuzz")
-        async with _Watcher(client) as watcher:
+        client = await connect(broker, "gridpilot-rel-fuzz")
+        async with Watcher(client) as watcher:
             await watcher.until(
                 lambda: bool(watcher.status) and watcher.status[-1] == b"online", 60
             )
             for topic, payload in sample:
                 await client.publish(f"{PREFIX}/{topic}", payload, qos=1)
             watcher.commands.clear()
-            await _forget_commands(broker, [f"{PREFIX}/cmd/asic/m0-01"])
-            await _feed(client)
+            await forget_commands(broker, [f"{PREFIX}/cmd/asic/m0-01"])
+            await feed(client)
             await watcher.until(lambda: len(watcher.commands) >= 1, 60)
             if agent.poll() is not None:
                 raise RuntimeError("the agent died on the fuzzed payloads")

@@ -1,18 +1,21 @@
 """Housekeeping, once a second: signal ages and safe mode, what has run out, the ledger's care.
 
 Each tick: the money counters (agent.daemon.gauges); each feed's age, and safe mode entered or
-left on it (agent.daemon.safemode); grid events that have ended and overrides that have
-expired are dropped (the overrides cleared on the broker) and a plan asked for; while an event
-is active the guard looks again (an announced event's cap applies from its start). Every
-minute the allowance is accounted, every day the ledger is pruned of what is older than
-`ledger_keep_days`, and at half the unit's WatchdogSec systemd is told the loop is alive:
-from this loop, so that a loop stuck anywhere stops the pings.
+left on it (agent.daemon.safemode; a stale forecast is only logged: the planner forecasts on
+its own); grid events that have ended and overrides that have expired are dropped (the
+overrides cleared on the broker) and a plan asked for; while an event is active the guard
+looks again (an announced event's cap applies from its start). Every minute the allowance is
+accounted, every day the ledger is pruned of what is older than `ledger_keep_days`, and at
+half the unit's WatchdogSec systemd is told the loop is alive: from this loop, so that a loop
+stuck anywhere stops the pings.
 """
 
 from __future__ import annotations
 
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+import structlog
 
 from gridpilot.agent.daemon import systemd
 from gridpilot.agent.daemon.allowance import Allowance
@@ -25,6 +28,8 @@ from gridpilot.agent.daemon.safemode import SafeMode
 from gridpilot.agent.daemon.state import SiteState
 from gridpilot.agent.daemon.triggers import Triggers
 from gridpilot.agent.settings import Settings
+
+_log = structlog.get_logger("gridpilot.daemon")
 
 ACCOUNT_EVERY_S = 60.0
 PRUNE_EVERY_S = 86_400.0
@@ -64,8 +69,11 @@ class Housekeeping:
         self._recorder = recorder
         self._metrics = metrics
         self._clock = clock
+        self._forecast_stale_after_s = config.forecast_stale_after_s
+        self._forecast_stale = False
         for signal, after in self._stale_after_s.items():
             metrics.signal_stale_after.labels(signal).set(after)
+        metrics.signal_stale_after.labels("forecast").set(config.forecast_stale_after_s)
 
     async def run(self) -> None:
         """Tick once a second of the agent's clock until cancelled; account, prune and ping
@@ -102,9 +110,7 @@ class Housekeeping:
         }
         for signal, age in ages.items():
             self._metrics.signal_age.labels(signal).set(age)
-        if state.forecast_received is not None:
-            age = (now - state.forecast_received).total_seconds()
-            self._metrics.signal_age.labels("forecast").set(age)
+        self._forecast_age(now)
         stale = tuple(s for s, age in ages.items() if age > self._stale_after_s[s])
         await self._safe_mode.update(stale, ages)
         ended, expired = state.drop_past(now)
@@ -113,3 +119,19 @@ class Housekeeping:
             self._triggers.request_plan("override expired" if expired else "grid event ended")
         if state.active_events(now):
             self._triggers.check_guard()  # an announced event's cap applies from its start
+
+    def _forecast_age(self, now: datetime) -> None:
+        """The forecast's age (from its issue), once one has come, and a log line when it goes
+        stale and when a new one comes: no safe mode, the planner forecasts on its own."""
+        received = self._state.forecast_received
+        if received is None:
+            return
+        age = (now - received).total_seconds()
+        self._metrics.signal_age.labels("forecast").set(age)
+        stale = age > self._forecast_stale_after_s
+        if stale != self._forecast_stale:
+            self._forecast_stale = stale
+            if stale:
+                _log.warning("forecast.stale", age_s=round(age, 1), issued=received.isoformat())
+            else:
+                _log.info("forecast.fresh", issued=received.isoformat())

@@ -55,7 +55,8 @@ def test_the_wheel_holds_every_module_and_the_bundled_files_under_one_namespace(
     wheel: Path,
 ) -> None:
     """Every module of agent/, optimizer/ and adapters/ is in the wheel under `gridpilot.`,
-    with the example site and the bundled data; no top-level `agent` or `adapters` package."""
+    with the example site, the bundled data and the Prometheus files (the reliability bench
+    runs them); no top-level `agent` or `adapters` package."""
     names = set(zipfile.ZipFile(wheel).namelist())
     modules = {
         f"gridpilot/{path.relative_to(ROOT).as_posix()}"
@@ -67,6 +68,7 @@ def test_the_wheel_holds_every_module_and_the_bundled_files_under_one_namespace(
         for path in [
             *(ROOT / "deploy" / "data").iterdir(),
             *(ROOT / "deploy" / "examples").iterdir(),
+            *(ROOT / "deploy" / "prometheus").glob("*.yml"),
         ]
     }
     root = {"gridpilot/__init__.py", "gridpilot/__main__.py", "gridpilot/py.typed"}

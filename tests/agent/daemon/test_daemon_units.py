@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+import structlog.testing
 from prometheus_client import CollectorRegistry
 
 from gridpilot.adapters.actuation import AsicCommand, GpuCommand, RecordingActuator
@@ -231,3 +232,36 @@ def test_a_crashing_part_still_closes_the_devices_and_writes_the_ledger(tmp_path
         assert raised.group_contains(RuntimeError, match="a bug in housekeeping")
         assert actuator.closed
         assert ledger.get_meta("queued_before_the_crash") == "yes"
+
+
+def test_a_stale_forecast_is_said_and_exported_but_is_no_safe_mode(tmp_path: Path) -> None:
+    """With the meter, price and hashprice fresh, a forecast issued 37 h ago (past the 36 h
+    default) leaves the agent in normal mode: its age and limit are exported for the alert,
+    `forecast.stale` is logged once, and `forecast.fresh` when a new one comes."""
+    clock = SetClock(datetime(2024, 8, 20, 12, 0, tzinfo=UTC))
+    with Ledger.open(tmp_path / "ledger.sqlite3") as ledger:
+        daemon = _daemon(tmp_path, clock, ledger)
+        state, now = daemon.state, clock.now()
+        state.meters["main"] = Signal(100e3, now, now)
+        state.price = Signal(30.0, now, now)
+        state.hashprice = Signal(0.05, now, now)
+        state.forecast_received = now - timedelta(hours=37)
+
+        async def scenario() -> None:
+            await daemon.housekeeping.once()
+            await daemon.housekeeping.once()  # still stale: said once
+            state.forecast_received = clock.now()
+            await daemon.housekeeping.once()
+
+        with structlog.testing.capture_logs() as logs:
+            asyncio.run(scenario())
+        said = [e["event"] for e in logs if e["event"].startswith("forecast.")]
+        assert said == ["forecast.stale", "forecast.fresh"]
+        assert not daemon.safe_mode.mode.safe
+        registry = daemon.metrics.registry
+        age = registry.get_sample_value("gridpilot_signal_age_seconds", {"signal": "forecast"})
+        limit = registry.get_sample_value(
+            "gridpilot_signal_stale_after_seconds", {"signal": "forecast"}
+        )
+        assert (age, limit) == (0.0, 36 * 3_600.0)
+        assert registry.get_sample_value("gridpilot_mode", {"mode": "normal"}) == 1
