@@ -12,12 +12,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+import structlog
+
 from gridpilot.adapters.actuation import Command, GpuCommand
+from gridpilot.agent.daemon.ledger import LedgerError
 from gridpilot.agent.daemon.metrics import Metrics
 from gridpilot.agent.daemon.recorder import Recorder
 from gridpilot.agent.daemon.setpoints import Setpoints
 from gridpilot.optimizer.economics import SECONDS_PER_HOUR
 from gridpilot.optimizer.problem import Problem
+
+_log = structlog.get_logger("gridpilot.daemon")
 
 
 class Allowance:
@@ -46,26 +51,35 @@ class Allowance:
                 self.interruptions[interruption.group] = (interruption.id, interruption.start)
 
     async def track(self, commands: Sequence[Command], now: datetime) -> None:
-        """Open or close the interruption of each GPU group `commands` curtail or release."""
+        """Open or close the interruption of each GPU group `commands` curtail or release. One
+        the ledger cannot take is said and counted, and tried again with the group's next
+        command (its allowance is charged by `account` from the setpoints all the same)."""
         for command in commands:
             if not isinstance(command, GpuCommand):
                 continue
-            nodes = command.capped_nodes + command.paused_nodes
-            running = self.interruptions.get(command.group)
-            if nodes and running is None:
-                gpu = self._site.gpu_groups[self._setpoints.gpu_index[command.group]]
-                event_id = await self._recorder.call(
-                    self._ledger.open_interruption,
-                    gpu.contract,
-                    command.group,
-                    now,
-                    nodes,
-                    command.reason,
-                )
-                self.interruptions[command.group] = (event_id, now)
-            elif not nodes and running is not None:
-                await self._recorder.call(self._ledger.close_interruption, running[0], now)
-                del self.interruptions[command.group]
+            try:
+                await self._track(command, now)
+            except LedgerError as error:
+                _log.error("interruption.not_recorded", group=command.group, error=str(error))
+                self._recorder.on_failure("interruption")
+
+    async def _track(self, command: GpuCommand, now: datetime) -> None:
+        nodes = command.capped_nodes + command.paused_nodes
+        running = self.interruptions.get(command.group)
+        if nodes and running is None:
+            gpu = self._site.gpu_groups[self._setpoints.gpu_index[command.group]]
+            event_id = await self._recorder.call(
+                self._ledger.open_interruption,
+                gpu.contract,
+                command.group,
+                now,
+                nodes,
+                command.reason,
+            )
+            self.interruptions[command.group] = (event_id, now)
+        elif not nodes and running is not None:
+            await self._recorder.call(self._ledger.close_interruption, running[0], now)
+            del self.interruptions[command.group]
 
     def curtailed_for_s(self, group: str, now: datetime) -> float:
         """How long `group` has been curtailed without a break (0 when it is not)."""
@@ -88,6 +102,18 @@ class Allowance:
             left = max(0.0, contract.allowance_node_hours - spent)
             self._metrics.allowance_used.labels(contract.name).set(spent * SECONDS_PER_HOUR)
             self._metrics.allowance_left.labels(contract.name).set(left * SECONDS_PER_HOUR)
+
+    async def account_or_say(self, now: datetime) -> bool:
+        """`account`; a ledger that cannot take it (a full disk, a read-only file) is said and
+        counted, and False. The mark has not moved: the next accounting that succeeds charges
+        the whole span."""
+        try:
+            await self.account(now)
+        except LedgerError as error:
+            _log.error("ledger.failed", action="account", error=str(error))
+            self._recorder.on_failure("account")
+            return False
+        return True
 
     async def used_node_hours(self, now: datetime) -> dict[str, float]:
         """Node-hours each contract has used in the billing month of `now`."""

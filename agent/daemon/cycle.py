@@ -28,6 +28,7 @@ from gridpilot.adapters.actuation import AsicCommand, Command, GpuCommand
 from gridpilot.agent.daemon.allowance import Allowance
 from gridpilot.agent.daemon.clock import Clock
 from gridpilot.agent.daemon.commands import Sender
+from gridpilot.agent.daemon.ledger import LedgerError
 from gridpilot.agent.daemon.metrics import Metrics
 from gridpilot.agent.daemon.offers import DayAheadOffers
 from gridpilot.agent.daemon.programs import GridPrograms
@@ -79,7 +80,6 @@ class PlanningCycle:
         self._allowance = allowance
         self._publisher = publisher
         self._recorder = recorder
-        self._ledger = recorder.ledger
         self._metrics = metrics
         self._clock = clock
         self.plans_made = 0
@@ -111,7 +111,7 @@ class PlanningCycle:
     async def plan_once(self, reason: str) -> Plan | None:
         """One planning cycle; None when in safe mode or without the inputs a plan needs."""
         now = self._clock.now()
-        await self._allowance.account(now)
+        await self._allowance.account_or_say(now)
         # Requests made until here are answered by this plan, which reads the state from here.
         self._triggers.replan.clear()
         missing = "safe mode" if self._mode.safe else _missing(self._state)
@@ -125,14 +125,10 @@ class PlanningCycle:
         self.last_plan = plan
         self._triggers.plan_made()
         commands = self.plan_commands(plan, decision.step)
-        plan_id = await self._recorder.call(
-            self._ledger.record_plan,
-            now,
-            plan.status.value,
-            f"{reason}; {decision.reason}",
-            float(plan.outcome.profit_usd),
-            {"solver": plan.solver, "gap": plan.gap, "step": decision.step, "note": plan.note},
-        )
+        plan_id = await _recorded(self._recorder, decision, reason, now)
+        if plan_id is None:
+            self._receding = None  # the next plan starts afresh from what the devices do
+            return None
         label = f"plan-{plan_id}"
         commands = [replace(c, plan=label) for c in commands]
         commands = await self._commands.send(commands, plan=label, plan_id=plan_id, planned=True)
@@ -315,3 +311,25 @@ def _missing(state: SiteState) -> str:
     if state.price is None:
         return "no real-time price yet"
     return ""
+
+
+async def _recorded(
+    recorder: Recorder, decision: Decision, reason: str, now: datetime
+) -> int | None:
+    """The plan of `decision` in the ledger, and its id; None (said and counted) when the ledger
+    cannot take it. A plan is carried out only once it is on disk: until one can be recorded
+    again the devices keep their commands, and the guard and safe mode still act."""
+    plan = decision.plan
+    try:
+        return await recorder.call(
+            recorder.ledger.record_plan,
+            now,
+            plan.status.value,
+            f"{reason}; {decision.reason}",
+            float(plan.outcome.profit_usd),
+            {"solver": plan.solver, "gap": plan.gap, "step": decision.step, "note": plan.note},
+        )
+    except LedgerError as error:
+        _log.error("plan.not_recorded", reason=reason, error=str(error))
+        recorder.on_failure("plan")
+        return None

@@ -115,7 +115,9 @@ class Daemon:
         self.state = SiteState(started=now, interval_s=self.config.plan_interval_s)
         self.mode = Mode()
         self.triggers = Triggers()
-        self.recorder = Recorder(ledger)
+        self.recorder = Recorder(
+            ledger, on_failure=lambda action: metrics.ledger_failures.labels(action).inc()
+        )
         self.link = SiteLink(
             broker_options(settings, self.topics),
             subscriptions=self.topics.subscriptions(),

@@ -13,6 +13,7 @@ stuck anywhere stops the pings.
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable
 from datetime import datetime, timedelta
 
 import structlog
@@ -21,6 +22,7 @@ from gridpilot.agent.daemon import systemd
 from gridpilot.agent.daemon.allowance import Allowance
 from gridpilot.agent.daemon.clock import Clock
 from gridpilot.agent.daemon.gauges import PlantGauges
+from gridpilot.agent.daemon.ledger import LedgerError
 from gridpilot.agent.daemon.metrics import Metrics
 from gridpilot.agent.daemon.overrides import Overrides
 from gridpilot.agent.daemon.recorder import Recorder
@@ -90,13 +92,23 @@ class Housekeeping:
                 systemd.notify("WATCHDOG=1")
                 last_watchdog = tick
             if tick - last_account >= ACCOUNT_EVERY_S / speed:
-                await self._allowance.account(self._clock.now())
+                await self._allowance.account_or_say(self._clock.now())
                 last_account = tick
             if tick - last_prune >= PRUNE_EVERY_S / speed:
                 cutoff = self._clock.now() - timedelta(days=self._keep_days)
-                await self._recorder.call(self._recorder.ledger.prune, cutoff)
+                prune = self._recorder.call(self._recorder.ledger.prune, cutoff)
+                await self._ledgered("prune", prune)
                 last_prune = tick
             await self._clock.sleep(1.0)
+
+    async def _ledgered(self, action: str, work: Awaitable[object]) -> None:
+        """`work` on the ledger; a ledger that cannot be written (a full disk, a read-only
+        file) is said and counted, and the loop goes on."""
+        try:
+            await work
+        except LedgerError as error:
+            _log.error("ledger.failed", action=action, error=str(error))
+            self._recorder.on_failure(action)
 
     async def once(self) -> None:
         """One tick."""

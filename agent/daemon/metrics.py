@@ -41,6 +41,11 @@ CURTAILMENT_REASONS = (
 # Why a reserve deployment failed: the MW the commands dropped fell short, the commands went
 # out after the product's response time, or the site's meter did not show the drop in time.
 RESERVE_FAILURES = ("short", "late", "meter")
+# What the agent failed to write to its ledger (a full disk, a read-only file): the command
+# records queued by the guard and the commands part, a plan (not carried out), the
+# allowance's accounting (charged at the next that succeeds), the daily prune, a GPU
+# interruption's start or end.
+LEDGER_ACTIONS = ("write", "plan", "account", "prune", "interruption")
 
 
 def curtailment_reason(reason: str) -> str:
@@ -193,6 +198,13 @@ SPECS = (
         "gridpilot_rejected_inputs",
         "Input payloads rejected, by topic kind and reason",
         ("topic", "reason"),
+    ),
+    MetricSpec(
+        "ledger_failures",
+        Counter,
+        "gridpilot_ledger_failures",
+        "Ledger writes that failed, by what was being written",
+        ("action",),
     ),
     MetricSpec("guard_actions", Counter, "gridpilot_guard_actions", "Guard sheds"),
     MetricSpec(
@@ -373,6 +385,7 @@ class Metrics:
     allowance_used: Gauge
     allowance_left: Gauge
     rejected: Counter
+    ledger_failures: Counter
     guard_actions: Counter
     guard_shed_units: Counter
     plans: Counter
@@ -409,6 +422,8 @@ class Metrics:
         # Series with fixed labels exist from the start, at zero.
         for mode in MODES:
             self.mode.labels(mode).set(0)
+        for action in LEDGER_ACTIONS:
+            self.ledger_failures.labels(action)
         for signal in SIGNALS:
             self.signal_age.labels(signal).set(0)
         for kind in LOAD_CLASSES:

@@ -23,8 +23,11 @@ _log = structlog.get_logger("gridpilot.ledger")
 
 
 class Recorder:
-    def __init__(self, ledger: Ledger) -> None:
+    """`on_failure(action)` is told of each write that failed (for the metrics)."""
+
+    def __init__(self, ledger: Ledger, *, on_failure: Callable[[str], None] | None = None) -> None:
         self.ledger = ledger
+        self.on_failure = on_failure or (lambda action: None)
         self._lock = asyncio.Lock()
         self._queue: asyncio.Queue[tuple[Callable[..., object], tuple[Any, ...]]] = asyncio.Queue()
         self._running = False
@@ -69,6 +72,7 @@ class Recorder:
         except LedgerError:
             # The site is kept safe without its record; the failure is loud.
             _log.exception("ledger.write_failed", call=getattr(call, "__name__", "?"))
+            self.on_failure("write")
         finally:
             self._queue.task_done()
 
@@ -80,5 +84,6 @@ class Recorder:
                 call(*args)
             except LedgerError:
                 _log.exception("ledger.write_failed", call=getattr(call, "__name__", "?"))
+                self.on_failure("write")
             finally:
                 self._queue.task_done()
