@@ -706,7 +706,9 @@ def _add_bench(commands: SubParsers) -> None:
         " allowance kept, time to republish) and feeds F hypothesis-generated payloads per input"
         " topic to its input handling (internal errors, rejects by reason), then stops each"
         " feed in turn with a real Prometheus evaluating the shipped alerts (time to safe mode,"
-        " to the alert, back to normal). Needs the test extra (hypothesis) and prometheus.",
+        " to the alert, back to normal), and fills the ledger's disk under it (the guard still"
+        " shedding, no unrecorded plan carried out). Needs the test extra (hypothesis) and"
+        " prometheus.",
     )
     reliability.add_argument("--restarts", type=_positive_int, default=20, metavar="R")
     reliability.add_argument("--kills", type=_positive_int, default=50, metavar="K")
@@ -719,6 +721,12 @@ def _add_bench(commands: SubParsers) -> None:
         metavar="FEED",
         help=f"the feeds stopped in turn (of {', '.join(STALE_FEEDS)}; all by default, none"
         " with the option alone)",
+    )
+    reliability.add_argument(
+        "--disk",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="fill the ledger's own tmpfs under the agent (needs root; default: on)",
     )
     reliability.add_argument("--json", action="store_true", help="print one JSON object")
     reliability.set_defaults(handler=_bench_reliability)
@@ -762,6 +770,7 @@ def _bench_reliability(args: argparse.Namespace) -> int:
             kills=args.kills,
             fuzz=args.fuzz,
             stale_feeds=tuple(args.stale_feeds),
+            disk=args.disk,
         )
     except (BrokerError, PrometheusError) as error:
         print(f"gridpilot: {error}", file=sys.stderr)

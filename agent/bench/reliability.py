@@ -1,7 +1,7 @@
 """`gridpilot bench reliability`: how much the agent survives, measured against the real broker
 and the real process.
 
-Four trials, each printed as a row of figures:
+Five trials, each printed as a row of figures:
 
 - **Broker restarts.** The agent runs as its own process on a synthetic site of 8 miner groups
   and a GPU hall (`bench.guard.bench_site`, planning only when its inputs change), its first
@@ -25,6 +25,8 @@ Four trials, each printed as a row of figures:
   the real broker to the running agent, which must still answer afterwards.
 - **Stale feeds.** Each input feed stopped in turn, with the real Prometheus evaluating the
   shipped alerts (`agent.bench.stale`): time to safe mode, to the alert, back to normal.
+- **A full disk.** The ledger's own small tmpfs filled under the agent, then remounted
+  read-only for a new one (`agent.bench.disk`; needs root, else skipped and said).
 
 Needs the test extra (hypothesis), `pip install '.[test]'`, and Prometheus for the stale feeds.
 """
@@ -62,6 +64,7 @@ from gridpilot.agent.bench.agent_process import (
     forget_commands,
     start_agent,
 )
+from gridpilot.agent.bench.disk import DiskBench, disk_trial
 from gridpilot.agent.bench.guard import bench_site
 from gridpilot.agent.bench.stale import FEEDS, StaleFeed
 from gridpilot.agent.bench.stale import stale_feeds as stale_feeds_trial
@@ -125,6 +128,7 @@ class ReliabilityBench:
     fuzz_rejects: dict[str, int] = field(default_factory=dict)
     broker_sample: int = 0
     stale: list[StaleFeed] = field(default_factory=list)
+    disk: DiskBench | None = None
 
     def as_json(self) -> str:
         return json.dumps(asdict(self))
@@ -147,8 +151,23 @@ class ReliabilityBench:
                 "  rejects by reason: "
                 + ", ".join(f"{k} {v:,}" for k, v in sorted(self.fuzz_rejects.items())),
                 *(_stale_line(s) for s in self.stale),
+                *([] if self.disk is None else [_disk_line(self.disk)]),
             ]
         )
+
+
+def _disk_line(disk: DiskBench) -> str:
+    if disk.skipped:
+        return f"ledger's disk full: not measured ({disk.skipped})"
+    return (
+        f"ledger's disk full: guard shed in {disk.shed_ms:.0f} ms, the plan meanwhile"
+        f" {'not carried out' if disk.plan_refused else 'CARRIED OUT'}, {disk.failures_logged}"
+        f" ledger failures said, agent {'up and online' if disk.alive else 'DOWN'};"
+        f" {'a plan recorded' if disk.recovered else 'NO plan recorded'}"
+        f" {disk.recovered_s:.1f} s after room was made, ledger"
+        f" {'intact' if disk.ledger_intact else 'CORRUPT'}; started on it read-only: exit"
+        f" {disk.start_read_only_exit}"
+    )
 
 
 def _stale_line(stale: StaleFeed) -> str:
@@ -171,6 +190,7 @@ def bench_reliability(
     kills: int = 50,
     fuzz: int = 10_000,
     stale_feeds: tuple[str, ...] = FEEDS,
+    disk: bool = True,
     seed: int = 1,
 ) -> ReliabilityBench:
     rng = random.Random(seed)  # noqa: S311  # trial timing, not secrets
@@ -198,6 +218,7 @@ def bench_reliability(
             errors, unknown, rejects, sample = _fuzz(config, fuzz)
             sent = asyncio.run(_broker_sample(broker, busy, folder, sample))
             stale = asyncio.run(stale_feeds_trial(broker, site, folder, stale_feeds))
+            full = disk_trial(broker, site, folder) if disk else None
         except BaseException:
             log = folder / "agent.log"
             if log.exists():  # what the agent said, for the failure's cause
@@ -221,6 +242,7 @@ def bench_reliability(
         fuzz_rejects=rejects,
         broker_sample=sent,
         stale=stale,
+        disk=full,
     )
 
 

@@ -1,6 +1,6 @@
 """`gridpilot bench reliability` end to end on small counts (its figures are for `make
 reliability`): the real Mosquitto restarted, the real agent process killed, fuzzed payloads.
-The stale-feed trial has its own test (test_bench_stale.py)."""
+The stale-feed and disk trials have their own tests (test_bench_stale.py, test_bench_disk.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ def test_bench_reliability_survives_a_restart_a_kill_and_fuzzing(
     """One broker restart, two kills, 300 payloads per topic: recovered, nothing lost, the
     ledger intact, every reject under a known reason and no internal error."""
     args = ["bench", "reliability", "--restarts", "1", "--kills", "2", "--fuzz", "300"]
-    args += ["--stale-feeds", "--json"]  # none: test_bench_stale.py
+    args += ["--stale-feeds", "--no-disk", "--json"]  # test_bench_stale.py, test_bench_disk.py
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["restarts"] == 1
@@ -32,3 +32,4 @@ def test_bench_reliability_survives_a_restart_a_kill_and_fuzzing(
     assert sum(result["fuzz_rejects"].values()) > 0
     assert result["broker_sample"] == 6 * 3  # every 100th of 300, per topic
     assert result["stale"] == []
+    assert result["disk"] is None
