@@ -4,6 +4,7 @@ what it says on the broker: its status, its mode and every group's command."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import subprocess
@@ -23,14 +24,24 @@ GROUPS = 8
 COMMANDED = GROUPS + 1  # the miner groups and the GPU hall
 
 
-def start_agent(config: Path, folder: Path) -> subprocess.Popen[bytes]:
+def start_agent(
+    config: Path, folder: Path, *, env: dict[str, str | None] | None = None
+) -> subprocess.Popen[bytes]:
+    """`gridpilot run --config config` as a process of its own, logging to `agent.log` in
+    `folder`, in this environment less any GRIDPILOT_ setting, with `env` over it (None:
+    unset)."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("GRIDPILOT_")}
+    for key, value in (env or {}).items():
+        environment.pop(key, None)
+        if value is not None:
+            environment[key] = value
     # The child keeps its own copy of the log's descriptor; ours is closed at once.
     with (folder / "agent.log").open("ab") as log:
         return subprocess.Popen(  # noqa: S603  # this interpreter, our own module
             [sys.executable, "-m", "gridpilot", "run", "--config", str(config)],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env={k: v for k, v in os.environ.items() if not k.startswith("GRIDPILOT_")},
+            env=environment,
         )
 
 
@@ -116,3 +127,35 @@ async def forget_commands(broker: LocalBroker, topics: list[str]) -> None:
             await client.publish(topic, b"", qos=1, retain=True)
     finally:
         await client.__aexit__(None, None, None)
+
+
+class AgentLog:
+    """The agent's JSON log lines (`agent.log` in the bench's folder), read from an offset."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def mark(self) -> int:
+        return self.path.stat().st_size if self.path.exists() else 0
+
+    def events(self, since: int) -> list[str]:
+        with self.path.open("rb") as log:
+            log.seek(since)
+            lines = log.read().decode(errors="replace").splitlines()
+        events = []
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                events.append(str(json.loads(line).get("event", "")))
+        return events
+
+    def count(self, names: tuple[str, ...], since: int) -> int:
+        return sum(event in names for event in self.events(since))
+
+    async def until(self, name: str, since: int, timeout_s: float) -> bool:
+        """Whether `name` was logged after `since` within `timeout_s`."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if name in self.events(since):
+                return True
+            await asyncio.sleep(0.1)
+        return False

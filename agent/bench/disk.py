@@ -38,6 +38,7 @@ from gridpilot.adapters.broker import LocalBroker
 from gridpilot.agent.bench.agent_process import (
     GROUPS,
     PREFIX,
+    AgentLog,
     Watcher,
     connect,
     feed,
@@ -115,7 +116,7 @@ async def _full_disk(
 ) -> DiskBench:
     limit = _limit_watts(config.read_text())
     agent = start_agent(config, folder)
-    log = _Log(folder / "agent.log")
+    log = AgentLog(folder / "agent.log")
     try:
         client = await connect(broker, "gridpilot-rel-disk")
         try:
@@ -228,35 +229,3 @@ def _start_on(folder: Path, site: str, ledger: Path) -> int | None:
     if done.returncode == EX_CANTCREAT and str(ledger) not in done.stderr:
         raise RuntimeError(f"exit 73 without naming the ledger: {done.stderr.strip()}")
     return done.returncode
-
-
-class _Log:
-    """The agent's JSON log lines, read from an offset."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-
-    def mark(self) -> int:
-        return self.path.stat().st_size if self.path.exists() else 0
-
-    def events(self, since: int) -> list[str]:
-        with self.path.open("rb") as log:
-            log.seek(since)
-            lines = log.read().decode(errors="replace").splitlines()
-        events = []
-        for line in lines:
-            with contextlib.suppress(ValueError):
-                events.append(str(json.loads(line).get("event", "")))
-        return events
-
-    def count(self, names: tuple[str, ...], since: int) -> int:
-        return sum(event in names for event in self.events(since))
-
-    async def until(self, name: str, since: int, timeout_s: float) -> bool:
-        """Whether `name` was logged after `since` within `timeout_s`."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if name in self.events(since):
-                return True
-            await asyncio.sleep(0.1)
-        return False

@@ -1,7 +1,7 @@
 """`gridpilot bench reliability`: how much the agent survives, measured against the real broker
 and the real process.
 
-Five trials, each printed as a row of figures:
+Six trials, each printed as a row of figures:
 
 - **Broker restarts.** The agent runs as its own process on a synthetic site of 8 miner groups
   and a GPU hall (`bench.guard.bench_site`, planning only when its inputs change), its first
@@ -27,6 +27,8 @@ Five trials, each printed as a row of figures:
   shipped alerts (`agent.bench.stale`): time to safe mode, to the alert, back to normal.
 - **A full disk.** The ledger's own small tmpfs filled under the agent, then remounted
   read-only for a new one (`agent.bench.disk`; needs root, else skipped and said).
+- **Clock jumps.** The agent's wall clock an hour forward across a month's end, back, and
+  forward again under libfaketime (`agent.bench.clock`): the allowance charged to each month.
 
 Needs the test extra (hypothesis), `pip install '.[test]'`, and Prometheus for the stale feeds.
 """
@@ -64,6 +66,7 @@ from gridpilot.agent.bench.agent_process import (
     forget_commands,
     start_agent,
 )
+from gridpilot.agent.bench.clock import ClockBench, clock_trial
 from gridpilot.agent.bench.disk import DiskBench, disk_trial
 from gridpilot.agent.bench.guard import bench_site
 from gridpilot.agent.bench.stale import FEEDS, StaleFeed
@@ -129,6 +132,7 @@ class ReliabilityBench:
     broker_sample: int = 0
     stale: list[StaleFeed] = field(default_factory=list)
     disk: DiskBench | None = None
+    clock: ClockBench | None = None
 
     def as_json(self) -> str:
         return json.dumps(asdict(self))
@@ -152,6 +156,7 @@ class ReliabilityBench:
                 + ", ".join(f"{k} {v:,}" for k, v in sorted(self.fuzz_rejects.items())),
                 *(_stale_line(s) for s in self.stale),
                 *([] if self.disk is None else [_disk_line(self.disk)]),
+                *([] if self.clock is None else [_clock_line(self.clock)]),
             ]
         )
 
@@ -167,6 +172,20 @@ def _disk_line(disk: DiskBench) -> str:
         f" {disk.recovered_s:.1f} s after room was made, ledger"
         f" {'intact' if disk.ledger_intact else 'CORRUPT'}; started on it read-only: exit"
         f" {disk.start_read_only_exit}"
+    )
+
+
+def _clock_line(clock: ClockBench) -> str:
+    if clock.skipped:
+        return f"wall clock jumps: not measured ({clock.skipped})"
+    return (
+        f"wall clock an hour forward across November's end, back, and forward again:"
+        f" {clock.nodes} curtailed nodes charged November {clock.november_h:.4f} h"
+        f" (expected {clock.november_expected_h:.4f}) and December {clock.december_h:.4f} h"
+        f" (expected {clock.december_expected_h:.4f}); the hour back charged"
+        f" {clock.back_charged_h:g} h, its mark"
+        f" {'MOVED BACK' if clock.mark_moved_back else 'kept'};"
+        f" months {', '.join(clock.months)}"
     )
 
 
@@ -201,11 +220,11 @@ def bench_reliability(
         site = config.read_text()
         # Quiet for the restarts (no plan but the first, so the commands standing before a
         # restart are the ones that must come back), busy for the kills (a plan every 10 s).
-        config.write_text(_with_gpus(site, plan_interval_s=86_400))
+        config.write_text(with_gpu_hall(site, plan_interval_s=86_400))
         busy = folder / "busy.toml"
         # A ledger of its own: the allowance the kills must keep is what they alone charged.
         kills_ledger = folder / "kills.sqlite3"
-        busy_site = _with_gpus(site, plan_interval_s=10)
+        busy_site = with_gpu_hall(site, plan_interval_s=10)
         own = busy_site.replace(str(folder / "ledger.sqlite3"), str(kills_ledger))
         if own == busy_site:
             raise RuntimeError("the bench site names no ledger in its folder")
@@ -219,6 +238,7 @@ def bench_reliability(
             sent = asyncio.run(_broker_sample(broker, busy, folder, sample))
             stale = asyncio.run(stale_feeds_trial(broker, site, folder, stale_feeds))
             full = disk_trial(broker, site, folder) if disk else None
+            jumps = clock_trial(broker, with_gpu_hall(site, plan_interval_s=86_400), folder)
         except BaseException:
             log = folder / "agent.log"
             if log.exists():  # what the agent said, for the failure's cause
@@ -243,10 +263,11 @@ def bench_reliability(
         broker_sample=sent,
         stale=stale,
         disk=full,
+        clock=jumps,
     )
 
 
-def _with_gpus(site: str, *, plan_interval_s: int) -> str:
+def with_gpu_hall(site: str, *, plan_interval_s: int) -> str:
     """The guard bench's site with a GPU hall, planning every `plan_interval_s` and
     re-planning after a shed, as a site is run."""
     head, _, rest = site.partition("[mqtt]")
