@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -107,6 +108,18 @@ async def feed(client: aiomqtt.Client, watts: float = 0.0, price: float = 10.0) 
         ("price/realtime", json.dumps({"usd_per_mwh": price}).encode()),
     ):
         await client.publish(f"{PREFIX}/{topic}", payload, qos=1)
+
+
+def forecast(now: datetime, usd_per_mwh: float) -> bytes:
+    """A day-ahead forecast issued `now`: 24 hours at `usd_per_mwh` from the hour it is in."""
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    payload = {
+        "issued": now.isoformat(),
+        "start": hour.isoformat(),
+        "step_s": 3600,
+        "usd_per_mwh": [usd_per_mwh] * 24,
+    }
+    return json.dumps(payload).encode()
 
 
 async def connect(broker: LocalBroker, name: str) -> aiomqtt.Client:

@@ -33,6 +33,7 @@ from gridpilot.agent.bench.agent_process import (
     Watcher,
     connect,
     feed,
+    forecast,
     start_agent,
 )
 
@@ -175,15 +176,8 @@ async def _jumps(
 async def _plan(client: aiomqtt.Client, log: AgentLog, wall: _FakedWall) -> None:
     """A new forecast, stamped by the agent's clock, and the plan it makes (which accounts)."""
     since = log.mark()
-    now = wall.now()
-    hour = now.replace(minute=0, second=0, microsecond=0)
-    forecast = {
-        "issued": now.isoformat(),
-        "start": hour.isoformat(),
-        "step_s": 3600,
-        "usd_per_mwh": [900.0] * 24,
-    }
-    await client.publish(f"{PREFIX}/price/forecast", json.dumps(forecast).encode(), qos=1)
+    payload = forecast(wall.now(), 900.0)
+    await client.publish(f"{PREFIX}/price/forecast", payload, qos=1)
     if not await log.until("plan.made", since, 60):
         raise RuntimeError("the agent made no plan on a new forecast")
 

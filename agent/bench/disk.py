@@ -42,6 +42,7 @@ from gridpilot.agent.bench.agent_process import (
     Watcher,
     connect,
     feed,
+    forecast,
     start_agent,
 )
 
@@ -127,14 +128,18 @@ async def _full_disk(
                 with _full(disk):
                     since = log.mark()
                     shed_ms = await _shed(client, watcher, limit)
-                    await client.publish(f"{PREFIX}/price/forecast", _forecast(), qos=1)
+                    await client.publish(
+                        f"{PREFIX}/price/forecast", forecast(datetime.now(UTC), 30.0), qos=1
+                    )
                     refused = await log.until("plan.not_recorded", since, 30)
                     failures = log.count(("ledger.write_failed", "ledger.failed"), since)
                     alive = agent.poll() is None and watcher.online()
                     mended_at = log.mark()
                 mended = time.monotonic()
                 await feed(client)  # back under the cap
-                await client.publish(f"{PREFIX}/price/forecast", _forecast(), qos=1)
+                await client.publish(
+                    f"{PREFIX}/price/forecast", forecast(datetime.now(UTC), 30.0), qos=1
+                )
                 recovered = await log.until("plan.made", mended_at, 60)
                 return DiskBench(
                     shed_ms=shed_ms,
@@ -191,19 +196,6 @@ async def _shed(client: Any, watcher: Watcher, limit_watts: float) -> float:
     await feed(client, watts=1.05 * limit_watts)
     await watcher.until(guard_command, 30)
     return (time.perf_counter() - started) * 1e3
-
-
-def _forecast() -> bytes:
-    now = datetime.now(UTC)
-    hour = now.replace(minute=0, second=0, microsecond=0)
-    return json.dumps(
-        {
-            "issued": now.isoformat(),
-            "start": hour.isoformat(),
-            "step_s": 3600,
-            "usd_per_mwh": [30.0] * 24,
-        }
-    ).encode()
 
 
 def _intact(ledger: Path) -> bool:

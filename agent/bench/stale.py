@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,7 +27,7 @@ from typing import Any
 import aiomqtt
 
 from gridpilot.adapters.broker import LocalBroker, free_port
-from gridpilot.agent.bench.agent_process import PREFIX, Watcher, connect, start_agent
+from gridpilot.agent.bench.agent_process import PREFIX, Watcher, connect, forecast, start_agent
 from gridpilot.agent.bench.prometheus import LocalPrometheus
 
 FEEDS = ("meter", "price", "hashprice", "forecast")
@@ -80,22 +79,12 @@ class _Feeder:
                     await self.client.publish(f"{PREFIX}/{topic}", payload, qos=1)
                     self.last[feed] = time.monotonic()
             if "forecast" not in self.stopped and time.monotonic() >= next_forecast:
-                await self.client.publish(f"{PREFIX}/price/forecast", _forecast(), qos=1)
+                await self.client.publish(
+                    f"{PREFIX}/price/forecast", forecast(datetime.now(UTC), 30.0), qos=1
+                )
                 self.last["forecast"] = time.monotonic()
                 next_forecast = time.monotonic() + FORECAST_EVERY_S
             await asyncio.sleep(FEED_EVERY_S)
-
-
-def _forecast() -> bytes:
-    now = datetime.now(UTC)
-    hour = now.replace(minute=0, second=0, microsecond=0)
-    payload = {
-        "issued": now.isoformat(),
-        "start": hour.isoformat(),
-        "step_s": 3600,
-        "usd_per_mwh": [30.0] * 24,
-    }
-    return json.dumps(payload).encode()
 
 
 async def stale_feeds(
