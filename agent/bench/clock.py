@@ -34,6 +34,7 @@ from gridpilot.agent.bench.agent_process import (
     connect,
     feed,
     forecast,
+    forget_commands,
     start_agent,
 )
 
@@ -122,6 +123,9 @@ class _FakedWall:
 async def _jumps(
     broker: LocalBroker, config: Path, folder: Path, ledger: Path, library: Path
 ) -> ClockBench:
+    hall = f"{PREFIX}/cmd/gpu/hall"
+    # The hall's command an earlier trial left retained would look like this agent's.
+    await forget_commands(broker, [hall])
     wall = _FakedWall(folder / "faketime.txt", library)
     agent = start_agent(config, folder, env=wall.env())
     log = AgentLog(folder / "agent.log")
@@ -131,7 +135,6 @@ async def _jumps(
             async with Watcher(client) as watcher:
                 await watcher.until(watcher.online, 60)
                 await feed(client, price=900.0)
-                hall = f"{PREFIX}/cmd/gpu/hall"
 
                 def curtailed() -> int:
                     payload = watcher.commands.get(hall)

@@ -130,7 +130,7 @@ class Commands:
         queued for the devices. Returns the commands sent."""
         now = self._clock.now()
         if any(isinstance(c, GpuCommand) for c in commands):
-            await self._allowance.account(now)
+            await self._allowance.account_or_say(now)
         if planned:
             commands = [c for c in commands if c.group not in self._state.overrides]
             commands = self._within_holds(commands)

@@ -13,7 +13,7 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-from gridpilot.adapters.actuation import AsicCommand, RecordingActuator
+from gridpilot.adapters.actuation import AsicCommand, GpuCommand, RecordingActuator
 from gridpilot.adapters.broker import LocalBroker
 from gridpilot.agent.daemon.daemon import Daemon
 from tests.integration.harness import PREFIX, feed_market, observing, running, site_settings
@@ -62,7 +62,9 @@ def test_a_read_only_ledger_keeps_the_guard_on_and_no_unrecorded_plan_is_carried
         async with observing(broker) as observer, running(settings, actuator=actuator) as daemon:
             await observer.publish(f"{PREFIX}/meter/main", json.dumps({"watts": 200e3}))
             await feed_market(observer, price=25.0)
-            await observer.wait_for(lambda: daemon.cycle.plans_made >= 1, 30)
+            # The first plan published: it is in the ledger and its commands are out, so the
+            # failures below are the ledger's, not a race with it.
+            await observer.wait_for(lambda: bool(observer.on(f"{PREFIX}/plan")), 30)
             await daemon.recorder.durable()
             start = daemon.clock.now() - timedelta(hours=1)
             recorded = len(daemon.ledger.plans(start, start + timedelta(days=1)))
@@ -88,6 +90,19 @@ def test_a_read_only_ledger_keeps_the_guard_on_and_no_unrecorded_plan_is_carried
             assert daemon.cycle.plans_made > made  # solved, then not carried out
             assert not any(c.plan.startswith("plan-") for c in actuator.applied[applied:])
             assert len(daemon.ledger.plans(start, start + timedelta(days=1))) == recorded
+
+            # A GPU command accounts the allowance first and opens an interruption: both fail,
+            # both are counted, and the command is carried out all the same.
+            accounts, interruptions = (
+                _failures(daemon, "account"),
+                _failures(daemon, "interruption"),
+            )
+            await daemon.commands.send(
+                [GpuCommand("h100", 700.0, 0, 2, "operator test", "test")], plan="test"
+            )
+            assert _failures(daemon, "account") == accounts + 1
+            assert _failures(daemon, "interruption") == interruptions + 1
+            assert actuator.applied[-1] == GpuCommand("h100", 700.0, 0, 2, "operator test", "test")
 
             await _pragma(daemon, "PRAGMA query_only = OFF")
             await observer.publish(f"{PREFIX}/price/forecast", _forecast(daemon, 20.0))
