@@ -27,6 +27,7 @@ from typing import Any
 import aiomqtt
 
 from gridpilot.adapters.broker import LocalBroker, free_port
+from gridpilot.adapters.mqtt import publish_acked
 from gridpilot.agent.bench.agent_process import PREFIX, Watcher, connect, forecast, start_agent
 from gridpilot.agent.bench.prometheus import LocalPrometheus
 
@@ -60,7 +61,9 @@ def stale_site(site: str, metrics_port: int) -> str:
 
 
 class _Feeder:
-    """Publishes every feed not stopped, and remembers when each was last published."""
+    """Publishes every feed not stopped, and remembers when each was last published. Its
+    publishes are adapters.mqtt's cancellation-safe ones: the task is cancelled at the end,
+    and aiomqtt's own wait on Python 3.11 can drop that cancellation and run on for ever."""
 
     def __init__(self, client: aiomqtt.Client) -> None:
         self.client = client
@@ -76,12 +79,11 @@ class _Feeder:
                 ("hashprice", "hashprice", b'{"usd_per_th_day": 0.06}'),
             ):
                 if feed not in self.stopped:
-                    await self.client.publish(f"{PREFIX}/{topic}", payload, qos=1)
+                    await publish_acked(self.client, f"{PREFIX}/{topic}", payload)
                     self.last[feed] = time.monotonic()
             if "forecast" not in self.stopped and time.monotonic() >= next_forecast:
-                await self.client.publish(
-                    f"{PREFIX}/price/forecast", forecast(datetime.now(UTC), 30.0), qos=1
-                )
+                payload = forecast(datetime.now(UTC), 30.0)
+                await publish_acked(self.client, f"{PREFIX}/price/forecast", payload)
                 self.last["forecast"] = time.monotonic()
                 next_forecast = time.monotonic() + FORECAST_EVERY_S
             await asyncio.sleep(FEED_EVERY_S)
