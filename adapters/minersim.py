@@ -3,7 +3,8 @@
 Each `SimulatedMiner` listens on its own `ip:4028` (all of 127.0.0.0/8 is loopback on Linux, so
 127.0.1.1 .. 127.0.1.200 need no setup) and speaks the LUXminer dialect well enough that the real
 `pyasic` recognises it as a LuxOS miner and drives it; a `MinerFleet` starts many on consecutive
-addresses, and `run_fleet` serves one until cancelled (the `simulate miners` command).
+addresses, and `run_fleet` serves one until told to stop (the `simulate miners` command, until
+SIGINT or SIGTERM).
 
 The protocol, as LuxOS documents it (docs.luxor.tech/firmware/api) on cgminer's API:
 
@@ -710,8 +711,10 @@ async def run_fleet(
     port: int = RPC_PORT,
     wake_s: float = DEFAULT_WAKE_S,
     out: TextIO | None = None,
+    stop: asyncio.Event | None = None,
 ) -> None:
-    """Serve a fleet until cancelled, having printed each miner's address, model and draw."""
+    """Serve a fleet until `stop` is set (or until cancelled), having printed each miner's
+    address, model and draw."""
     stream = sys.stdout if out is None else out
     async with MinerFleet(
         count, first_ip=first_ip, models=models, port=port, wake_s=wake_s
@@ -724,4 +727,4 @@ async def run_fleet(
             file=stream,
             flush=True,
         )
-        await asyncio.Event().wait()
+        await (asyncio.Event() if stop is None else stop).wait()

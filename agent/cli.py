@@ -12,6 +12,7 @@ import asyncio
 import json
 import math
 import os
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -248,7 +249,7 @@ def _add_simulate(commands: SubParsers) -> None:
     kinds = command.add_subparsers(title="devices", metavar="KIND", required=True)
     miners = kinds.add_parser(
         "miners",
-        help="a fleet of simulated LuxOS miners on loopback addresses, until interrupted",
+        help="a fleet of simulated LuxOS miners on loopback addresses, until SIGINT or SIGTERM",
         description="Serve N simulated miners speaking the LuxOS flavour of the cgminer API on"
         " port 4028 of consecutive loopback addresses, for an agent with actuator = 'pyasic'"
         " (miners = ['FIRST-LAST']). Each draws power as it would, asleep or awake.",
@@ -267,12 +268,21 @@ def _add_simulate(commands: SubParsers) -> None:
 
 def _simulate_miners(args: argparse.Namespace) -> int:
     model = {"S19j Pro": minersim.S19J_PRO, "S21": minersim.S21}[args.model]
-    try:
-        asyncio.run(
-            minersim.run_fleet(args.count, args.first_ip, models=(model,), wake_s=args.wake_s)
+
+    async def until_signalled() -> None:
+        # Handlers of our own rather than Python's KeyboardInterrupt: a process started in
+        # the background by a shell inherits SIGINT ignored, and SIGTERM is how systemd and
+        # test harnesses stop a service.
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for number in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(number, stop.set)
+        await minersim.run_fleet(
+            args.count, args.first_ip, models=(model,), wake_s=args.wake_s, stop=stop
         )
-    except KeyboardInterrupt:
-        return 0
+
+    try:
+        asyncio.run(until_signalled())
     except (minersim.MinerSimError, ValueError) as error:
         print(f"gridpilot: {error}", file=sys.stderr)
         return EX_UNAVAILABLE

@@ -8,6 +8,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 
 def _ask(address: str, command: str) -> dict[str, object]:
     with socket.create_connection((address, 4028), timeout=5) as connection:
@@ -19,10 +21,45 @@ def _ask(address: str, command: str) -> dict[str, object]:
     return answer
 
 
-def test_simulate_miners_serves_until_interrupted() -> None:
-    """The command prints each miner, answers as LuxOS on each address, and exits 0 on SIGINT;
-    an impossible address range exits 69 with the reason."""
-    fleet = subprocess.Popen(  # this interpreter, our own module
+@pytest.mark.parametrize(
+    ("stop_with", "inherit_sigint_ignored"),
+    [(signal.SIGINT, False), (signal.SIGINT, True), (signal.SIGTERM, False)],
+    ids=["sigint", "sigint-inherited-ignored", "sigterm"],
+)
+def test_simulate_miners_serves_until_interrupted(
+    stop_with: signal.Signals, inherit_sigint_ignored: bool
+) -> None:
+    """The command prints each miner, answers as LuxOS on each address, and exits 0 on SIGINT
+    (also when started in the background with SIGINT ignored) or SIGTERM."""
+    # A shell starts a background command (`make test &`) with SIGINT ignored, and an
+    # ignored disposition survives exec: Python then never raises KeyboardInterrupt for it.
+    # This test's process plays that shell for the one child.
+    own = signal.getsignal(signal.SIGINT)
+    if inherit_sigint_ignored:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        fleet = _start_fleet()
+    finally:
+        signal.signal(signal.SIGINT, own)
+    try:
+        assert fleet.stdout is not None
+        lines = [fleet.stdout.readline() for _ in range(4)]
+        assert lines[0].startswith("127.0.4.1:4028 S21")
+        assert "3 simulated LuxOS miners up" in lines[3]
+        version = _ask("127.0.4.3", "version")
+        assert "LUXminer" in json.dumps(version)
+        fleet.send_signal(stop_with)
+        assert fleet.wait(timeout=10) == 0
+    finally:
+        if fleet.poll() is None:
+            fleet.kill()
+            fleet.wait()
+        if fleet.stdout is not None:
+            fleet.stdout.close()
+
+
+def _start_fleet() -> subprocess.Popen[str]:
+    return subprocess.Popen(  # this interpreter, our own module
         [
             sys.executable,
             "-m",
@@ -39,21 +76,10 @@ def test_simulate_miners_serves_until_interrupted() -> None:
         stdout=subprocess.PIPE,
         text=True,
     )
-    try:
-        assert fleet.stdout is not None
-        lines = [fleet.stdout.readline() for _ in range(4)]
-        assert lines[0].startswith("127.0.4.1:4028 S21")
-        assert "3 simulated LuxOS miners up" in lines[3]
-        version = _ask("127.0.4.3", "version")
-        assert "LUXminer" in json.dumps(version)
-        fleet.send_signal(signal.SIGINT)
-        assert fleet.wait(timeout=10) == 0
-    finally:
-        if fleet.poll() is None:
-            fleet.kill()
-            fleet.wait()
-        if fleet.stdout is not None:
-            fleet.stdout.close()
+
+
+def test_simulate_miners_says_why_it_cannot_serve() -> None:
+    """An impossible address range exits 69 with the reason."""
     bad = subprocess.run(
         [
             sys.executable,
