@@ -12,8 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-import structlog
-
 from gridpilot.adapters.actuation import Command, GpuCommand
 from gridpilot.agent.daemon.ledger import LedgerError
 from gridpilot.agent.daemon.metrics import Metrics
@@ -21,8 +19,6 @@ from gridpilot.agent.daemon.recorder import Recorder
 from gridpilot.agent.daemon.setpoints import Setpoints
 from gridpilot.optimizer.economics import SECONDS_PER_HOUR
 from gridpilot.optimizer.problem import Problem
-
-_log = structlog.get_logger("gridpilot.daemon")
 
 
 class Allowance:
@@ -60,8 +56,9 @@ class Allowance:
             try:
                 await self._track(command, now)
             except LedgerError as error:
-                _log.error("interruption.not_recorded", group=command.group, error=str(error))
-                self._recorder.on_failure("interruption")
+                self._recorder.failed(
+                    "interruption", error, event="interruption.not_recorded", group=command.group
+                )
 
     async def _track(self, command: GpuCommand, now: datetime) -> None:
         nodes = command.capped_nodes + command.paused_nodes
@@ -110,8 +107,7 @@ class Allowance:
         try:
             await self.account(now)
         except LedgerError as error:
-            _log.error("ledger.failed", action="account", error=str(error))
-            self._recorder.on_failure("account")
+            self._recorder.failed("account", error)
             return False
         return True
 

@@ -330,6 +330,5 @@ async def _recorded(
             {"solver": plan.solver, "gap": plan.gap, "step": decision.step, "note": plan.note},
         )
     except LedgerError as error:
-        _log.error("plan.not_recorded", reason=reason, error=str(error))
-        recorder.on_failure("plan")
+        recorder.failed("plan", error, event="plan.not_recorded", reason=reason)
         return None

@@ -107,8 +107,7 @@ class Housekeeping:
         try:
             await work
         except LedgerError as error:
-            _log.error("ledger.failed", action=action, error=str(error))
-            self._recorder.on_failure(action)
+            self._recorder.failed(action, error)
 
     async def once(self) -> None:
         """One tick."""

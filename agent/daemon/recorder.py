@@ -38,6 +38,14 @@ class Recorder:
         async with self._lock:
             return await asyncio.to_thread(call, *args)
 
+    def failed(
+        self, action: str, error: LedgerError, *, event: str = "ledger.failed", **context: object
+    ) -> None:
+        """Say and count that the ledger refused `action` (a full disk, a read-only file): the
+        daemon goes on without that record, and the failure is loud."""
+        _log.error(event, action=action, error=str(error), **context)
+        self.on_failure(action)
+
     def write(self, call: Callable[..., object], *args: Any) -> None:
         """Queue `call(*args)`; it runs after the writes queued before it."""
         self._queue.put_nowait((call, args))
