@@ -716,9 +716,10 @@ def _add_bench(commands: SubParsers) -> None:
         " allowance kept, time to republish) and feeds F hypothesis-generated payloads per input"
         " topic to its input handling (internal errors, rejects by reason), then stops each"
         " feed in turn with a real Prometheus evaluating the shipped alerts (time to safe mode,"
-        " to the alert, back to normal), and fills the ledger's disk under it (the guard still"
-        " shedding, no unrecorded plan carried out). Needs the test extra (hypothesis) and"
-        " prometheus.",
+        " to the alert, back to normal), fills the ledger's disk under it (the guard still"
+        " shedding, no unrecorded plan carried out), jumps its wall clock, and loads it with"
+        " many meters at a high rate (guard latency, readings unaccounted for, memory). Needs"
+        " the test extra (hypothesis), prometheus and libfaketime.",
     )
     reliability.add_argument("--restarts", type=_positive_int, default=20, metavar="R")
     reliability.add_argument("--kills", type=_positive_int, default=50, metavar="K")
@@ -738,6 +739,15 @@ def _add_bench(commands: SubParsers) -> None:
         default=True,
         help="fill the ledger's own tmpfs under the agent (needs root; default: on)",
     )
+    reliability.add_argument(
+        "--load-seconds",
+        type=float,
+        default=600.0,
+        metavar="S",
+        help="how long the load trial runs (0: not at all; default: %(default)g)",
+    )
+    reliability.add_argument("--load-meters", type=_positive_int, default=1_000, metavar="N")
+    reliability.add_argument("--load-hz", type=_positive_float, default=10.0, metavar="HZ")
     reliability.add_argument("--json", action="store_true", help="print one JSON object")
     reliability.set_defaults(handler=_bench_reliability)
 
@@ -781,6 +791,9 @@ def _bench_reliability(args: argparse.Namespace) -> int:
             fuzz=args.fuzz,
             stale_feeds=tuple(args.stale_feeds),
             disk=args.disk,
+            load_seconds=args.load_seconds,
+            load_meters=args.load_meters,
+            load_hz=args.load_hz,
         )
     except (BrokerError, PrometheusError) as error:
         print(f"gridpilot: {error}", file=sys.stderr)

@@ -1,7 +1,7 @@
 """`gridpilot bench reliability`: how much the agent survives, measured against the real broker
 and the real process.
 
-Six trials, each printed as a row of figures:
+Seven trials, each printed as a row of figures:
 
 - **Broker restarts.** The agent runs as its own process on a synthetic site of 8 miner groups
   and a GPU hall (`bench.guard.bench_site`, planning only when its inputs change), its first
@@ -29,6 +29,9 @@ Six trials, each printed as a row of figures:
   read-only for a new one (`agent.bench.disk`; needs root, else skipped and said).
 - **Clock jumps.** The agent's wall clock an hour forward across a month's end, back, and
   forward again under libfaketime (`agent.bench.clock`): the allowance charged to each month.
+- **Load.** 1,000 meters at 10 Hz for 10 minutes on a site of 1,000 miner groups, with a shed
+  called for about once a second (`agent.bench.load`): guard latency, readings unaccounted
+  for, resident memory.
 
 Needs the test extra (hypothesis), `pip install '.[test]'`, and Prometheus for the stale feeds.
 """
@@ -69,6 +72,7 @@ from gridpilot.agent.bench.agent_process import (
 from gridpilot.agent.bench.clock import ClockBench, clock_trial
 from gridpilot.agent.bench.disk import DiskBench, disk_trial
 from gridpilot.agent.bench.guard import bench_site
+from gridpilot.agent.bench.load import LoadBench, load_trial
 from gridpilot.agent.bench.stale import FEEDS, StaleFeed
 from gridpilot.agent.bench.stale import stale_feeds as stale_feeds_trial
 
@@ -133,6 +137,7 @@ class ReliabilityBench:
     stale: list[StaleFeed] = field(default_factory=list)
     disk: DiskBench | None = None
     clock: ClockBench | None = None
+    load: LoadBench | None = None
 
     def as_json(self) -> str:
         return json.dumps(asdict(self))
@@ -157,6 +162,7 @@ class ReliabilityBench:
                 *(_stale_line(s) for s in self.stale),
                 *([] if self.disk is None else [_disk_line(self.disk)]),
                 *([] if self.clock is None else [_clock_line(self.clock)]),
+                *([] if self.load is None else [self.load.as_text()]),
             ]
         )
 
@@ -210,6 +216,9 @@ def bench_reliability(
     fuzz: int = 10_000,
     stale_feeds: tuple[str, ...] = FEEDS,
     disk: bool = True,
+    load_seconds: float = 600.0,
+    load_meters: int = 1_000,
+    load_hz: float = 10.0,
     seed: int = 1,
 ) -> ReliabilityBench:
     rng = random.Random(seed)  # noqa: S311  # trial timing, not secrets
@@ -239,6 +248,11 @@ def bench_reliability(
             stale = asyncio.run(stale_feeds_trial(broker, site, folder, stale_feeds))
             full = disk_trial(broker, site, folder) if disk else None
             jumps = clock_trial(broker, with_gpu_hall(site, plan_interval_s=86_400), folder)
+            load = (
+                load_trial(meters=load_meters, rate_hz=load_hz, seconds=load_seconds, seed=seed)
+                if load_seconds > 0
+                else None
+            )
         except BaseException:
             log = folder / "agent.log"
             if log.exists():  # what the agent said, for the failure's cause
@@ -264,6 +278,7 @@ def bench_reliability(
         stale=stale,
         disk=full,
         clock=jumps,
+        load=load,
     )
 
 

@@ -1,14 +1,15 @@
 """Inputs: each message from the broker decoded, validated and folded into the `SiteState`.
 
-Every payload is decoded at the edge (adapters.payloads) and stamped with its arrival by the
-agent's clock. A bad one (malformed, oversized, out of range, for a meter or group the site
-does not have) is dropped, counted in `gridpilot_rejected_inputs_total{topic,reason}` and
-logged, never fatal; so is one whose handling fails, as `internal_error`. What an input
-changes wakes whom it concerns: a meter reading or a grid event the guard; a forecast, an
-event, an override, and a price or hashprice before the first plan, the planner. The grid
-programs' inputs (system load, frequency, 4CP alerts, reserve awards, deployments, recalls,
-ancillary prices) go to the parts that keep them (agent.daemon.programs, .reserves), which
-decode them and raise `Rejected` the same way.
+Every payload is decoded at the edge (adapters.payloads), stamped with its arrival by the
+agent's clock and, once taken, counted in `gridpilot_inputs_total{topic}`. A bad one
+(malformed, oversized, out of range, for a meter or group the site does not have) is dropped,
+counted in `gridpilot_rejected_inputs_total{topic,reason}` and logged, never fatal; so is one
+whose handling fails, as `internal_error`. What an input changes wakes whom it concerns: a
+meter reading or a grid event the guard; a forecast, an event, an override, and a price or
+hashprice before the first plan, the planner. The grid programs' inputs (system load,
+frequency, 4CP alerts, reserve awards, deployments, recalls, ancillary prices) go to the parts
+that keep them (agent.daemon.programs, .reserves), which decode them and raise `Rejected` the
+same way.
 """
 
 from __future__ import annotations
@@ -104,6 +105,9 @@ class Inputs:
                 )
             elif kind in self._handlers:
                 await self._handlers[kind](payload, now)
+            else:
+                return  # not an input of this agent (none of its subscriptions brings one)
+            self._metrics.inputs.labels(kind).inc()
         except Rejected as rejected:
             self._metrics.rejected.labels(kind, rejected.reason).inc()
             _log.warning(

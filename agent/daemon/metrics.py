@@ -193,6 +193,13 @@ SPECS = (
     ),
     # What the agent did.
     MetricSpec(
+        "inputs",
+        Counter,
+        "gridpilot_inputs",
+        "Input payloads taken, by topic kind",
+        ("topic",),
+    ),
+    MetricSpec(
         "rejected",
         Counter,
         "gridpilot_rejected_inputs",
@@ -384,6 +391,7 @@ class Metrics:
     allowance_total: Gauge
     allowance_used: Gauge
     allowance_left: Gauge
+    inputs: Counter
     rejected: Counter
     ledger_failures: Counter
     guard_actions: Counter

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import math
+import random
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -10,7 +12,7 @@ import pytest
 
 from gridpilot.adapters.payloads import Forecast, Override, OverrideMode
 from gridpilot.agent.daemon.clock import ScaledClock
-from gridpilot.agent.daemon.state import PriceHistory, Signal, SiteState
+from gridpilot.agent.daemon.state import RESUM_EVERY, MeterReadings, PriceHistory, Signal, SiteState
 from gridpilot.optimizer.problem import GridEvent
 
 T0 = datetime(2024, 8, 20, 12, 0, tzinfo=UTC)
@@ -47,6 +49,32 @@ def test_history_is_bounded() -> None:
     assert settled.size == 24
     assert settled[-1] == 99.0
     assert PriceHistory(300.0).settled(T0).size == 0
+
+
+def test_the_running_sum_of_a_thousand_meters_stays_their_sum() -> None:
+    """The draw kept up reading by reading equals the meters' exact sum after many readings
+    (past several fresh sums), a meter added or removed included; it is used only when the
+    configured meters are exactly those read, and the slow sum otherwise."""
+    rng = random.Random(7)
+    readings = MeterReadings()
+    names = tuple(f"m{i}" for i in range(1_000))
+    for step in range(3 * RESUM_EVERY + 17):
+        name = names[rng.randrange(len(names))]
+        readings[name] = Signal(rng.uniform(0.0, 2e5), T0, T0)
+        if step % 4_999 == 0:
+            exact = math.fsum(signal.value for signal in readings.values())
+            assert readings.total == pytest.approx(exact, rel=1e-12, abs=1e-6)
+    state = SiteState(started=T0, interval_s=300.0)
+    state.meters = readings
+    assert len(readings) == len(names)  # every meter has reported by now
+    exact = math.fsum(signal.value for signal in readings.values())
+    assert state.site_watts(names) == pytest.approx(exact, rel=1e-12)
+    readings["extra"] = Signal(1e6, T0, T0)  # one not configured: not in the site's draw
+    assert not readings.covers(names)
+    assert state.site_watts(names) == pytest.approx(exact, rel=1e-12)
+    assert state.site_watts(()) == pytest.approx(exact + 1e6, rel=1e-12)
+    del readings["m0"]
+    assert state.site_watts(names) is None
 
 
 def test_site_power_needs_every_configured_meter() -> None:
