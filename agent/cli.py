@@ -740,6 +740,12 @@ def _add_bench(commands: SubParsers) -> None:
         help="fill the ledger's own tmpfs under the agent (needs root; default: on)",
     )
     reliability.add_argument(
+        "--outage",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="stop the broker for longer than the meter's age (default: on)",
+    )
+    reliability.add_argument(
         "--load-seconds",
         type=float,
         default=600.0,
@@ -791,6 +797,7 @@ def _bench_reliability(args: argparse.Namespace) -> int:
             fuzz=args.fuzz,
             stale_feeds=tuple(args.stale_feeds),
             disk=args.disk,
+            outage=args.outage,
             load_seconds=args.load_seconds,
             load_meters=args.load_meters,
             load_hz=args.load_hz,

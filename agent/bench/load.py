@@ -67,6 +67,7 @@ class LoadBench:
     rss_start_mb: float = 0.0
     rss_end_mb: float = 0.0
     rss_peak_mb: float = 0.0
+    behind_s: float = 0.0  # after the last reading, until the agent had counted every one
 
     def as_json(self) -> str:
         return json.dumps(asdict(self))
@@ -81,9 +82,10 @@ class LoadBench:
             f"{self.meters:,} meters at {self.rate_hz:g} Hz for {self.seconds:g} s:"
             f" {self.readings_sent:,} readings sent ({self.sent_per_s:,.0f}/s),"
             f" {self.readings_taken:,} taken, rejected {rejected}, unaccounted"
-            f" {self.unaccounted():,}; guard over {self.trials} sheds p50"
-            f" {self.guard_p50_ms:.1f} ms, p99 {self.guard_p99_ms:.1f} ms, max"
-            f" {self.guard_max_ms:.1f} ms; RSS {self.rss_start_mb:.1f} -> {self.rss_end_mb:.1f} MB"
+            f" {self.unaccounted():,} (counted {self.behind_s:.1f} s after the last); guard"
+            f" over {self.trials} sheds p50 {self.guard_p50_ms:.1f} ms, p99"
+            f" {self.guard_p99_ms:.1f} ms, max {self.guard_max_ms:.1f} ms;"
+            f" RSS {self.rss_start_mb:.1f} -> {self.rss_end_mb:.1f} MB"
             f" (peak {self.rss_peak_mb:.1f})"
         )
 
@@ -118,8 +120,8 @@ def load_trial(
             asyncio.run(run.run(seconds))
             if agent.poll() is not None:
                 raise RuntimeError(f"the agent exited ({agent.returncode}) under the load")
-            taken, rejected = _meter_counts(metrics_port)
             rss_end, rss_peak = _rss_mb(agent.pid)
+            taken, rejected, behind_s = _caught_up(metrics_port, run.publisher.sent)
         finally:
             agent.terminate()
             agent.wait(timeout=30)
@@ -139,6 +141,7 @@ def load_trial(
         rss_start_mb=run.rss_start_mb,
         rss_end_mb=rss_end,
         rss_peak_mb=rss_peak,
+        behind_s=behind_s,
     )
 
 
@@ -355,6 +358,18 @@ def _rss_mb(pid: int) -> tuple[float, float]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = float(value.split()[0]) / 1024
     return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
+
+
+def _caught_up(port: int, sent: int, timeout_s: float = 60.0) -> tuple[int, dict[str, int], float]:
+    """The agent's counts once it has counted all `sent` readings (or `timeout_s` has passed),
+    and how long that took: the backlog it had at the end."""
+    started = time.perf_counter()
+    while True:
+        taken, rejected = _meter_counts(port)
+        waited = time.perf_counter() - started
+        if taken + sum(rejected.values()) >= sent or waited >= timeout_s:
+            return taken, rejected, waited
+        time.sleep(0.1)
 
 
 def _meter_counts(port: int) -> tuple[int, dict[str, int]]:

@@ -10,7 +10,9 @@ Seven trials, each printed as a row of figures:
   persistence does) `restarts` times, after a random 0.5-3 s of service and a random 0.2-2 s
   down. Recovery is the time from the broker's start until a fresh subscriber has every group's
   command again and the status `online`; a command is lost when the one republished differs
-  from the one standing before the restart.
+  from the one standing before the restart. Then one outage longer than the meter's age
+  (`agent.bench.outage`): safe mode decided while the broker is down, its commands on the
+  broker after, and the guard shedding after it.
 - **Kills.** The agent process is SIGKILLed `kills` times at random instants (0.2-3 s after it
   is back online, while it is fed meter readings at 10 Hz and re-plans on each, so that solves,
   ledger writes and publishes are under way), the retained commands are forgotten, and it is
@@ -73,6 +75,7 @@ from gridpilot.agent.bench.clock import ClockBench, clock_trial
 from gridpilot.agent.bench.disk import DiskBench, disk_trial
 from gridpilot.agent.bench.guard import bench_site
 from gridpilot.agent.bench.load import LoadBench, load_trial
+from gridpilot.agent.bench.outage import OutageBench, outage_trial
 from gridpilot.agent.bench.stale import FEEDS, StaleFeed
 from gridpilot.agent.bench.stale import stale_feeds as stale_feeds_trial
 
@@ -137,6 +140,7 @@ class ReliabilityBench:
     stale: list[StaleFeed] = field(default_factory=list)
     disk: DiskBench | None = None
     clock: ClockBench | None = None
+    outage: OutageBench | None = None
     load: LoadBench | None = None
 
     def as_json(self) -> str:
@@ -148,6 +152,7 @@ class ReliabilityBench:
                 f"broker stopped and restarted {self.restarts} times:"
                 f" recovery p50 {self.recovery_p50_s:.2f} s, p99 {self.recovery_p99_s:.2f} s,"
                 f" max {self.recovery_max_s:.2f} s; commands lost {self.commands_lost}",
+                *([] if self.outage is None else [self.outage.as_text()]),
                 f"agent SIGKILLed {self.kills} times: ledger intact {self.ledger_intact} of"
                 f" {self.kills}, allowance fell {self.allowance_fell} times and exceeded what"
                 f" the hall could use {self.allowance_over_bound} times; standing commands"
@@ -216,6 +221,7 @@ def bench_reliability(
     fuzz: int = 10_000,
     stale_feeds: tuple[str, ...] = FEEDS,
     disk: bool = True,
+    outage: bool = True,
     load_seconds: float = 600.0,
     load_meters: int = 1_000,
     load_hz: float = 10.0,
@@ -240,6 +246,7 @@ def bench_reliability(
         busy.write_text(own)
         try:
             recoveries, lost = asyncio.run(_broker_restarts(broker, config, folder, restarts, rng))
+            down = asyncio.run(outage_trial(broker, folder)) if outage else None
             intact, fell, over, republish = asyncio.run(
                 _kills(broker, busy, folder, kills, rng, ledger=kills_ledger)
             )
@@ -264,6 +271,7 @@ def bench_reliability(
         recovery_p99_s=_percentile(recoveries, 99),
         recovery_max_s=max(recoveries),
         commands_lost=lost,
+        outage=down,
         kills=kills,
         ledger_intact=intact,
         allowance_fell=fell,

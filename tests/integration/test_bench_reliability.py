@@ -17,7 +17,8 @@ def test_bench_reliability_survives_a_restart_a_kill_and_fuzzing(
     """One broker restart, two kills, 300 payloads per topic: recovered, nothing lost, the
     ledger intact, every reject under a known reason and no internal error."""
     args = ["bench", "reliability", "--restarts", "1", "--kills", "2", "--fuzz", "300"]
-    args += ["--stale-feeds", "--no-disk", "--json"]  # test_bench_stale.py, test_bench_disk.py
+    # Each of these trials has its own test: test_bench_stale.py, _disk, _outage, _load.
+    args += ["--stale-feeds", "--no-disk", "--no-outage", "--load-seconds", "0", "--json"]
     assert main(args) == 0
     result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert result["restarts"] == 1
@@ -33,3 +34,5 @@ def test_bench_reliability_survives_a_restart_a_kill_and_fuzzing(
     assert result["broker_sample"] == 6 * 3  # every 100th of 300, per topic
     assert result["stale"] == []
     assert result["disk"] is None
+    assert result["outage"] is None
+    assert result["load"] is None
