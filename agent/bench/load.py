@@ -22,6 +22,7 @@ memory from /proc at the start and end (and its peak).
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import json
 import random
 import struct
@@ -68,6 +69,8 @@ class LoadBench:
     rss_end_mb: float = 0.0
     rss_peak_mb: float = 0.0
     behind_s: float = 0.0  # after the last reading, until the agent had counted every one
+    # Where the agent's metrics endpoint listens, by default (the kernel's own table).
+    metrics_bound_to: list[str] = field(default_factory=list)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self))
@@ -86,7 +89,8 @@ class LoadBench:
             f" over {self.trials} sheds p50 {self.guard_p50_ms:.1f} ms, p99"
             f" {self.guard_p99_ms:.1f} ms, max {self.guard_max_ms:.1f} ms;"
             f" RSS {self.rss_start_mb:.1f} -> {self.rss_end_mb:.1f} MB"
-            f" (peak {self.rss_peak_mb:.1f})"
+            f" (peak {self.rss_peak_mb:.1f}); metrics listening on"
+            f" {', '.join(self.metrics_bound_to) or 'nothing'}"
         )
 
 
@@ -121,6 +125,7 @@ def load_trial(
             if agent.poll() is not None:
                 raise RuntimeError(f"the agent exited ({agent.returncode}) under the load")
             rss_end, rss_peak = _rss_mb(agent.pid)
+            bound_to = listening_addresses(metrics_port)
             taken, rejected, behind_s = _caught_up(metrics_port, run.publisher.sent)
         finally:
             agent.terminate()
@@ -142,6 +147,7 @@ def load_trial(
         rss_end_mb=rss_end,
         rss_peak_mb=rss_peak,
         behind_s=behind_s,
+        metrics_bound_to=bound_to,
     )
 
 
@@ -348,6 +354,28 @@ class _LoadRun:
         # The others read `baseline` each: this one makes the sum `reading`.
         watts = reading - self.baseline * (self.meters - 1)
         return meter, f'{{"ts": "{stamp}", "watts": {watts!r}}}'.encode()
+
+
+def listening_addresses(port: int) -> list[str]:
+    """The IPv4 and IPv6 addresses with a TCP socket listening on `port`, from the kernel's
+    tables (/proc/net/tcp and tcp6): what the agent bound, not what it was told to bind."""
+    found: list[str] = []
+    for table, width in (("tcp", 8), ("tcp6", 32)):
+        path = Path("/proc/net") / table
+        if not path.exists():
+            continue
+        for line in path.read_text().splitlines()[1:]:
+            fields = line.split()
+            address, _, hex_port = fields[1].partition(":")
+            if fields[3] == "0A" and int(hex_port, 16) == port and len(address) == width:
+                found.append(_address(address))
+    return sorted(found)
+
+
+def _address(hex_address: str) -> str:
+    """A /proc/net address: 32-bit words, each in the host's (little-endian) byte order."""
+    words = [bytes.fromhex(hex_address[i : i + 8])[::-1] for i in range(0, len(hex_address), 8)]
+    return str(ipaddress.ip_address(b"".join(words)))
 
 
 def _rss_mb(pid: int) -> tuple[float, float]:

@@ -54,7 +54,7 @@ from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiomqtt
 import numpy as np
@@ -81,6 +81,8 @@ from gridpilot.agent.bench.stale import stale_feeds as stale_feeds_trial
 
 if TYPE_CHECKING:
     from gridpilot.agent.daemon.daemon import Daemon
+
+T = TypeVar("T")
 
 # The bench site's GPU hall on a flexible contract: at the price the kill trial feeds, its plan
 # caps the GPUs, so the allowance is used and the ledger has hours to keep across kills.
@@ -142,6 +144,7 @@ class ReliabilityBench:
     clock: ClockBench | None = None
     outage: OutageBench | None = None
     load: LoadBench | None = None
+    trial_s: dict[str, float] = field(default_factory=dict)  # each trial's wall time
 
     def as_json(self) -> str:
         return json.dumps(asdict(self))
@@ -168,6 +171,8 @@ class ReliabilityBench:
                 *([] if self.disk is None else [_disk_line(self.disk)]),
                 *([] if self.clock is None else [_clock_line(self.clock)]),
                 *([] if self.load is None else [self.load.as_text()]),
+                "wall time by trial: "
+                + ", ".join(f"{name} {s:.0f} s" for name, s in self.trial_s.items()),
             ]
         )
 
@@ -228,6 +233,15 @@ def bench_reliability(
     seed: int = 1,
 ) -> ReliabilityBench:
     rng = random.Random(seed)  # noqa: S311  # trial timing, not secrets
+    trial_s: dict[str, float] = {}
+
+    def timed(name: str, work: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        started = time.perf_counter()
+        try:
+            return work(*args, **kwargs)
+        finally:
+            trial_s[name] = trial_s.get(name, 0.0) + time.perf_counter() - started
+
     with ExitStack() as stack:
         folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="gridpilot-rel-")))
         broker = stack.enter_context(LocalBroker())
@@ -245,18 +259,30 @@ def bench_reliability(
             raise RuntimeError("the bench site names no ledger in its folder")
         busy.write_text(own)
         try:
-            recoveries, lost = asyncio.run(_broker_restarts(broker, config, folder, restarts, rng))
-            down = asyncio.run(outage_trial(broker, folder)) if outage else None
-            intact, fell, over, republish = asyncio.run(
-                _kills(broker, busy, folder, kills, rng, ledger=kills_ledger)
+            recoveries, lost = timed(
+                "restarts", asyncio.run, _broker_restarts(broker, config, folder, restarts, rng)
             )
-            errors, unknown, rejects, sample = _fuzz(config, fuzz)
-            sent = asyncio.run(_broker_sample(broker, busy, folder, sample))
-            stale = asyncio.run(stale_feeds_trial(broker, site, folder, stale_feeds))
-            full = disk_trial(broker, site, folder) if disk else None
-            jumps = clock_trial(broker, with_gpu_hall(site, plan_interval_s=86_400), folder)
+            down = timed("outage", asyncio.run, outage_trial(broker, folder)) if outage else None
+            intact, fell, over, republish = timed(
+                "kills", asyncio.run, _kills(broker, busy, folder, kills, rng, ledger=kills_ledger)
+            )
+            errors, unknown, rejects, sample = timed("fuzz", _fuzz, config, fuzz)
+            sent = timed("fuzz", asyncio.run, _broker_sample(broker, busy, folder, sample))
+            stale = timed(
+                "stale", asyncio.run, stale_feeds_trial(broker, site, folder, stale_feeds)
+            )
+            full = timed("disk", disk_trial, broker, site, folder) if disk else None
+            hall = with_gpu_hall(site, plan_interval_s=86_400)
+            jumps = timed("clock", clock_trial, broker, hall, folder)
             load = (
-                load_trial(meters=load_meters, rate_hz=load_hz, seconds=load_seconds, seed=seed)
+                timed(
+                    "load",
+                    load_trial,
+                    meters=load_meters,
+                    rate_hz=load_hz,
+                    seconds=load_seconds,
+                    seed=seed,
+                )
                 if load_seconds > 0
                 else None
             )
@@ -287,6 +313,7 @@ def bench_reliability(
         disk=full,
         clock=jumps,
         load=load,
+        trial_s=trial_s,
     )
 
 
