@@ -41,15 +41,18 @@ Needs the test extra (hypothesis), `pip install '.[test]'`, and Prometheus for t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
+import multiprocessing
 import random
 import signal
 import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -259,33 +262,44 @@ def bench_reliability(
             raise RuntimeError("the bench site names no ledger in its folder")
         busy.write_text(own)
         try:
-            recoveries, lost = timed(
-                "restarts", asyncio.run, _broker_restarts(broker, config, folder, restarts, rng)
-            )
-            down = timed("outage", asyncio.run, outage_trial(broker, folder)) if outage else None
-            intact, fell, over, republish = timed(
-                "kills", asyncio.run, _kills(broker, busy, folder, kills, rng, ledger=kills_ledger)
-            )
-            errors, unknown, rejects, sample = timed("fuzz", _fuzz, config, fuzz)
-            sent = timed("fuzz", asyncio.run, _broker_sample(broker, busy, folder, sample))
-            stale = timed(
-                "stale", asyncio.run, stale_feeds_trial(broker, site, folder, stale_feeds)
-            )
-            full = timed("disk", disk_trial, broker, site, folder) if disk else None
-            hall = with_gpu_hall(site, plan_interval_s=86_400)
-            jumps = timed("clock", clock_trial, broker, hall, folder)
-            load = (
-                timed(
-                    "load",
-                    load_trial,
-                    meters=load_meters,
-                    rate_hz=load_hz,
-                    seconds=load_seconds,
-                    seed=seed,
+            # Two rounds of two at once, each a trial that mostly waits beside one that works
+            # (the run fits its 15 minutes so): the fuzzing, hypothesis's CPU in a process of
+            # its own, beside the kills, whose figures are integrity, counts and seconds; and
+            # the load, alone in its own process with its own broker, beside the others, which
+            # mostly wait on processes, the broker and Prometheus.
+            with _beside(_fuzz, config, fuzz) as fuzzing:
+                intact, fell, over, republish = timed(
+                    "kills",
+                    asyncio.run,
+                    _kills(broker, busy, folder, kills, rng, ledger=kills_ledger),
+                )
+                errors, unknown, rejects, sample = timed("fuzz, after the kills", fuzzing.result)
+            sent = timed("fuzz sample", asyncio.run, _broker_sample(broker, busy, folder, sample))
+            broker.stop()  # forgetting the kills' retained commands: the restarts start clean
+            broker.start()
+            loading = (
+                _beside(
+                    load_trial, meters=load_meters, rate_hz=load_hz, seconds=load_seconds, seed=seed
                 )
                 if load_seconds > 0
-                else None
+                else contextlib.nullcontext(None)
             )
+            with loading as load_run:
+                recoveries, lost = timed(
+                    "restarts", asyncio.run, _broker_restarts(broker, config, folder, restarts, rng)
+                )
+                down = (
+                    timed("outage", asyncio.run, outage_trial(broker, folder)) if outage else None
+                )
+                stale = timed(
+                    "stale", asyncio.run, stale_feeds_trial(broker, site, folder, stale_feeds)
+                )
+                full = timed("disk", disk_trial, broker, site, folder) if disk else None
+                hall = with_gpu_hall(site, plan_interval_s=86_400)
+                jumps = timed("clock", clock_trial, broker, hall, folder)
+                load = (
+                    None if load_run is None else timed("load, after the others", load_run.result)
+                )
         except BaseException:
             log = folder / "agent.log"
             if log.exists():  # what the agent said, for the failure's cause
@@ -315,6 +329,16 @@ def bench_reliability(
         load=load,
         trial_s=trial_s,
     )
+
+
+@contextlib.contextmanager
+def _beside(work: Callable[..., T], *args: Any, **kwargs: Any) -> Iterator[Future[T]]:
+    """`work(*args, **kwargs)` in a process of its own (spawned: nothing of this one's state
+    goes with it) while the ``with`` block runs; its result is the future's."""
+    with ProcessPoolExecutor(
+        max_workers=1, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
+        yield pool.submit(work, *args, **kwargs)
 
 
 def with_gpu_hall(site: str, *, plan_interval_s: int) -> str:
