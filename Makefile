@@ -119,8 +119,9 @@ soak: $(INSTALLED) system-deps
 
 # Wall time of the full default replay: median of RUNS runs (each prints its own table).
 RUNS ?= 3
-# Broker restarts, SIGKILLs and fuzzed payloads against the real Mosquitto and the real agent
-# process, with the figures printed (see README, Reliability) and written to out/reliability.json.
+# Broker restarts and an outage, SIGKILLs, fuzzed payloads, stale feeds, a full disk, clock
+# jumps and 1,000 meters at 10 Hz against the real Mosquitto, Prometheus and agent process, with
+# the figures printed (see README, Reliability) and written to out/reliability.json.
 reliability: $(INSTALLED) system-deps
 	mkdir -p out
 	$(BIN)/gridpilot bench reliability --json > out/reliability.json

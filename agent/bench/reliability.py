@@ -1,7 +1,11 @@
 """`gridpilot bench reliability`: how much the agent survives, measured against the real broker
 and the real process.
 
-Seven trials, each printed as a row of figures:
+Eight trials, each printed as a row of figures, in two rounds: the kills with the fuzzing
+beside them in a process of its own, then the load trial in a process of its own (with its own
+broker) beside the restarts, the outage, the stale feeds, the disk and the clock, which mostly
+wait on processes, the broker and Prometheus. So the run fits its 15 minutes on 2 cores, the
+load's ten among them.
 
 - **Broker restarts.** The agent runs as its own process on a synthetic site of 8 miner groups
   and a GPU hall (`bench.guard.bench_site`, planning only when its inputs change), its first
