@@ -48,14 +48,15 @@ def start_agent(
 
 
 class Watcher:
-    """A subscriber to the agent's status, mode and commands on one broker connection; each
-    mode published is kept with when it arrived (`time.monotonic`)."""
+    """A subscriber to the agent's status, mode, plan summaries and commands on one broker
+    connection; each mode published is kept with when it arrived (`time.monotonic`)."""
 
     def __init__(self, client: aiomqtt.Client) -> None:
         self.client = client
         self.commands: dict[str, bytes] = {}
         self.status: list[bytes] = []
         self.modes: list[tuple[float, dict[str, Any]]] = []
+        self.plans = 0  # plan summaries published since the watch began
         self._arrived = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -63,6 +64,7 @@ class Watcher:
         await self.client.subscribe(f"{PREFIX}/cmd/#", qos=1)
         await self.client.subscribe(f"{PREFIX}/status", qos=1)
         await self.client.subscribe(f"{PREFIX}/mode", qos=1)
+        await self.client.subscribe(f"{PREFIX}/plan", qos=1)
         self._task = asyncio.create_task(self._collect())
         return self
 
@@ -79,6 +81,8 @@ class Watcher:
                 self.status.append(payload)
             elif topic.endswith("/mode"):
                 self.modes.append((time.monotonic(), json.loads(payload)))
+            elif topic.endswith("/plan"):
+                self.plans += 1
             elif payload:
                 self.commands[topic] = payload
             self._arrived.set()

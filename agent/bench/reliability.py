@@ -75,6 +75,7 @@ from gridpilot.agent.bench.agent_process import (
     Watcher,
     connect,
     feed,
+    forecast,
     forget_commands,
     start_agent,
 )
@@ -562,7 +563,9 @@ def _fuzz(
 async def _broker_sample(
     broker: LocalBroker, config: Path, folder: Path, sample: list[tuple[str, bytes]]
 ) -> int:
-    """The sample through the broker to the running agent, which must then still command."""
+    """The sample through the broker to the running agent, which must then still plan: a fresh
+    forecast and feed bring a new plan summary (commands only where the plan changes a
+    setpoint, which after the kills' last plan it need not)."""
     agent = start_agent(config, folder)
     try:
         client = await connect(broker, "gridpilot-rel-fuzz")
@@ -572,10 +575,11 @@ async def _broker_sample(
             )
             for topic, payload in sample:
                 await client.publish(f"{PREFIX}/{topic}", payload, qos=1)
-            watcher.commands.clear()
-            await forget_commands(broker, [f"{PREFIX}/cmd/asic/m0-01"])
+            planned = watcher.plans
+            now = datetime.now(UTC)
+            await client.publish(f"{PREFIX}/price/forecast", forecast(now, 30.0), qos=1)
             await feed(client)
-            await watcher.until(lambda: len(watcher.commands) >= 1, 60)
+            await watcher.until(lambda: watcher.plans > planned, 60)
             if agent.poll() is not None:
                 raise RuntimeError("the agent died on the fuzzed payloads")
         await client.__aexit__(None, None, None)
