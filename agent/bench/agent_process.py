@@ -26,6 +26,16 @@ GROUPS = 8
 COMMANDED = GROUPS + 1  # the miner groups and the GPU hall
 
 
+def resident_mb(pid: int) -> tuple[float, float]:
+    """A process's resident memory now and at its peak (VmRSS, VmHWM in /proc), in MB."""
+    fields: dict[str, float] = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = float(value.split()[0]) / 1024
+    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
+
+
 def start_agent(
     config: Path, folder: Path, *, env: dict[str, str | None] | None = None
 ) -> subprocess.Popen[bytes]:

@@ -30,12 +30,16 @@ from pathlib import Path
 
 import aiomqtt
 import numpy as np
+import numpy.typing as npt
 
 from gridpilot.adapters.broker import LocalBroker
 from gridpilot.adapters.mqtt import NO_DELAY
 from gridpilot.agent.guard import shed, shed_order
 from gridpilot.agent.settings import load_settings
 from gridpilot.agent.site import asic_groups
+from gridpilot.optimizer.problem import AsicGroup
+
+IntArray = npt.NDArray[np.int64]
 
 UNITS_PER_GROUP = 100
 # (model, watts per unit, TH/s per unit): four efficiencies, a quarter of the groups each.
@@ -97,6 +101,15 @@ def bench_site(groups: int, port: int, host: str, folder: Path) -> Path:
     path = folder / "site.toml"
     path.write_text(text)
     return path
+
+
+def expected_sheds(
+    groups: tuple[AsicGroup, ...], units: IntArray, *, reading: float, cap: float, order: list[int]
+) -> dict[str, int]:
+    """The commands the agent's guard sends for `reading` with `units` awake: group -> units
+    left awake, by the guard's own rule (agent.guard.shed); empty when nothing is left to shed."""
+    after = shed(groups, units, reading_watts=reading, cap_watts=cap, order=order)
+    return {groups[int(i)].name: int(after[i]) for i in np.flatnonzero(after != units)}
 
 
 def bench_guard(
@@ -235,12 +248,9 @@ class _Bench:
         """Seconds from publishing one over-cap reading to the last resulting command."""
         unit_watts = self.groups[self.order[0]].watts_per_unit * OVERHEAD
         reading = self.cap + self.rng.uniform(0.1, 0.9) * UNITS_PER_GROUP * unit_watts
-        expected = shed(
-            self.groups, self.units, reading_watts=reading, cap_watts=self.cap, order=self.order
+        waiting = expected_sheds(
+            self.groups, self.units, reading=reading, cap=self.cap, order=self.order
         )
-        waiting = {
-            self.groups[i].name: int(expected[i]) for i in np.flatnonzero(expected != self.units)
-        }
         if not waiting:
             return None
         started = time.perf_counter()

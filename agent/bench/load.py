@@ -36,16 +36,16 @@ from pathlib import Path
 
 import aiomqtt
 import numpy as np
+from prometheus_client.parser import text_string_to_metric_families
 
 from gridpilot.adapters.broker import LocalBroker, free_port
 from gridpilot.adapters.mqtt import NO_DELAY
-from gridpilot.agent.bench.agent_process import start_agent
-from gridpilot.agent.bench.guard import OVERHEAD, SITE, UNITS_PER_GROUP, bench_site
-from gridpilot.agent.guard import shed, shed_order
+from gridpilot.agent.bench.agent_process import PREFIX, resident_mb, start_agent
+from gridpilot.agent.bench.guard import OVERHEAD, UNITS_PER_GROUP, bench_site, expected_sheds
+from gridpilot.agent.guard import shed_order
 from gridpilot.agent.settings import load_settings
 from gridpilot.agent.site import asic_groups
 
-PREFIX = f"gridpilot/{SITE}"
 GROUPS = 1_000
 SETTLE_S = 1.0  # the guard's settle credit on the bench site
 TICKS_PER_PERIOD = 10  # each period's readings go out in this many even slices
@@ -124,7 +124,7 @@ def load_trial(
             asyncio.run(run.run(seconds))
             if agent.poll() is not None:
                 raise RuntimeError(f"the agent exited ({agent.returncode}) under the load")
-            rss_end, rss_peak = _rss_mb(agent.pid)
+            rss_end, rss_peak = resident_mb(agent.pid)
             bound_to = listening_addresses(metrics_port)
             taken, rejected, behind_s = _caught_up(metrics_port, run.publisher.sent)
         finally:
@@ -330,7 +330,7 @@ class _LoadRun:
                 self.latencies.append(self._last_arrival - self._spike_sent)
                 self._spike_sent = self._last_arrival = 0.0
             if tick == warmup:
-                self.rss_start_mb = _rss_mb(self.pid)[0]
+                self.rss_start_mb = resident_mb(self.pid)[0]
             if time.perf_counter() >= next_feed:
                 await self._feed(client)
                 next_feed += FEED_EVERY_S
@@ -342,12 +342,9 @@ class _LoadRun:
         miner is asleep already."""
         unit_watts = self.groups[self.order[0]].watts_per_unit * OVERHEAD
         reading = self.cap + self.rng.uniform(0.1, 0.5) * UNITS_PER_GROUP * unit_watts
-        expected = shed(
-            self.groups, self.units, reading_watts=reading, cap_watts=self.cap, order=self.order
+        waiting = expected_sheds(
+            self.groups, self.units, reading=reading, cap=self.cap, order=self.order
         )
-        waiting = {
-            self.groups[i].name: int(expected[i]) for i in np.flatnonzero(expected != self.units)
-        }
         if not waiting:
             return None
         self._waiting = waiting
@@ -378,16 +375,6 @@ def _address(hex_address: str) -> str:
     return str(ipaddress.ip_address(b"".join(words)))
 
 
-def _rss_mb(pid: int) -> tuple[float, float]:
-    """The process's resident memory now and at its peak, in MB."""
-    fields: dict[str, float] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key, _, value = line.partition(":")
-        if key in ("VmRSS", "VmHWM"):
-            fields[key] = float(value.split()[0]) / 1024
-    return fields.get("VmRSS", 0.0), fields.get("VmHWM", 0.0)
-
-
 def _caught_up(port: int, sent: int, timeout_s: float = 60.0) -> tuple[int, dict[str, int], float]:
     """The agent's counts once it has counted all `sent` readings (or `timeout_s` has passed),
     and how long that took: the backlog it had at the end."""
@@ -406,10 +393,12 @@ def _meter_counts(port: int) -> tuple[int, dict[str, int]]:
         text = response.read().decode()
     taken = 0
     rejected: dict[str, int] = {}
-    for line in text.splitlines():
-        if line.startswith('gridpilot_inputs_total{topic="meter"}'):
-            taken = int(float(line.split()[-1]))
-        elif line.startswith("gridpilot_rejected_inputs_total{") and 'topic="meter"' in line:
-            reason = line.split('reason="', 1)[1].split('"', 1)[0]
-            rejected[reason] = int(float(line.split()[-1]))
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.labels.get("topic") != "meter":
+                continue
+            if sample.name == "gridpilot_inputs_total":
+                taken = int(sample.value)
+            elif sample.name == "gridpilot_rejected_inputs_total":
+                rejected[sample.labels["reason"]] = int(sample.value)
     return taken, rejected

@@ -152,7 +152,9 @@ class ReliabilityBench:
     clock: ClockBench | None = None
     outage: OutageBench | None = None
     load: LoadBench | None = None
-    trial_s: dict[str, float] = field(default_factory=dict)  # each trial's wall time
+    # Each trial's wall time; for the fuzzing and the load, run beside others, what was
+    # waited for them after those others had ended.
+    trial_s: dict[str, float] = field(default_factory=dict)
 
     def as_json(self) -> str:
         return json.dumps(asdict(self))

@@ -26,15 +26,10 @@ import aiomqtt
 
 from gridpilot.adapters.broker import LocalBroker, free_port
 from gridpilot.adapters.mqtt import NO_DELAY
+from gridpilot.agent.bench.agent_process import resident_mb
 
 REFERENCE_SITE = Path(__file__).resolve().parents[2] / "deploy" / "examples" / "reference-site.toml"
 SITE = "west-texas"
-
-
-def _memory_mb(pid: int) -> dict[str, float]:
-    status = Path(f"/proc/{pid}/status").read_text()
-    found = dict(re.findall(r"^(VmRSS|VmHWM):\s+(\d+) kB", status, flags=re.MULTILINE))
-    return {key: int(value) / 1024 for key, value in found.items()}
 
 
 def _scrape(port: int) -> str:
@@ -105,10 +100,10 @@ def main(argv: list[str] | None = None) -> int:
             )
         try:
             time.sleep(3.0)  # imports and the broker connection
-            start_mb = _memory_mb(agent.pid)
+            start_mb, _ = resident_mb(agent.pid)
             sent, wall_s = asyncio.run(_traffic(broker, args.meters, args.hours, args.speed))
             time.sleep(1.0)
-            end_mb = _memory_mb(agent.pid)
+            end_mb, peak_mb = resident_mb(agent.pid)
             metrics = _scrape(metrics_port)
         finally:
             agent.terminate()
@@ -125,9 +120,9 @@ def main(argv: list[str] | None = None) -> int:
         "wall_s": round(wall_s, 1),
         "plans": plans,
         "safe_mode_entries": log_text.count('"mode.safe"'),
-        "rss_start_mb": round(start_mb["VmRSS"], 1),
-        "rss_end_mb": round(end_mb["VmRSS"], 1),
-        "rss_peak_mb": round(end_mb["VmHWM"], 1),
+        "rss_start_mb": round(start_mb, 1),
+        "rss_end_mb": round(end_mb, 1),
+        "rss_peak_mb": round(peak_mb, 1),
     }
     print(json.dumps(result))
     return 0
