@@ -42,6 +42,7 @@ from gridpilot.agent.daemon.clock import Clock
 from gridpilot.agent.daemon.gauges import PlantGauges
 from gridpilot.agent.daemon.ledger import CommandRecord
 from gridpilot.agent.daemon.metrics import Metrics
+from gridpilot.agent.daemon.mode import Mode
 from gridpilot.agent.daemon.recorder import Recorder
 from gridpilot.agent.daemon.setpoints import Setpoints, command_from_payload
 from gridpilot.agent.daemon.state import SiteState
@@ -96,6 +97,7 @@ class Commands:
         triggers: Triggers,
         clock: Clock,
         shadow: bool,
+        mode: Mode,
     ) -> None:
         self._setpoints = setpoints
         self._actuator = actuator
@@ -109,6 +111,7 @@ class Commands:
         self._triggers = triggers
         self._clock = clock
         self._shadow = shadow
+        self._mode = mode
         self.observers: list[Observer] = []
         self._queue: asyncio.Queue[tuple[_Batch, asyncio.Future[None] | None]] = asyncio.Queue()
         self._running = False
@@ -125,12 +128,17 @@ class Commands:
         """Remember and carry out `commands` (in shadow mode: remember only), account the
         allowance up to now first, and write them to the ledger. A plan's commands (`planned`)
         leave out groups under an operator's override, also one that arrived while the plan
-        was made: checked here, after the last wait, so the override's own command is never
-        followed by an older plan's. With `wait` off, returns once they are remembered and
-        queued for the devices. Returns the commands sent."""
+        was made, and are not sent at all once safe mode has begun, also while the plan was
+        being solved: both checked here, after the last wait, so neither the override's own
+        command nor safe mode's holds are ever followed by an older plan's. With `wait` off,
+        returns once they are remembered and queued for the devices. Returns the commands
+        sent."""
         now = self._clock.now()
         if any(isinstance(c, GpuCommand) for c in commands):
             await self._allowance.account_or_say(now)
+        if planned and self._mode.safe:
+            _log.warning("plan.not_sent", plan=plan, why="safe mode began while it was made")
+            return []
         if planned:
             commands = [c for c in commands if c.group not in self._state.overrides]
             commands = self._within_holds(commands)

@@ -30,11 +30,11 @@ from gridpilot.agent.daemon.clock import Clock
 from gridpilot.agent.daemon.commands import Sender
 from gridpilot.agent.daemon.ledger import LedgerError
 from gridpilot.agent.daemon.metrics import Metrics
+from gridpilot.agent.daemon.mode import Mode
 from gridpilot.agent.daemon.offers import DayAheadOffers
 from gridpilot.agent.daemon.programs import GridPrograms
 from gridpilot.agent.daemon.publisher import PlanMade, Publisher
 from gridpilot.agent.daemon.recorder import Recorder
-from gridpilot.agent.daemon.safemode import Mode
 from gridpilot.agent.daemon.setpoints import Setpoints
 from gridpilot.agent.daemon.state import SiteState
 from gridpilot.agent.daemon.triggers import Triggers
@@ -133,6 +133,9 @@ class PlanningCycle:
         commands = [replace(c, plan=label) for c in commands]
         commands = await self._commands.send(commands, plan=label, plan_id=plan_id, planned=True)
         await self._recorder.durable()
+        if self._mode.safe:  # it began while the plan was made: its holds stand, not the plan
+            self._receding = None
+            return None
         made = PlanMade(
             plan=plan,
             label=label,

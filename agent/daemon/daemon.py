@@ -62,13 +62,14 @@ from gridpilot.agent.daemon.inputs import Inputs
 from gridpilot.agent.daemon.ledger import Ledger, LedgerError
 from gridpilot.agent.daemon.link import SiteLink
 from gridpilot.agent.daemon.metrics import Metrics, serve_metrics
+from gridpilot.agent.daemon.mode import Mode
 from gridpilot.agent.daemon.offers import DayAheadOffers
 from gridpilot.agent.daemon.overrides import Overrides
 from gridpilot.agent.daemon.programs import GridPrograms
 from gridpilot.agent.daemon.publisher import Publisher
 from gridpilot.agent.daemon.recorder import Recorder
 from gridpilot.agent.daemon.reserves import Reserves
-from gridpilot.agent.daemon.safemode import Mode, SafeMode
+from gridpilot.agent.daemon.safemode import SafeMode
 from gridpilot.agent.daemon.setpoints import Setpoints
 from gridpilot.agent.daemon.state import SiteState
 from gridpilot.agent.daemon.topics import Topics, broker_options
@@ -173,6 +174,7 @@ class Daemon:
             triggers=self.triggers,
             clock=self.clock,
             shadow=self.config.shadow,
+            mode=self.mode,
         )
 
     def _loops(self) -> None:

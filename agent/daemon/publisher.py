@@ -18,7 +18,7 @@ import structlog
 
 from gridpilot.adapters.actuation import Publish
 from gridpilot.agent.daemon.clock import Clock
-from gridpilot.agent.daemon.safemode import Mode
+from gridpilot.agent.daemon.mode import Mode
 from gridpilot.agent.daemon.setpoints import Setpoints
 from gridpilot.agent.daemon.topics import Topics
 from gridpilot.optimizer.plan import Plan

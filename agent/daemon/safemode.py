@@ -14,13 +14,13 @@ fresh again. The guard keeps running in safe mode whenever the meter is fresh.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 
 import structlog
 
 from gridpilot.adapters.actuation import AsicCommand, Command
 from gridpilot.agent.daemon.commands import Sender
 from gridpilot.agent.daemon.metrics import Metrics
+from gridpilot.agent.daemon.mode import Mode
 from gridpilot.agent.daemon.setpoints import Setpoints
 from gridpilot.agent.daemon.state import SiteState
 from gridpilot.agent.guard import shed_order
@@ -28,19 +28,6 @@ from gridpilot.agent.settings import Settings
 from gridpilot.optimizer.problem import AsicGroup
 
 _log = structlog.get_logger("gridpilot.daemon")
-
-
-@dataclass(slots=True)
-class Mode:
-    """The agent's mode, shared by the parts that act on it or report it: `name` is "normal"
-    or "safe"; `stale`, the feeds that made it safe."""
-
-    name: str = "normal"
-    stale: tuple[str, ...] = ()
-
-    @property
-    def safe(self) -> bool:
-        return self.name == "safe"
 
 
 class SafeMode:

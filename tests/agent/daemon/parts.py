@@ -17,6 +17,7 @@ from gridpilot.agent.daemon.daemon import site_template
 from gridpilot.agent.daemon.gauges import PlantGauges
 from gridpilot.agent.daemon.ledger import Ledger
 from gridpilot.agent.daemon.metrics import Metrics
+from gridpilot.agent.daemon.mode import Mode
 from gridpilot.agent.daemon.recorder import Recorder
 from gridpilot.agent.daemon.setpoints import Setpoints
 from gridpilot.agent.daemon.state import SiteState
@@ -95,9 +96,11 @@ def allowance(p: Plant) -> Allowance:
     return Allowance(site=p.site, setpoints=p.setpoints, recorder=p.recorder, metrics=p.metrics)
 
 
-def commands(p: Plant, actuator: Actuator, keeping: Allowance | None = None) -> Commands:
-    """The commands part over `actuator`, with the allowance (`keeping`, or a new one) and
-    the gauges it keeps up."""
+def commands(
+    p: Plant, actuator: Actuator, keeping: Allowance | None = None, mode: Mode | None = None
+) -> Commands:
+    """The commands part over `actuator`, with the allowance (`keeping`, or a new one), the
+    gauges it keeps up and the agent's `mode` (normal unless given)."""
     return Commands(
         setpoints=p.setpoints,
         actuator=actuator,
@@ -110,4 +113,5 @@ def commands(p: Plant, actuator: Actuator, keeping: Allowance | None = None) -> 
         triggers=p.triggers,
         clock=p.clock,
         shadow=p.settings.agent.shadow,
+        mode=mode or Mode(),
     )

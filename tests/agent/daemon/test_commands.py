@@ -16,6 +16,7 @@ from gridpilot.adapters.actuation import (
 )
 from gridpilot.adapters.payloads import Override, OverrideMode
 from gridpilot.agent.daemon.ledger import Ledger
+from gridpilot.agent.daemon.mode import Mode
 from tests.agent.daemon.parts import allowance, commands, plant, site_settings
 from tests.agent.daemon.test_daemon_units import SetClock
 from tests.integration.harness import SITE_TOML
@@ -78,6 +79,29 @@ def test_a_plans_commands_leave_out_groups_under_an_override(
     assert asyncio.run(part.send(planned, plan="plan-1", planned=True)) == []
     assert seen == []
     assert int(p.setpoints.units_on[p.setpoints.asic_index["new-01"]]) == 10
+
+
+def test_a_plan_made_as_safe_mode_began_is_not_sent_and_its_holds_stand(
+    tmp_path: Path, ledger: Ledger
+) -> None:
+    """Safe mode that begins while a plan is being solved wins: the plan's commands, sent
+    after it began, are dropped, so they cannot wake the miners safe mode just put to sleep;
+    safe mode's own commands (not a plan's) still go out. (Found by the broker outage trial:
+    the plan solved before the meter went stale was sent after the holds.)"""
+    p = plant(site_settings(tmp_path), SetClock(NOON), ledger)
+    mode = Mode()
+    part = commands(p, Lagging(stuck=0), mode=mode)
+    hold = [AsicCommand("new-01", 0, 0.0, "safe_mode", "safe")]
+    mode.name, mode.stale = "safe", ("meter",)
+    assert [c.group for c in asyncio.run(part.send(hold, plan="safe"))] == ["new-01"]
+    planned = [AsicCommand("new-01", 10, 3500.0, "price", "plan-1")]
+    assert asyncio.run(part.send(planned, plan="plan-1", planned=True)) == []
+    p.recorder.flush()
+    assert int(p.setpoints.units_on[p.setpoints.asic_index["new-01"]]) == 0
+    assert ledger.current_setpoints()[("asic", "new-01")]["units_on"] == 0
+    mode.name, mode.stale = "normal", ()
+    sent = asyncio.run(part.send(planned, plan="plan-1", planned=True))
+    assert [c.group for c in sent] == ["new-01"]
 
 
 def test_a_restart_restores_setpoints_and_running_interruptions(

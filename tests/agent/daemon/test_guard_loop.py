@@ -14,9 +14,9 @@ from gridpilot.adapters.actuation import AsicCommand, Command, Outcome, Recordin
 from gridpilot.adapters.payloads import Override, OverrideMode
 from gridpilot.agent.daemon.guard_loop import GuardLoop
 from gridpilot.agent.daemon.ledger import Ledger
+from gridpilot.agent.daemon.mode import Mode
 from gridpilot.agent.daemon.overrides import Overrides
 from gridpilot.agent.daemon.publisher import Publisher
-from gridpilot.agent.daemon.safemode import Mode
 from gridpilot.agent.daemon.state import Signal
 from gridpilot.agent.daemon.topics import Topics
 from gridpilot.optimizer.problem import GridEvent

@@ -11,8 +11,8 @@ import structlog
 
 from gridpilot.adapters.actuation import GpuCommand
 from gridpilot.agent.daemon.ledger import Ledger
+from gridpilot.agent.daemon.mode import Mode
 from gridpilot.agent.daemon.publisher import PlanMade, Publisher
-from gridpilot.agent.daemon.safemode import Mode
 from gridpilot.agent.daemon.topics import Topics
 from gridpilot.agent.site import site_problem
 from gridpilot.optimizer.plan import Plan

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from gridpilot.adapters.actuation import AsicCommand, RecordingActuator
 from gridpilot.agent.daemon.ledger import Ledger
+from gridpilot.agent.daemon.mode import Mode
 from gridpilot.agent.daemon.publisher import Publisher
-from gridpilot.agent.daemon.safemode import Mode, SafeMode
+from gridpilot.agent.daemon.safemode import SafeMode
 from gridpilot.agent.daemon.topics import Topics
 from tests.agent.daemon.parts import FakeLink, commands, plant, site_settings
 from tests.agent.daemon.test_daemon_units import SetClock
