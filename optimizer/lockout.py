@@ -31,6 +31,10 @@ class SleepRecord:
         self._units = [int(u) for u in units]
         self._min_off_s = [float(s) for s in min_off_s]
         self._asleep: list[list[list[float]]] = [[] for _ in self._units]
+        # Per group, the latest moment any recorded sleeper's minimum off time ends (-inf:
+        # none recorded). It only grows while the group has sleepers, so a moment past it
+        # has none locked: `locked` skips such groups, as it runs every interval of a replay.
+        self._locked_until = [-np.inf for _ in self._units]
 
     def change(
         self, before: IntArray, wanted: IntArray, at_s: float, *, force: bool = False
@@ -41,10 +45,12 @@ class SleepRecord:
         are locked. Returns the units awake. With `force` (an operator's override) every
         wanted unit wakes, the locked ones last."""
         result = np.asarray(wanted, dtype=np.int64).copy()
-        for i, cohorts in enumerate(self._asleep):
+        for i in np.flatnonzero(result != before).tolist():
+            cohorts = self._asleep[i]
             change = int(result[i]) - int(before[i])
             if change < 0:
                 cohorts.append([at_s, float(-change)])
+                self._locked_until[i] = max(self._locked_until[i], at_s + self._min_off_s[i])
                 continue
             # Sleepers the record does not know (asleep from before it) go first.
             unknown = self._units[i] - int(before[i]) - int(sum(n for _, n in cohorts))
@@ -59,6 +65,8 @@ class SleepRecord:
                 woken += take
                 if cohorts[0][1] == 0:
                     cohorts.pop(0)
+            if not cohorts:
+                self._locked_until[i] = -np.inf
             result[i] = int(before[i]) + woken
         return result
 
@@ -68,6 +76,8 @@ class SleepRecord:
         counts = np.zeros(len(self._units), dtype=np.int64)
         for_s = np.zeros(len(self._units))
         for i, cohorts in enumerate(self._asleep):
+            if self._locked_until[i] - at_s <= 1e-9:
+                continue
             waits = [(since + self._min_off_s[i] - at_s, n) for since, n in cohorts]
             locked = [(wait, n) for wait, n in waits if wait > 1e-9]
             counts[i] = int(sum(n for _, n in locked))
