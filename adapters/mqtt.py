@@ -2,8 +2,9 @@
 
 `MqttLink.run()` connects, subscribes, hands every message to the owner's callback and, when the
 connection drops, waits a capped, jittered backoff and does it all again. After every connect
-it calls the owner's `on_connect`, which is where retained state (status, setpoints) is
-republished: a broker restarted without persistence has forgotten it.
+it runs the owner's `on_connect` beside the message loop (messages do not wait for it): that
+is where retained state (status, setpoints) is republished, since a broker restarted without
+persistence has forgotten it.
 
 Publishing while disconnected does not queue: it returns False, and the owner's `on_connect`
 republishes the current state once the broker is back. Commands are state, not events, so the
@@ -19,6 +20,7 @@ import math
 import random
 import socket
 import ssl
+from asyncio import FIRST_EXCEPTION
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,8 +197,30 @@ class MqttLink:
                 await client.subscribe(topic, qos=1, timeout=_UNBOUNDED)
         self.connects += 1
         self._set_client(client)
+        # The connect handler runs beside the message loop, not before it: it republishes and
+        # waits for the broker's answers (up to CALL_TIMEOUT_S each when the broker falters),
+        # and a reading held back behind it would be taken as fresh when handled seconds
+        # later, and one over the cap would reach the guard only then. Its publishes are
+        # written to the socket as it starts, before anything the messages lead to.
+        greeting = asyncio.create_task(self._greet(), name="mqtt-connected")
+        receiving = asyncio.create_task(self._receive(client), name="mqtt-messages")
+        try:
+            # Ends only by an error: the connection's, the handler's or the owner's.
+            done, _ = await asyncio.wait((greeting, receiving), return_when=FIRST_EXCEPTION)
+            for task in done:
+                error = None if task.cancelled() else task.exception()
+                if error is not None:
+                    raise error
+        finally:
+            for task in (greeting, receiving):
+                task.cancel()
+            await asyncio.gather(greeting, receiving, return_exceptions=True)
+
+    async def _greet(self) -> None:
         await self._on_connect()
         self._served = True
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             payload = message.payload
             if isinstance(payload, bytes | bytearray):

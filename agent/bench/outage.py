@@ -8,7 +8,7 @@ again (without persistence: it forgot every retained message). Measured: from it
 fresh subscriber having every group's command, each at or under what the agent had decided
 before, with the mode `safe` and the miners' draw within the safe share; then, the meter fed
 again, back to `normal`; then one reading over the cap, and the time to the guard's shed on
-the broker.
+the broker. It runs in a folder of its own under `folder`, on `broker` restarted first.
 """
 
 from __future__ import annotations
@@ -45,6 +45,8 @@ class OutageBench:
     safe_while_down: bool  # the agent went to safe mode (its log says) before the restart
     commands_back_s: float  # broker start -> every group's command on it, mode safe
     safe_share_kept: bool  # their miners' draw within the safe share of the cap
+    draw_watts: float  # that draw, at full power per miner awake, with the site's overhead
+    safe_watts: float  # the safe share of the cap
     normal_after_s: float  # meter fed again -> mode normal
     guard_after_ms: float  # a reading over the cap after the outage -> the shed on the broker
 
@@ -56,13 +58,21 @@ class OutageBench:
             f"broker down {self.down_s:g} s (the meter stale after {METER_STALE_S:g} s):"
             f" {'safe mode decided while down' if self.safe_while_down else 'NO SAFE MODE'},"
             f" its commands on the restarted broker {self.commands_back_s:.2f} s after its start,"
-            f" {'within' if self.safe_share_kept else 'OVER'} the safe share; normal"
+            f" {self.draw_watts / 1e6:.3f} MW {'within' if self.safe_share_kept else 'OVER'}"
+            f" the safe share of {self.safe_watts / 1e6:.3f} MW; normal"
             f" {self.normal_after_s:.2f} s after the meter returned; guard shed"
             f" {self.guard_after_ms:.1f} ms after a reading over the cap"
         )
 
 
 async def outage_trial(broker: LocalBroker, folder: Path, *, down_s: float = 6.0) -> OutageBench:
+    # A ledger and a broker of its own: the status and commands another trial's agent left
+    # retained would otherwise pass for this agent's (online, every miner awake) before it
+    # has said a word, and its ledger's setpoints would be this agent's to start from.
+    folder = folder / "outage"
+    folder.mkdir(parents=True, exist_ok=True)
+    broker.stop()
+    broker.start()
     config = bench_site(GROUPS, broker.port, broker.host, folder)
     text = config.read_text().replace(
         "metrics_port = 0\n", f"metrics_port = 0\nmeter_stale_after_s = {METER_STALE_S}\n"
@@ -118,6 +128,8 @@ async def outage_trial(broker: LocalBroker, folder: Path, *, down_s: float = 6.0
         safe_while_down=safe_while_down,
         commands_back_s=commands_back_s,
         safe_share_kept=draw <= safe_watts,
+        draw_watts=draw,
+        safe_watts=safe_watts,
         normal_after_s=normal_after_s,
         guard_after_ms=guard_after_ms,
     )

@@ -308,9 +308,8 @@ def bench_reliability(
                     None if load_run is None else timed("load, after the others", load_run.result)
                 )
         except BaseException:
-            log = folder / "agent.log"
-            if log.exists():  # what the agent said, for the failure's cause
-                sys.stderr.write(log.read_text(errors="replace")[-3000:])
+            for log in sorted(folder.rglob("agent.log")):  # what the agents said, for the cause
+                sys.stderr.write(f"{log}:\n{log.read_text(errors='replace')[-3000:]}\n")
             raise
     return ReliabilityBench(
         restarts=restarts,

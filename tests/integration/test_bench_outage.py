@@ -20,6 +20,7 @@ def test_safe_mode_decided_while_the_broker_is_down_reaches_it_and_the_guard_she
         result = asyncio.run(outage_trial(broker, tmp_path, down_s=6.0))
     assert result.safe_while_down
     assert result.safe_share_kept
+    assert 0 < result.draw_watts <= result.safe_watts
     assert 0 < result.commands_back_s < 30
     assert 0 < result.normal_after_s < 30
     assert 0 < result.guard_after_ms < 30_000
