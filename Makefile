@@ -117,7 +117,8 @@ bench-study: $(INSTALLED)
 soak: $(INSTALLED) system-deps
 	$(BIN)/python -m tests.integration.soak --meters 100 --hours 1 --speed 10
 
-# Wall time of the full default replay: median of RUNS runs (each prints its own table).
+# Wall time of the full default replay: median of RUNS runs (each prints its own table); with
+# ONE_CORE=1 every strategy runs in one process, one after another (the one-core figure).
 RUNS ?= 3
 # Broker restarts and an outage, SIGKILLs, fuzzed payloads, stale feeds, a full disk, clock
 # jumps and 1,000 meters at 10 Hz against the real Mosquitto, Prometheus and agent process, with
@@ -129,7 +130,7 @@ reliability: $(INSTALLED) system-deps
 
 bench-replay: $(INSTALLED)
 	mkdir -p out
-	for run in $$(seq $(RUNS)); do $(BIN)/gridpilot replay --json out/bench-replay-$$run.json || exit 1; done
+	for run in $$(seq $(RUNS)); do $(BIN)/gridpilot replay $(if $(ONE_CORE),--one-process) --json out/bench-replay-$$run.json || exit 1; done
 	$(BIN)/python -c "import json, statistics, sys; walls = [json.load(open(f'out/bench-replay-{r}.json'))['wall_s'] for r in range(1, $(RUNS) + 1)]; print('replay wall s, median of', len(walls), ':', statistics.median(walls), walls)"
 
 # The miners' sleep-and-wake decisions alone, on the bundled year, in about half a minute: the

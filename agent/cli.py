@@ -419,6 +419,12 @@ def _add_replay(commands: SubParsers) -> None:
         metavar="ISO",
         help="as --start, exclusive (default: the end of the recorded prices)",
     )
+    command.add_argument(
+        "--one-process",
+        action="store_true",
+        help="run every strategy in this process, one after another (the references otherwise"
+        " run beside the agent in a second one): what a year costs one core",
+    )
     command.add_argument("--report", type=Path, default=None, metavar="DIR")
     command.add_argument("--json", type=Path, default=None, metavar="FILE")
     command.set_defaults(handler=_replay)
@@ -512,6 +518,7 @@ def _replay(args: argparse.Namespace) -> int:
             start=start,
             end=end,
             progress=_progress_bar(),
+            parallel=not args.one_process,
             max_gap_s=max_gap_s,
             terms=_program_terms(settings.programs),
         )

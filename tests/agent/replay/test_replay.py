@@ -160,6 +160,21 @@ def test_replay_command_writes_json_and_report(
         assert (folder / name).stat().st_size > 0
 
 
+def test_one_process_replays_the_same_figures_as_two(tmp_path: Path) -> None:
+    """`--one-process` (the one-core figure of `make bench-replay ONE_CORE=1`) runs the same
+    strategies to the same figures; only where they run differs."""
+    window = ["--start", "2024-08-20T05:00", "--end", "2024-08-20T11:00", "--forecast", "none"]
+    documents = []
+    for name, extra in (("two", []), ("one", ["--one-process"])):
+        out = tmp_path / f"{name}.json"
+        assert main(["replay", *window, *extra, "--json", str(out)]) == 0
+        document = json.loads(out.read_text())
+        document.pop("wall_s")
+        documents.append(document)
+    assert documents[0] == documents[1]
+    assert set(documents[0]) >= set(STRATEGIES)
+
+
 def test_unwritable_results_fail_before_the_replay(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
