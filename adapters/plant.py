@@ -169,6 +169,9 @@ class SimulatedPlant:
         zeros = np.zeros(len(gpu_groups), dtype=np.int64)
         self._changes = [self._setpoints(0, on_now, zeros, zeros, zeros)]
         self._accounted_k = 0
+        # The latest moment setpoints were applied at, kept apart from the last change: an
+        # apply that changes nothing records no change, and an earlier one still is refused.
+        self._applied_k = 0
         # Waking cohorts, one row each: woken at (sample), hashing from (s, per ASIC group),
         # units still waking (per ASIC group).
         self._wake_at = np.zeros(0, dtype=np.int64)
@@ -197,10 +200,11 @@ class SimulatedPlant:
         awake: fewer than `units_on` where a wake came within a minimum off time."""
         at_k = self._sample(at_s, "at_s")
         last = self._changes[-1]
-        if at_k < max(last.at_k, self._accounted_k):
+        earliest_k = max(self._applied_k, self._accounted_k)
+        if at_k < earliest_k:
             raise PlantError(
                 f"at_s: {at_s} s is before setpoints already applied or accounted"
-                f" (from {max(last.at_k, self._accounted_k) * self.meter_interval_s} s)"
+                f" (from {earliest_k * self.meter_interval_s} s)"
             )
         units = self._checked(units_on, self._units, "units_on", self._asic_groups)
         level = self._checked(gpu_level, self._levels - 1, "gpu_level", self._gpu_groups)
@@ -213,6 +217,16 @@ class SimulatedPlant:
         wanted = units
         units = self._sleeps.change(last.units_on, wanted, at_k * self.meter_interval_s)
         self.wakes_refused += int((wanted - units).sum())
+        self._applied_k = at_k
+        if (
+            np.array_equal(units, last.units_on)
+            and np.array_equal(level, last.gpu_level)
+            and np.array_equal(capped, last.capped)
+            and np.array_equal(paused, last.paused)
+        ):
+            # Most intervals change nothing: the setpoints in force go on (the same samples,
+            # the same accounting), and their meter loop is not worked out again.
+            return units
         slept = np.maximum(last.units_on - units, 0)
         if slept.any():
             self._sleep_waking(slept, at_k)
