@@ -206,6 +206,16 @@ class SimulatedPlant:
                 f"at_s: {at_s} s is before setpoints already applied or accounted"
                 f" (from {earliest_k * self.meter_interval_s} s)"
             )
+        if (
+            _same(units_on, last.units_on)
+            and _same(gpu_level, last.gpu_level)
+            and _same(gpu_capped_nodes, last.capped)
+            and _same(gpu_paused_nodes, last.paused)
+        ):
+            # Most intervals change nothing: the setpoints in force (checked when applied) go
+            # on, with the same samples and accounting, and no wake to refuse.
+            self._applied_k = at_k
+            return last.units_on.copy()
         units = self._checked(units_on, self._units, "units_on", self._asic_groups)
         level = self._checked(gpu_level, self._levels - 1, "gpu_level", self._gpu_groups)
         capped = self._checked(gpu_capped_nodes, self._nodes, "capped", self._gpu_groups)
@@ -224,8 +234,7 @@ class SimulatedPlant:
             and np.array_equal(capped, last.capped)
             and np.array_equal(paused, last.paused)
         ):
-            # Most intervals change nothing: the setpoints in force go on (the same samples,
-            # the same accounting), and their meter loop is not worked out again.
+            # A wake refused back to the setpoints in force: they go on as above.
             return units
         slept = np.maximum(last.units_on - units, 0)
         if slept.any():
@@ -261,12 +270,19 @@ class SimulatedPlant:
             )
         if self._metered is not None and self._metered[:2] == (start_k, end_k):
             return self._metered[2]
-        samples = np.empty(end_k - start_k)
-        for setpoints, seg_start, seg_end in self._segments(start_k, end_k):
-            # Phases into the loop; taken modulo here, as take(mode="wrap") costs per wrap.
-            phase = (seg_start % self._period + np.arange(seg_end - seg_start)) % self._period
-            samples[seg_start - start_k : seg_end - start_k] = setpoints.site_watts[phase]
-        samples.flags.writeable = False
+        segments = self._segments(start_k, end_k)
+        first_phase = start_k % self._period
+        if len(segments) == 1 and first_phase + end_k - start_k <= self._period:
+            # One setpoint over a stretch of the loop that does not wrap: a view of it (the
+            # loop is read-only), as most intervals are.
+            samples = segments[0][0].site_watts[first_phase : first_phase + end_k - start_k]
+        else:
+            samples = np.empty(end_k - start_k)
+            for setpoints, seg_start, seg_end in segments:
+                # Phases into the loop; taken modulo here, as take(mode="wrap") costs per wrap.
+                phase = (seg_start % self._period + np.arange(seg_end - seg_start)) % self._period
+                samples[seg_start - start_k : seg_end - start_k] = setpoints.site_watts[phase]
+            samples.flags.writeable = False
         self._metered = (start_k, end_k, samples)
         return samples
 
@@ -294,7 +310,12 @@ class SimulatedPlant:
             work_s += setpoints.work_gpus * length_s
         lost = self._waking_ths_s(start_s, end_s)
         energy_ws = float(samples.sum()) * dt
-        over = np.maximum(samples - cap_watts, 0.0) if cap_watts is not None else np.zeros(1)
+        peak_watts = float(samples.max())
+        over_s = over_mwh = 0.0
+        if cap_watts is not None and peak_watts > cap_watts:
+            over = np.maximum(samples - cap_watts, 0.0)
+            over_s = float(np.count_nonzero(over)) * dt
+            over_mwh = float(over.sum()) * dt / WATT_SECONDS_PER_MWH
         self._close(end_k)
         return IntervalUse(
             start_s=start_s,
@@ -308,10 +329,10 @@ class SimulatedPlant:
             gpu_capped_node_s=capped_s,
             gpu_paused_node_s=paused_s,
             gpu_work_gpu_s=work_s,
-            max_site_watts=float(samples.max()),
+            max_site_watts=peak_watts,
             mean_site_watts=energy_ws / ((end_k - start_k) * dt),
-            over_cap_s=float(np.count_nonzero(over)) * dt,
-            over_cap_mwh=float(over.sum()) * dt / WATT_SECONDS_PER_MWH,
+            over_cap_s=over_s,
+            over_cap_mwh=over_mwh,
         )
 
     def _sample(self, moment_s: float, name: str) -> int:
@@ -347,6 +368,7 @@ class SimulatedPlant:
         weights[self._first_row] += self._scale * full
         weights[self._first_row + level] += self._scale * capped
         site = weights @ self._loops + (asic_watts + self._host_watts + paused @ self._idle_watts)
+        site.flags.writeable = False  # `meter` hands out views of it
         rows = np.arange(len(level))
         work = self._gpus_per_node * (
             full * self._throughput[rows, 0] + capped * self._throughput[rows, level]
@@ -391,16 +413,29 @@ class SimulatedPlant:
 
     def _close(self, end_k: int) -> None:
         """Forget what lies before `end_k`: only setpoints and cohorts still in force remain."""
-        keep = max(i for i, s in enumerate(self._changes) if s.at_k <= end_k)
-        self._changes = self._changes[keep:]
+        if len(self._changes) > 1:
+            keep = max(i for i, s in enumerate(self._changes) if s.at_k <= end_k)
+            self._changes = self._changes[keep:]
         self._accounted_k = end_k
+        self._metered = None
+        if not len(self._wake_at):
+            return
         end_s = end_k * self.meter_interval_s
         alive = ((self._wake_until > end_s) & (self._wake_units > 0)).any(axis=1)
         if not alive.all():
             self._wake_at = self._wake_at[alive]
             self._wake_until = self._wake_until[alive]
             self._wake_units = self._wake_units[alive]
-        self._metered = None
+
+
+def _same(values: object, applied: IntArray) -> bool:
+    """Whether `values` are the setpoints `applied` (already checked), integers alike."""
+    return (
+        isinstance(values, np.ndarray)
+        and values.dtype == applied.dtype
+        and values.shape == applied.shape
+        and values.tobytes() == applied.tobytes()
+    )
 
 
 def _group_loops(

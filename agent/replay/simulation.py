@@ -420,9 +420,9 @@ def _run_interval(
     end_s = at_s + interval_s
     for _ in range(len(units) + 1):
         samples = plant.meter(at_s, end_s)
-        over = np.flatnonzero(samples > cap_watts)
-        if not over.size:
+        if not samples.max() > cap_watts:  # most intervals: one pass, no index array
             break
+        over = np.flatnonzero(samples > cap_watts)
         moment = at_s + float(over[0]) * plant.meter_interval_s
         units = shed(
             strategy.site.asic_groups,
