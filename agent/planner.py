@@ -303,6 +303,7 @@ class RecedingPlanner:
         self._levels: FloatArray = np.empty(0)
         self._settled = 0
         self._awards_key: object = None
+        self._breakevens_for: tuple[object, FloatArray] | None = None
 
     def decide(
         self,
@@ -356,15 +357,35 @@ class RecedingPlanner:
         """How the plant or the market has left the plan since its last step, if it has."""
         previous = max(self._step(market.now) - 1, 0)
         expected_on = plan.schedule.asic_units_on[:, previous]
-        if tuple(int(u) for u in expected_on) != state.asic_units_on:
+        if tuple(expected_on.tolist()) != state.asic_units_on:
             return "plant departed from the plan"
         curtailed = (
             plan.schedule.gpu_capped_nodes[:, previous]
             + plan.schedule.gpu_paused_nodes[:, previous]
         )
-        if tuple(int(c) for c in curtailed) != state.gpu_curtailed_nodes:
+        if tuple(curtailed.tolist()) != state.gpu_curtailed_nodes:
             return "GPUs departed from the plan"
         return self._breakeven_crossed(plan, market)
+
+    def _breakevens(self, problem: Problem, hashprice_usd_per_th_day: float) -> FloatArray:
+        """One breakeven per distinct miner model and overhead (they are few), kept while
+        the groups, the pool fee and the hashprice stay: this runs every interval."""
+        key = (problem.asic_groups, problem.pool_fee, hashprice_usd_per_th_day)
+        if self._breakevens_for is None or self._breakevens_for[0] != key:
+            models = {(g.joules_per_th, g.overhead_factor) for g in problem.asic_groups}
+            values = np.array(
+                [
+                    breakeven_usd_per_mwh(
+                        hashprice_usd_per_th_day,
+                        joules_per_th,
+                        pool_fee=problem.pool_fee,
+                        overhead_factor=overhead,
+                    )
+                    for joules_per_th, overhead in sorted(models)
+                ]
+            )
+            self._breakevens_for = (key, values)
+        return self._breakevens_for[1]
 
     def _breakeven_crossed(self, plan: Plan, market: MarketView) -> str | None:
         """Whether the forecast now puts a step of the next `breakeven_window_s` on the other
@@ -416,19 +437,7 @@ class RecedingPlanner:
                 market.interval_s,
             )
             fresh = fresh + _at_steps(ahead, offsets[window] - elapsed, step_s, market.interval_s)
-        # One breakeven per distinct model and overhead, not per container (they are few).
-        models = {(g.joules_per_th, g.overhead_factor) for g in problem.asic_groups}
-        breakevens = np.array(
-            [
-                breakeven_usd_per_mwh(
-                    market.hashprice_usd_per_th_day,
-                    joules_per_th,
-                    pool_fee=problem.pool_fee,
-                    overhead_factor=overhead,
-                )
-                for joules_per_th, overhead in sorted(models)
-            ]
-        )
+        breakevens = self._breakevens(problem, market.hashprice_usd_per_th_day)
         crossed = (planned[:, None] > breakevens[None, :]) != (fresh[:, None] > breakevens[None, :])
         # Above the lowest breakeven, how long a spell lasts and how high it runs decide whether
         # sleeping pays for the waking loss: a material change there counts as well.

@@ -192,12 +192,13 @@ class Strategy:
     def state(self) -> PlantState:
         """The plant as it stands at the end of the last interval accounted."""
         locked, locked_for_s = self.plant.locked_off(self.plant.accounted_s)
+        # tolist() gives Python ints and floats, as the state's fields are.
         return PlantState(
-            asic_units_on=tuple(int(u) for u in self.units_on),
-            gpu_curtailed_nodes=tuple(int(c) for c in self.curtailed),
-            gpu_curtailed_for_s=tuple(float(s) for s in self.curtailed_for_s),
-            asic_locked_off=tuple(int(n) for n in locked),
-            asic_locked_for_s=tuple(float(s) for s in locked_for_s),
+            asic_units_on=tuple(self.units_on.astype(np.int64).tolist()),
+            gpu_curtailed_nodes=tuple(self.curtailed.astype(np.int64).tolist()),
+            gpu_curtailed_for_s=tuple(self.curtailed_for_s.astype(np.float64).tolist()),
+            asic_locked_off=tuple(locked.astype(np.int64).tolist()),
+            asic_locked_for_s=tuple(locked_for_s.astype(np.float64).tolist()),
         )
 
     def used(self, month: str) -> dict[str, float]:

@@ -69,7 +69,7 @@ from gridpilot.agent.replay.programs import (
 )
 from gridpilot.optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR
 from gridpilot.optimizer.merit import always_on, threshold
-from gridpilot.optimizer.plan import CP_REASON
+from gridpilot.optimizer.plan import CP_REASON, Plan
 from gridpilot.optimizer.problem import (
     FloatArray,
     Problem,
@@ -290,6 +290,7 @@ def _run_agent(
     solves = 0
     programs = period.programs
     offers = Offers(planner, site, data, period) if programs is not None else None
+    cp_steps: _LoweredForCp | None = None
 
     def decide(k: int, strategy: Strategy) -> Setpoints:
         nonlocal solves
@@ -313,15 +314,34 @@ def _run_agent(
         )
         solves += decision.fresh
         plan, step = decision.plan, decision.step
-        if offers is not None and plan.problem.programs.transmission(plan.problem.steps)[step] > 0:
-            strategy.lowered_for_cp[k] = any(
-                a.reason.startswith(CP_REASON) for a in plan.asic_setpoints(step)
-            )
+        if offers is not None:
+            nonlocal cp_steps
+            if cp_steps is None or cp_steps.plan is not plan:
+                cp_steps = _LoweredForCp(plan)
+            if cp_steps.charged[step]:
+                strategy.lowered_for_cp[k] = cp_steps.at(step)
         return _column(decision.plan.schedule, decision.step)
 
     run = _simulate(site, data, period, decide, progress)
     run.solves = solves + (offers.solves if offers is not None else 0)
     return run
+
+
+class _LoweredForCp:
+    """A plan's steps charged for 4CP and, per such step, whether it lowers a miner for 4CP:
+    worked out once per plan, not every interval the plan stands."""
+
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self.charged = plan.problem.programs.transmission(plan.problem.steps) > 0
+        self._lowered: dict[int, bool] = {}
+
+    def at(self, step: int) -> bool:
+        if step not in self._lowered:
+            self._lowered[step] = any(
+                a.reason.startswith(CP_REASON) for a in self.plan.asic_setpoints(step)
+            )
+        return self._lowered[step]
 
 
 def _run_references(
