@@ -297,17 +297,30 @@ class SimulatedPlant:
         samples = self.meter(start_s, end_s)
         end_k = self._sample(end_s, "end_s")
         dt = self.meter_interval_s
-        groups = len(self._gpu_groups)
-        asic_ws = ths_s = 0.0
-        full_s, capped_s, paused_s, work_s = (np.zeros(groups) for _ in range(4))
-        for setpoints, seg_start, seg_end in self._segments(start_k, end_k):
-            length_s = (seg_end - seg_start) * dt
-            asic_ws += setpoints.asic_watts * length_s
-            ths_s += setpoints.ths_on * length_s
-            full_s += (self._nodes - setpoints.capped - setpoints.paused) * length_s
-            capped_s += setpoints.capped * length_s
-            paused_s += setpoints.paused * length_s
-            work_s += setpoints.work_gpus * length_s
+        segments = self._segments(start_k, end_k)
+        if len(segments) == 1:
+            # One setpoint over the interval, as most are: the sums below, without the zeros
+            # they start from (adding to 0.0 changes no value).
+            setpoints = segments[0][0]
+            length_s = (end_k - start_k) * dt
+            asic_ws = setpoints.asic_watts * length_s
+            ths_s = setpoints.ths_on * length_s
+            full_s = (self._nodes - setpoints.capped - setpoints.paused) * length_s
+            capped_s = setpoints.capped * length_s
+            paused_s = setpoints.paused * length_s
+            work_s = setpoints.work_gpus * length_s
+        else:
+            groups = len(self._gpu_groups)
+            asic_ws = ths_s = 0.0
+            full_s, capped_s, paused_s, work_s = (np.zeros(groups) for _ in range(4))
+            for setpoints, seg_start, seg_end in segments:
+                length_s = (seg_end - seg_start) * dt
+                asic_ws += setpoints.asic_watts * length_s
+                ths_s += setpoints.ths_on * length_s
+                full_s += (self._nodes - setpoints.capped - setpoints.paused) * length_s
+                capped_s += setpoints.capped * length_s
+                paused_s += setpoints.paused * length_s
+                work_s += setpoints.work_gpus * length_s
         lost = self._waking_ths_s(start_s, end_s)
         energy_ws = float(samples.sum()) * dt
         peak_watts = float(samples.max())
