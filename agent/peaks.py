@@ -226,6 +226,26 @@ class PeakForecaster:
         known = settled - int(days.first[today])
         if days.dates[today] != now.astimezone(CENTRAL).date():  # past the load's end
             return chance
+        start_local = now.astimezone(CENTRAL)
+        last = (now + timedelta(seconds=(intervals - 1) * interval_s)).astimezone(CENTRAL)
+        if start_local.utcoffset() == last.utcoffset():
+            # No clock change across the span (none falls in June-September): the local
+            # clock runs evenly from the start, so each interval's day and quarter follow by
+            # arithmetic rather than a time-zone conversion each (this runs hourly in a replay).
+            midnight = start_local.replace(hour=0, minute=0, second=0, microsecond=0)
+            since_s = (start_local - midnight).total_seconds() + np.arange(intervals) * interval_s
+            day_offsets = (since_s // 86_400.0).astype(np.int64)
+            quarters = ((since_s % 86_400.0) // 900.0).astype(np.int64)
+            for offset in np.unique(day_offsets).tolist():
+                day = start_local.date() + timedelta(days=offset)
+                if day.month not in CP_MONTHS:
+                    continue
+                on_day = day_offsets == offset
+                day_chance = self._day_chance(day, today=today, known=known)
+                chance[on_day] = (
+                    self.model.scale * day_chance * self.model.peak_quarter[quarters[on_day]]
+                )
+            return chance
         by_day: dict[date, float] = {}
         for k in range(intervals):
             local = (now + timedelta(seconds=k * interval_s)).astimezone(CENTRAL)

@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
+
+# A hashprice, or a series of them (the breakeven of each, by the same arithmetic).
+Hashprice = TypeVar("Hashprice", float, npt.NDArray[np.float64])
+
 SECONDS_PER_DAY = 86_400.0
 SECONDS_PER_HOUR = 3_600.0
 WATT_SECONDS_PER_MWH = 3.6e9
 
 
 def breakeven_usd_per_mwh(
-    hashprice_usd_per_th_day: float,
+    hashprice_usd_per_th_day: Hashprice,
     joules_per_th: float,
     *,
     pool_fee: float = 0.0,
     overhead_factor: float = 1.0,
-) -> float:
+) -> Hashprice:
     """Power price above which a miner loses money: `hashprice * 1e6 / (24 * J/TH)`.
 
     The formula is the industry's (see docs/domain.md: at 0.05 $/TH/day an S21 at 17.5 J/TH breaks

@@ -105,7 +105,7 @@ def merit_order_schedule(
         gpu_watts = gpu_watts - _gpu_savings(problem, schedule)
     room = np.maximum(0.0, cap - gpu_watts)
     offsets = problem.step_offsets_s()
-    hashprice = np.asarray(problem.hashprice_usd_per_th_day)
+    hashprice = np.asarray(problem.hashprice_usd_per_th_day, dtype=np.float64)
     for i in _merit_order(problem):
         group = problem.asic_groups[i]
         unit_watts = group.watts_per_unit * group.overhead_factor
@@ -114,16 +114,11 @@ def merit_order_schedule(
             locked = offsets < group.locked_off_until_s
             allowed[locked] = group.units - group.units_locked_off
         if sleep_above_breakeven:
-            breakeven = np.array(
-                [
-                    breakeven_usd_per_mwh(
-                        float(h),
-                        group.joules_per_th,
-                        pool_fee=problem.pool_fee,
-                        overhead_factor=group.overhead_factor,
-                    )
-                    for h in hashprice
-                ]
+            breakeven = breakeven_usd_per_mwh(
+                hashprice,
+                group.joules_per_th,
+                pool_fee=problem.pool_fee,
+                overhead_factor=group.overhead_factor,
             )
             allowed[react_price_usd_per_mwh > breakeven] = 0
         on = np.minimum(allowed, np.floor(room / unit_watts + 1e-9).astype(np.int64))
