@@ -305,9 +305,11 @@ class SimulatedPlant:
             length_s = (end_k - start_k) * dt
             asic_ws = setpoints.asic_watts * length_s
             ths_s = setpoints.ths_on * length_s
-            full_s = (self._nodes - setpoints.capped - setpoints.paused) * length_s
-            capped_s = setpoints.capped * length_s
-            paused_s = setpoints.paused * length_s
+            full_s = ((self._nodes - setpoints.capped - setpoints.paused) * length_s).astype(
+                np.float64, copy=False
+            )
+            capped_s = (setpoints.capped * length_s).astype(np.float64, copy=False)
+            paused_s = (setpoints.paused * length_s).astype(np.float64, copy=False)
             work_s = setpoints.work_gpus * length_s
         else:
             groups = len(self._gpu_groups)
