@@ -335,8 +335,9 @@ def _validate_programs(programs: Programs, steps: int) -> None:
         not charge or len(charge) == steps,
         f"programs.transmission_usd_per_mwh: {len(charge)} values for {steps} steps",
     )
+    charges = np.asarray(charge, dtype=np.float64)
     _require(
-        bool(np.all(np.isfinite(charge))) and all(c >= 0 for c in charge),
+        bool(np.all(np.isfinite(charges))) and bool(np.all(charges >= 0)),
         "programs.transmission_usd_per_mwh: every value must be finite and >= 0",
     )
     names = [r.name for r in programs.reserves]
@@ -344,14 +345,17 @@ def _validate_programs(programs: Programs, steps: int) -> None:
     for reserve in programs.reserves:
         where = f"programs.reserves[{reserve.name}]"
         _require(reserve.response_s > 0, f"{where}.response_s: must be positive")
+        series = {}
         for field_name in ("usd_per_mw_h", "max_mw", "awarded_mw"):
             values = getattr(reserve, field_name)
             _require(len(values) == steps, f"{where}.{field_name}: {len(values)} for {steps} steps")
+            series[field_name] = np.asarray(values, dtype=np.float64)
             _require(
-                bool(np.all(np.isfinite(values))), f"{where}.{field_name}: must be finite numbers"
+                bool(np.all(np.isfinite(series[field_name]))),
+                f"{where}.{field_name}: must be finite numbers",
             )
         _require(
-            all(m >= 0 for m in reserve.max_mw) and all(a >= 0 for a in reserve.awarded_mw),
+            bool(np.all(series["max_mw"] >= 0)) and bool(np.all(series["awarded_mw"] >= 0)),
             f"{where}: max_mw and awarded_mw must be >= 0",
         )
         _require(

@@ -339,7 +339,8 @@ class _LoweredForCp:
     def at(self, step: int) -> bool:
         if step not in self._lowered:
             self._lowered[step] = any(
-                a.reason.startswith(CP_REASON) for a in self.plan.asic_setpoints(step)
+                self.plan.asic_reason(i, step).startswith(CP_REASON)
+                for i in range(len(self.plan.problem.asic_groups))
             )
         return self._lowered[step]
 
