@@ -228,14 +228,6 @@ class SimulatedPlant:
         units = self._sleeps.change(last.units_on, wanted, at_k * self.meter_interval_s)
         self.wakes_refused += int((wanted - units).sum())
         self._applied_k = at_k
-        if (
-            np.array_equal(units, last.units_on)
-            and np.array_equal(level, last.gpu_level)
-            and np.array_equal(capped, last.capped)
-            and np.array_equal(paused, last.paused)
-        ):
-            # A wake refused back to the setpoints in force: they go on as above.
-            return units
         slept = np.maximum(last.units_on - units, 0)
         if slept.any():
             self._sleep_waking(slept, at_k)

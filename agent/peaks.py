@@ -224,30 +224,50 @@ class PeakForecaster:
             return chance
         today = int(np.searchsorted(days.first, settled, side="right")) - 1
         known = settled - int(days.first[today])
-        if days.dates[today] != now.astimezone(CENTRAL).date():  # past the load's end
-            return chance
         start_local = now.astimezone(CENTRAL)
+        if days.dates[today] != start_local.date():  # past the load's end
+            return chance
         last = (now + timedelta(seconds=(intervals - 1) * interval_s)).astimezone(CENTRAL)
         if start_local.utcoffset() == last.utcoffset():
-            # No clock change across the span (none falls in June-September): the local
-            # clock runs evenly from the start, so each interval's day and quarter follow by
-            # arithmetic rather than a time-zone conversion each (this runs hourly in a replay).
-            midnight = start_local.replace(hour=0, minute=0, second=0, microsecond=0)
-            since_s = (start_local - midnight).total_seconds() + np.arange(intervals) * interval_s
-            day_offsets = (since_s // 86_400.0).astype(np.int64)
-            quarters = ((since_s % 86_400.0) // 900.0).astype(np.int64)
-            for offset in np.unique(day_offsets).tolist():
-                day = start_local.date() + timedelta(days=offset)
-                if day.month not in CP_MONTHS:
-                    continue
-                on_day = day_offsets == offset
-                day_chance = self._day_chance(day, today=today, known=known)
-                chance[on_day] = (
-                    self.model.scale * day_chance * self.model.peak_quarter[quarters[on_day]]
-                )
-            return chance
+            self._chance_by_clock(chance, start_local, interval_s, today=today, known=known)
+        else:
+            self._chance_by_conversion(chance, now, interval_s, today=today, known=known)
+        return chance
+
+    def _chance_by_clock(
+        self,
+        chance: FloatArray,
+        start_local: datetime,
+        interval_s: float,
+        *,
+        today: int,
+        known: int,
+    ) -> None:
+        """Fill in `chance` where no clock change falls in its span (none does in June to
+        September): the local clock runs evenly from the start, so each interval's day and
+        quarter follow by arithmetic rather than a time-zone conversion each (this runs hourly
+        in a replay)."""
+        midnight = start_local.replace(hour=0, minute=0, second=0, microsecond=0)
+        since_s = (start_local - midnight).total_seconds() + np.arange(chance.size) * interval_s
+        day_offsets = (since_s // 86_400.0).astype(np.int64)
+        quarters = ((since_s % 86_400.0) // 900.0).astype(np.int64)
+        for offset in np.unique(day_offsets).tolist():
+            day = start_local.date() + timedelta(days=offset)
+            if day.month not in CP_MONTHS:
+                continue
+            on_day = day_offsets == offset
+            day_chance = self._day_chance(day, today=today, known=known)
+            chance[on_day] = (
+                self.model.scale * day_chance * self.model.peak_quarter[quarters[on_day]]
+            )
+
+    def _chance_by_conversion(
+        self, chance: FloatArray, now: datetime, interval_s: float, *, today: int, known: int
+    ) -> None:
+        """Fill in `chance` interval by interval, each converted to Central time: for a span
+        across a clock change."""
         by_day: dict[date, float] = {}
-        for k in range(intervals):
+        for k in range(chance.size):
             local = (now + timedelta(seconds=k * interval_s)).astimezone(CENTRAL)
             if local.month not in CP_MONTHS:
                 continue
@@ -256,7 +276,6 @@ class PeakForecaster:
                 by_day[day] = self._day_chance(day, today=today, known=known)
             quarter = 4 * local.hour + local.minute // 15
             chance[k] = self.model.scale * by_day[day] * self.model.peak_quarter[quarter]
-        return chance
 
     def _day_chance(self, day: date, *, today: int, known: int) -> float:
         """The chance that `day` (today or later) holds its month's peak, with `known` of

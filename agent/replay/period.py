@@ -192,13 +192,14 @@ class Strategy:
     def state(self) -> PlantState:
         """The plant as it stands at the end of the last interval accounted."""
         locked, locked_for_s = self.plant.locked_off(self.plant.accounted_s)
-        # tolist() gives Python ints and floats, as the state's fields are.
+        # tolist() gives Python ints and floats (the arrays are int64 and float64), as the
+        # state's fields are.
         return PlantState(
-            asic_units_on=tuple(self.units_on.astype(np.int64).tolist()),
-            gpu_curtailed_nodes=tuple(self.curtailed.astype(np.int64).tolist()),
-            gpu_curtailed_for_s=tuple(self.curtailed_for_s.astype(np.float64).tolist()),
-            asic_locked_off=tuple(locked.astype(np.int64).tolist()),
-            asic_locked_for_s=tuple(locked_for_s.astype(np.float64).tolist()),
+            asic_units_on=tuple(self.units_on.tolist()),
+            gpu_curtailed_nodes=tuple(self.curtailed.tolist()),
+            gpu_curtailed_for_s=tuple(self.curtailed_for_s.tolist()),
+            asic_locked_off=tuple(locked.tolist()),
+            asic_locked_for_s=tuple(locked_for_s.tolist()),
         )
 
     def used(self, month: str) -> dict[str, float]:
