@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test test-dates test-under-load sizes lock lint typecheck unit bench bench-replay bench-guard bench-study reliability soak capture-lab system-deps clean
+.PHONY: demo test test-dates test-under-load sizes lock lint typecheck unit bench bench-replay bench-guard bench-study reliability soak capture-lab cp-lab system-deps clean
 
 # What the integration tests run for real: Mosquitto, Prometheus (with promtool) and
 # systemd-analyze, and what runs them at other dates and under load (faketime, stress-ng), from
@@ -138,6 +138,10 @@ bench-replay: $(INSTALLED)
 # each loses, how spells go on, and whether the day-ahead price foresees their start.
 capture-lab: $(INSTALLED)
 	$(BIN)/python -m tests.agent.replay.capture_lab
+
+# The default replay's agent given 4CP forecasts that know more than any could (about 2 min).
+cp-lab: $(INSTALLED)
+	$(BIN)/python -m tests.agent.replay.cp_lab --json out/cp-lab.json
 
 # The largest classes and functions of the packages, in lines.
 sizes: $(INSTALLED)

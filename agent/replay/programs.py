@@ -22,6 +22,7 @@ over the deployment's hours.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
@@ -66,6 +67,10 @@ class GridData:
     # intervals (chance 1 in each, 0 elsewhere) as a perfect bought alert would, to measure
     # what its 4CP forecast leaves on the table.
     perfect_cp_alert: bool = False
+    # An analysis too: the 4CP forecaster of a year from the load (None: `peak_forecaster`,
+    # learned from the summers before). The 4CP lab gives the agent better-informed ones than
+    # any forecast could be, to bound what forecasting is worth.
+    forecast_peaks: Callable[[SystemLoad, int], PeakForecaster] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -349,7 +354,7 @@ def period_programs(
             p: terms.deploy_chance_per_hour.get(p, 0.0) * hash_value_usd_per_mwh for p in products
         },
         forecasters={
-            year: peak_forecaster(grid.load, year)
+            year: (grid.forecast_peaks or peak_forecaster)(grid.load, year)
             for year in years
             if any(m.year == year and m.month in CP_MONTHS for m in moments)
         },
