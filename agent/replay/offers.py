@@ -4,10 +4,11 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 
+from gridpilot.adapters.recorded import day_ahead_published_at
 from gridpilot.agent.planner import (
     MarketView,
     Planner,
@@ -36,7 +37,8 @@ from gridpilot.optimizer.problem import (
 class Offers:
     """The agent's day-ahead reserve offers and what it knows of 4CP, as the replay goes: at
     10:00 Central each day it offers the next day's hours, decided by its own planner over the
-    horizon to that day's end at the prices it expects; what it offers it is awarded."""
+    horizon to that day's end at the prices it expects; what it offers it is awarded, and it
+    knows so from 13:30 Central, when the market publishes its results."""
 
     def __init__(self, planner: Planner, site: Problem, data: ReplayData, period: Period) -> None:
         assert period.programs is not None and data.grid is not None
@@ -46,6 +48,10 @@ class Offers:
         self.programs = period.programs
         self.ancillary = data.grid.ancillary
         self.offered: set[datetime] = set()
+        # The last day offered: when its awards are published, and its intervals. Before then
+        # the agent does not know them: they come out of the same market clearing as the
+        # day-ahead prices (13:30 Central on the day before).
+        self._unpublished: tuple[datetime, int, int] | None = None
         self.solves = 0
         self._cp: tuple[datetime, FloatArray] | None = None  # hour -> chance from its start
         self._perfect: FloatArray | None = None
@@ -96,12 +102,17 @@ class Offers:
         )
         self.solves += 1
         per_hour = round(3_600.0 / interval_s)
+        begin = k + first
+        self._unpublished = (
+            day_ahead_published_at(day_start.astimezone(UTC)),
+            begin,
+            min(begin + (last - first), len(self.period.moments)),
+        )
         for product, mw in held.items():
             # an award is for a whole hour: the least the plan holds in any of its intervals
             hourly = np.repeat(
                 np.floor(10.0 * mw.reshape(-1, per_hour).min(axis=1)) / 10.0, per_hour
             )
-            begin = k + first
             end = min(begin + hourly.size, len(self.period.moments))
             if end > begin:
                 cleared = self.programs.clearing[product][begin:end] > 0
@@ -112,22 +123,29 @@ class Offers:
         period, programs = self.period, self.programs
         now = period.moments[k]
         rate = programs.rate_for_peaks_of.get(now.year, 0.0)
-        reserves = tuple(
-            ReserveView(
-                name=p,
-                usd_per_mw_h=_ahead(programs.clearing[p], k, count),
-                max_mw=_ahead(strategy.awards[p], k, count),
-                awarded_mw=_ahead(strategy.awards[p], k, count),
-                failure_usd_per_mw_h=programs.failure_usd_per_mw_h,
-                deploy_usd_per_mw_h=programs.deploy_usd_per_mw_h.get(p, 0.0),
+        unknown = slice(0, 0)  # the intervals of awards not yet published, in the view
+        if self._unpublished is not None and now < self._unpublished[0]:
+            _, begin, end = self._unpublished
+            unknown = slice(max(begin - k, 0), max(end - k, 0))
+        reserves = []
+        for p in programs.products:
+            awarded = _ahead(strategy.awards[p], k, count)
+            awarded[unknown] = 0.0
+            reserves.append(
+                ReserveView(
+                    name=p,
+                    usd_per_mw_h=_ahead(programs.clearing[p], k, count),
+                    max_mw=awarded,
+                    awarded_mw=awarded,
+                    failure_usd_per_mw_h=programs.failure_usd_per_mw_h,
+                    deploy_usd_per_mw_h=programs.deploy_usd_per_mw_h.get(p, 0.0),
+                )
             )
-            for p in programs.products
-        )
         return ProgramView(
             cp_chance=self._cp_chance(now, count) if rate > 0 else np.zeros(0),
             transmission_usd_per_kw_year=rate,
-            reserves=reserves,
-            awards_key=len(self.offered),
+            reserves=tuple(reserves),
+            awards_key=len(self.offered) - (1 if unknown.stop > unknown.start else 0),
         )
 
     def _cp_chance(self, now: datetime, count: int) -> FloatArray:

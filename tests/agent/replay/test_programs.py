@@ -37,7 +37,9 @@ from gridpilot.agent.bundled import (
     BUNDLED_TRACE,
     REFERENCE_SITE,
 )
-from gridpilot.agent.replay.period import ReplayData, ReplayResult
+from gridpilot.agent.planner import MarketView, Planner
+from gridpilot.agent.replay.offers import Offers
+from gridpilot.agent.replay.period import ReplayData, ReplayResult, Strategy, make_period
 from gridpilot.agent.replay.programs import (
     CP_ALERT_SHARE,
     GridData,
@@ -311,3 +313,52 @@ def test_a_perfect_4cp_alert_curtails_at_the_interval_alone(data: ReplayData) ->
     assert mw_perfect <= mw_bound + 1.0
     assert perfect.totals["agent"].cp_hours_curtailed <= 1.5
     assert own.totals["agent"].cp_hours_curtailed > 3 * perfect.totals["agent"].cp_hours_curtailed
+
+
+def test_the_agents_awards_are_known_when_the_day_ahead_market_publishes_them(
+    data: ReplayData,
+) -> None:
+    """Offered at 10:00 Central on 08-19 for 08-20, the awards come out of the market that
+    publishes at 13:30 with the day-ahead prices: at 13:15 the agent's view holds none of
+    08-20's and its awards have not changed for its plans; from 13:30 it holds them."""
+    start = datetime(2024, 8, 19, 5, tzinfo=UTC)  # midnight Central
+    site = site_problem(
+        load_settings(REFERENCE_SITE),
+        start=start,
+        step_s=[QUARTER_S],
+        price_usd_per_mwh=[0.0],
+        hashprice_usd_per_th_day=0.05,
+    )
+    period = make_period(data, start, start + timedelta(days=2), site=site, terms=TERMS)
+    assert period.programs is not None
+    offers = Offers(Planner(site), site, data, period)
+    strategy = Strategy(site, data.trace, seed=0)
+    strategy.awards = {p: np.zeros(len(period.moments)) for p in period.programs.products}
+
+    def at(local: time) -> int:
+        moment = datetime.combine(date(2024, 8, 19), local, CENTRAL)
+        return round((moment - start).total_seconds() / QUARTER_S)
+
+    def market(k: int) -> MarketView:
+        index = period.first + k
+        return MarketView(
+            now=period.moments[k],
+            history_usd_per_mwh=data.prices.usd_per_mwh[index - 40 * 96 : index],
+            interval_s=QUARTER_S,
+            hashprice_usd_per_th_day=period.known_hashprice[period.moments[k].date()],
+        )
+
+    before = offers.view(at(time(9, 45)), strategy, 96)
+    offers.make_due(at(time(10, 0)), strategy, market(at(time(10, 0))))
+    tomorrow = slice(at(time(0)) + 96, at(time(0)) + 192)
+    assert sum(float(strategy.awards[p][tomorrow].sum()) for p in strategy.awards) > 0
+    for moment in (time(10, 0), time(13, 15)):
+        k = at(moment)
+        view = offers.view(k, strategy, 96)
+        assert view.awards_key == before.awards_key
+        assert all(r.awarded_mw.sum() == 0 for r in view.reserves)
+    k = at(time(13, 30))
+    published = offers.view(k, strategy, 96)
+    assert published.awards_key != before.awards_key
+    for r in published.reserves:
+        np.testing.assert_array_equal(r.awarded_mw, strategy.awards[r.name][k : k + 96])
