@@ -76,7 +76,7 @@ def _rescaled(forecaster: PeakForecaster, year: int) -> PeakForecaster:
     """`forecaster` scaled, as the agent's is (`peaks._recalibrated`), so that its chances over
     the summers before `year`, asked hourly, add up to the peaks those summers had."""
     total, months = 0.0, 0
-    for past in range(forecaster.days.dates[0].year + 1, year):
+    for past in range(forecaster.days.dates[0].year, year):
         moment = datetime.combine(date(past, 6, 1), time(0), CENTRAL)
         end = datetime.combine(date(past, 10, 1), time(0), CENTRAL)
         while moment < end:
