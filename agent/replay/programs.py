@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
+from functools import lru_cache
 
 import numpy as np
 
@@ -182,8 +183,11 @@ def transmission_usd(
     return total, mw
 
 
+@lru_cache(maxsize=8)
 def peak_forecaster(load: SystemLoad, year: int) -> PeakForecaster:
-    """The 4CP forecaster for `year`, learned from the summers before it."""
+    """The 4CP forecaster for `year`, learned from the summers before it. Learning takes most
+    of a second, so it is kept for the process's life per load (by identity: a load is read
+    once and never changed) and year: a study worker's scenarios of a year share one."""
     start = load.start_utc[0]
     cut = (
         load.hourly_index(datetime(year, 1, 1, 6, tzinfo=start.tzinfo)) if start.year < year else 0

@@ -47,6 +47,7 @@ from gridpilot.agent.replay.programs import (
     cp_alert_hours,
     cp_interval_indices,
     deployments,
+    peak_forecaster,
     transmission_usd,
 )
 from gridpilot.agent.replay.simulation import replay
@@ -362,3 +363,15 @@ def test_the_agents_awards_are_known_when_the_day_ahead_market_publishes_them(
     assert published.awards_key != before.awards_key
     for r in published.reserves:
         np.testing.assert_array_equal(r.awarded_mw, strategy.awards[r.name][k : k + 96])
+
+
+def test_a_years_forecaster_is_learned_once_per_load(grid: GridData) -> None:
+    """A study's scenarios of a year share one forecaster; a load changed in any way (a new
+    object) gets its own, learned from it."""
+    first = peak_forecaster(grid.load, 2024)
+    assert peak_forecaster(grid.load, 2024) is first
+    assert peak_forecaster(grid.load, 2023) is not first
+    changed = replace(grid.load, mw=np.asarray(grid.load.mw) * 1.1)
+    other = peak_forecaster(changed, 2024)
+    assert other is not first
+    assert other.days.peaks[-1] == pytest.approx(1.1 * first.days.peaks[-1])
