@@ -53,6 +53,7 @@ from gridpilot.agent.replay.programs import (
 from gridpilot.agent.replay.simulation import replay
 from gridpilot.agent.settings import load_settings
 from gridpilot.agent.site import site_problem
+from gridpilot.optimizer.problem import Problem
 
 QUARTER_S = 900.0
 # A week around the 4CP interval of August 2024 (08-20 16:45 Central).
@@ -89,14 +90,19 @@ def _moments(start: datetime, count: int) -> tuple[datetime, ...]:
     return tuple(start + timedelta(seconds=k * QUARTER_S) for k in range(count))
 
 
-def _run(data: ReplayData, start: datetime, days: float) -> ReplayResult:
-    site = site_problem(
+def _site(start: datetime) -> Problem:
+    """The reference site as a replay's template from `start`."""
+    return site_problem(
         load_settings(REFERENCE_SITE),
         start=start,
         step_s=[QUARTER_S],
         price_usd_per_mwh=[0.0],
         hashprice_usd_per_th_day=0.05,
     )
+
+
+def _run(data: ReplayData, start: datetime, days: float) -> ReplayResult:
+    site = _site(start)
     return replay(
         site, data, start=start, end=start + timedelta(days=days), terms=TERMS, parallel=False
     )
@@ -269,13 +275,7 @@ def test_a_constant_hashprice_replaces_the_recorded_one(data: ReplayData) -> Non
     start = datetime(2024, 8, 19, 5, tzinfo=UTC)
     plain = replace(data, grid=None)
     low = replace(plain, hashprice_usd_per_th_day=0.02)
-    site = site_problem(
-        load_settings(REFERENCE_SITE),
-        start=start,
-        step_s=[QUARTER_S],
-        price_usd_per_mwh=[0.0],
-        hashprice_usd_per_th_day=0.05,
-    )
+    site = _site(start)
     day = {"start": start, "end": start + timedelta(days=1), "parallel": False}
     recorded = replay(site, plain, **day)  # type: ignore[arg-type]
     constant = replay(site, low, **day)  # type: ignore[arg-type]
@@ -323,13 +323,7 @@ def test_the_agents_awards_are_known_when_the_day_ahead_market_publishes_them(
     publishes at 13:30 with the day-ahead prices: at 13:15 the agent's view holds none of
     08-20's and its awards have not changed for its plans; from 13:30 it holds them."""
     start = datetime(2024, 8, 19, 5, tzinfo=UTC)  # midnight Central
-    site = site_problem(
-        load_settings(REFERENCE_SITE),
-        start=start,
-        step_s=[QUARTER_S],
-        price_usd_per_mwh=[0.0],
-        hashprice_usd_per_th_day=0.05,
-    )
+    site = _site(start)
     period = make_period(data, start, start + timedelta(days=2), site=site, terms=TERMS)
     assert period.programs is not None
     offers = Offers(Planner(site), site, data, period)
