@@ -944,6 +944,13 @@ def run(model: LinearModel, options: SolveOptions) -> SolverResult:
         parameters = ["output_flag=false"]  # the solver's log is not ours to print
         if model.integer.size:
             parameters.append(f"mip_rel_gap={options.relative_gap}")
+        else:
+            # Presolve costs more than it saves on these LPs: on 370 of the bundled year's
+            # plans (756 columns, 548 rows) their solves took 0.84 s with it and 0.46 s
+            # without, objectives equal to 1e-9 $. Another optimal vertex may come back, so
+            # figures move within the LP's tolerances (the default replay: agent +428 $,
+            # hindsight -1,631 $ of 384 M$).
+            parameters.append("presolve=off")
         solver.set_solver_specific_parameters("\n".join(parameters))
     started = time.perf_counter()
     solver.solve(helper)

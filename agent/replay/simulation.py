@@ -26,8 +26,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import numpy as np
+import numpy.typing as npt
 
-from gridpilot.adapters.plant import IntervalUse
+from gridpilot.adapters.plant import IntervalUse, SteadyUse
 from gridpilot.adapters.recorded import (
     DayAheadSeries,
 )
@@ -168,9 +169,15 @@ def _simulate(
     progress: Callable[[int, int], None] | None = None,
     *,
     prepare: Callable[[Strategy], None] | None = None,
+    follows: Schedule | None = None,
 ) -> Run:
     """Run one strategy's decisions through its own plant, guard and ledger. `prepare` fills
-    in what a strategy commits to ahead (its reserve awards, its 4CP hours) before it runs."""
+    in what a strategy commits to ahead (its reserve awards, its 4CP hours) before it runs.
+
+    `follows` is the schedule `decide` reads off when it is fixed in advance (the references):
+    through its stretches of intervals that change nothing (no new setpoint, no deployment, no
+    GPU curtailed, no sample over the cap) the plant and the ledger account in bulk, with the
+    same figures as interval by interval."""
     strategy = Strategy(site, data.trace, seed=0)
     count = len(period.moments)
     strategy.lowered_for_cp = np.zeros(count, dtype=bool)
@@ -186,8 +193,29 @@ def _simulate(
         asic_curtailed_watts=np.zeros(count),
         decisions=np.zeros((count, len(site.asic_groups) + 2 * len(site.gpu_groups)), np.int32),
     )
-    for k, now in enumerate(period.moments):
+    stretches = _Stretches(follows, strategy, period) if follows is not None else None
+    k = 0
+    while k < count:
+        now = period.moments[k]
         setpoints = decide(k, strategy)
+        if stretches is not None and stretches.quiet[k] and strategy.plant.holds(*setpoints):
+            steady = strategy.plant.advance_steady(
+                k * period.interval_s, period.interval_s, stretches.length(k), guard_watts=cap
+            )
+            if steady.count:
+                _account_steady(strategy, steady, k=k, calendar=stretches, period=period)
+                done = slice(k, k + steady.count)
+                run.site_watts[done] = steady.mean_site_watts
+                run.asic_curtailed_watts[done] = float(
+                    np.sum((strategy.full_units - strategy.units_on) * asic_watts)
+                )
+                run.decisions[done] = np.concatenate(
+                    (strategy.units_on, setpoints[2], setpoints[3])
+                )
+                k += steady.count
+                if progress is not None:
+                    progress(k, count)
+                continue
         use = _run_interval(
             strategy,
             setpoints=setpoints,
@@ -212,13 +240,48 @@ def _simulate(
             np.sum((strategy.full_units - strategy.units_on) * asic_watts)
         )
         run.decisions[k] = np.concatenate((strategy.units_on, setpoints[2], setpoints[3]))
+        k += 1
         if progress is not None:
-            progress(k + 1, count)
+            progress(k, count)
     _close_months(strategy, site)
     if period.programs is not None:
         _close_programs(strategy, period.programs, run.site_watts, period.interval_s)
         run.awards = strategy.awards
     return run
+
+
+class _Stretches:
+    """Where a strategy that follows a fixed schedule may be accounted in bulk: the intervals
+    that are `quiet` (no deployment of its awards, no GPU curtailed: nothing in them but the
+    plant's draw) and the schedule's changes, which end a stretch; with each interval's month
+    and true hashprice for the ledger."""
+
+    def __init__(self, schedule: Schedule, strategy: Strategy, period: Period) -> None:
+        count = len(period.moments)
+        changed = np.zeros(count, dtype=bool)
+        changed[0] = True
+        for setpoint in (
+            schedule.asic_units_on,
+            schedule.gpu_level,
+            schedule.gpu_capped_nodes,
+            schedule.gpu_paused_nodes,
+        ):
+            changed[1:] |= (setpoint[:, 1:count] != setpoint[:, : count - 1]).any(axis=0)
+        curtailed = schedule.gpu_capped_nodes[:, :count] + schedule.gpu_paused_nodes[:, :count]
+        self.quiet: npt.NDArray[np.bool_] = np.all(curtailed == 0, axis=0)
+        if period.programs is not None:
+            for product, award in strategy.awards.items():
+                self.quiet &= ~(period.programs.deployed[product] & (award > 0))
+        self._ends = np.flatnonzero(changed | ~self.quiet)
+        self._count = count
+        self.months = [month_key(now) for now in period.moments]
+        self.hashprice = np.array([period.day_hashprice[now.date()] for now in period.moments])
+
+    def length(self, k: int) -> int:
+        """How many intervals from `k` (a quiet one) on change nothing."""
+        after = int(np.searchsorted(self._ends, k, side="right"))
+        end = int(self._ends[after]) if after < self._ends.size else self._count
+        return end - k
 
 
 @dataclass(frozen=True, slots=True)
@@ -346,7 +409,12 @@ class _LoweredForCp:
 
 
 def _run_references(
-    site: Problem, data: ReplayData, period: Period, wanted: frozenset[str]
+    site: Problem,
+    data: ReplayData,
+    period: Period,
+    wanted: frozenset[str],
+    *,
+    in_bulk: bool = True,
 ) -> dict[str, Run]:
     """Always-on, the threshold rule, the program baselines and the hindsight bound. The
     baselines decide each interval from its own inputs alone (the last settled price, the
@@ -356,7 +424,10 @@ def _run_references(
     The threshold rule's first interval reacts to the last price settled before the window.
     A window that starts with the recorded prices has none: that interval is decided on no
     price (NaN), so no model sleeps for price in it, as a rule that has seen nothing yet would
-    do; its own price is not known until it has passed."""
+    do; its own price is not known until it has passed.
+
+    `in_bulk` lets their steady stretches be accounted at once (see `_simulate`); without it
+    every interval goes through the plant on its own, as the agent's do."""
     count = len(period.moments)
     prices = data.prices
     last_known = prices.usd_per_mwh[max(period.first - 1, 0) : period.first + count - 1]
@@ -367,7 +438,14 @@ def _run_references(
     runs: dict[str, Run] = {}
 
     def run(name: str, schedule: Schedule, prepare: Callable[[Strategy], None] | None) -> None:
-        runs[name] = _simulate(site, data, period, _follow(schedule), prepare=prepare)
+        runs[name] = _simulate(
+            site,
+            data,
+            period,
+            _follow(schedule),
+            prepare=prepare,
+            follows=schedule if in_bulk else None,
+        )
 
     if "always_on" in wanted:
         run("always_on", always_on(whole).schedule, None)
@@ -553,6 +631,60 @@ def _account(
     totals.monthly_profit_usd[month] = (
         totals.monthly_profit_usd.get(month, 0.0) + hash_usd + ai_usd - energy_usd
     )
+
+
+def _account_steady(
+    strategy: Strategy, steady: SteadyUse, *, k: int, calendar: _Stretches, period: Period
+) -> None:
+    """`_account` and `_account_reserves` for each interval of a steady stretch from `k`:
+    the figures of each interval worked out together, added up one interval after another in
+    `_account`'s order, so that the totals come out the same to the last bit. Nothing is
+    curtailed in a steady stretch, so no allowance is spent and no firm GPU breached."""
+    site = strategy.site
+    totals = strategy.totals
+    done = slice(k, k + steady.count)
+    hash_usd = steady.hash_ths_s * calendar.hashprice[done] * (1 - site.pool_fee) / SECONDS_PER_DAY
+    energy_usd = steady.energy_mwh * period.true_price[done]
+    ai_usd = 0.0
+    for index, gpu in enumerate(site.gpu_groups):
+        contract = site.contract(gpu.contract)
+        billed_node_s = float(steady.gpu_full_node_s[index]) + (
+            float(steady.gpu_capped_node_s[index]) + float(steady.gpu_paused_node_s[index])
+            if contract.billed_when_curtailed
+            else 0.0
+        )
+        ai_usd += billed_node_s / SECONDS_PER_HOUR * gpu.gpus_per_node * contract.usd_per_gpu_hour
+    full_mwh = strategy.asic_full_watts * steady.interval_s / 3.6e9
+    curtailed_mwh = max(0.0, full_mwh - steady.asic_energy_mwh)
+    unspent = {c.name: 0.0 for c in site.contracts}
+    months = calendar.months[done]
+    for month, hashed, spent, mwh in zip(
+        months, hash_usd.tolist(), energy_usd.tolist(), steady.energy_mwh.tolist(), strict=True
+    ):
+        totals.allowance_used.setdefault(month, dict(unspent))
+        totals.asic_curtailed_mwh += curtailed_mwh
+        totals.hash_revenue_usd += hashed
+        totals.energy_cost_usd += spent
+        totals.ai_revenue_usd += ai_usd
+        totals.energy_mwh += mwh
+        totals.monthly_profit_usd[month] = (
+            totals.monthly_profit_usd.get(month, 0.0) + hashed + ai_usd - spent
+        )
+    programs = period.programs
+    if programs is None:
+        return
+    hours = steady.interval_s / SECONDS_PER_HOUR
+    paid = {
+        p: strategy.awards[p][done] * programs.clearing[p][done] * hours for p in programs.products
+    }
+    for product in programs.products:
+        totals.ancillary_by_product_usd.setdefault(product, 0.0)
+    # Adding a zero changes no total: only the intervals with an award paid are added up.
+    for j in np.flatnonzero(np.any([paid[p] != 0.0 for p in programs.products], axis=0)):
+        for product in programs.products:
+            usd = float(paid[product][j])
+            totals.ancillary_usd += usd
+            totals.ancillary_by_product_usd[product] += usd
 
 
 def _close_months(strategy: Strategy, site: Problem) -> None:

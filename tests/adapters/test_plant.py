@@ -314,3 +314,66 @@ def test_setpoints_stay_in_force_across_intervals(trace: GpuTrace) -> None:
     uses: list[IntervalUse] = [plant.advance(s, s + 900.0) for s in (0.0, 900.0, 1_800.0)]
     watts = [u.mean_site_watts for u in uses]
     assert watts == pytest.approx([3_150.0 * (10 + 3) / 2, 3_150.0 * 3, 3_150.0 * 3])
+
+
+def _busy_plant(trace: GpuTrace) -> SimulatedPlant:
+    """Miners and a GPU hall with some nodes capped and paused, held from the start."""
+    plant = SimulatedPlant((_asic(units=200), _asic("b", units=50)), (_gpu(),), trace, seed=5)
+    plant.apply(_ints(200, 50), _ints(2), _ints(30), _ints(10), at_s=0.0)
+    return plant
+
+
+def test_a_steady_stretch_accounts_each_interval_as_advance_does(trace: GpuTrace) -> None:
+    """Over 300 intervals (past a block of gathered samples, the GPU loop wrapping many times)
+    the bulk accounting gives each interval's figures to the last bit."""
+    count = 300
+    one_by_one = _busy_plant(trace)
+    uses = [one_by_one.advance(k * 900.0, (k + 1) * 900.0) for k in range(count)]
+    assert count * 900.0 > 10 * one_by_one.loop_s
+    steady = _busy_plant(trace).advance_steady(0.0, 900.0, count, guard_watts=np.inf)
+    assert steady.count == count
+    assert steady.energy_mwh.tolist() == [u.energy_mwh for u in uses]
+    assert steady.mean_site_watts.tolist() == [u.mean_site_watts for u in uses]
+    assert {steady.asic_energy_mwh} == {u.asic_energy_mwh for u in uses}
+    assert {steady.hash_ths_s} == {u.hash_ths_s for u in uses}
+    for field in ("gpu_full_node_s", "gpu_capped_node_s", "gpu_paused_node_s", "gpu_work_gpu_s"):
+        assert all(getattr(steady, field).tolist() == getattr(u, field).tolist() for u in uses)
+
+
+def test_a_steady_stretch_stops_before_an_interval_over_the_guard() -> None:
+    """The interval with a sample over the guard's cap is left to the caller, whose guard acts
+    there; the plant has accounted up to it, and goes on from it."""
+    long_loop = _small_trace(samples=60_000)  # 6,000 s: intervals see different peaks
+    probe = _busy_plant(long_loop)
+    peaks = [probe.advance(k * 900.0, (k + 1) * 900.0).max_site_watts for k in range(40)]
+    guard = sorted(set(peaks))[-3]  # two peaks of the loop above it
+    first_over = next(k for k, peak in enumerate(peaks) if peak > guard)
+    assert first_over > 0
+    plant = _busy_plant(long_loop)
+    steady = plant.advance_steady(0.0, 900.0, 40, guard_watts=guard)
+    assert steady.count == first_over
+    assert plant.accounted_s == first_over * 900.0
+    assert plant.meter(plant.accounted_s, plant.accounted_s + 900.0).max() > guard
+    assert (
+        plant.advance(plant.accounted_s, plant.accounted_s + 900.0).max_site_watts
+        == (peaks[first_over])
+    )
+
+
+def test_no_steady_stretch_while_units_wake_or_a_change_is_pending(trace: GpuTrace) -> None:
+    """Intervals in which a woken unit still hashes nothing, or setpoints change, differ in
+    more than the GPU loop's phase: none is accounted in bulk."""
+    plant = SimulatedPlant((_asic(on_now=5),), (), trace)
+    plant.apply(_ints(8), _ints(), _ints(), _ints(), at_s=0.0)
+    assert plant.advance_steady(0.0, 900.0, 4, guard_watts=np.inf).count == 0
+    assert plant.accounted_s == 0.0
+    assert plant.advance(0.0, 900.0).wake_loss_ths_s > 0  # the wake is over within 600 s
+    plant.apply(_ints(6), _ints(), _ints(), _ints(), at_s=2_700.0)
+    assert plant.advance_steady(900.0, 900.0, 4, guard_watts=np.inf).count == 0
+    plant.advance(900.0, 1_800.0)
+    plant.advance(1_800.0, 2_700.0)
+    steady = plant.advance_steady(2_700.0, 900.0, 4, guard_watts=np.inf)
+    assert steady.count == 4
+    assert steady.hash_ths_s == 6 * 100.0 * 900
+    assert plant.holds(_ints(6), _ints(), _ints(), _ints())
+    assert not plant.holds(_ints(8), _ints(), _ints(), _ints())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 import numpy as np
 import pytest
@@ -17,6 +18,7 @@ from gridpilot.adapters.grid import (
     read_system_load,
     read_transmission_rates,
 )
+from gridpilot.adapters.plant import SimulatedPlant, SteadyUse
 from gridpilot.adapters.recorded import (
     CENTRAL,
     read_bitcoin_daily,
@@ -50,7 +52,7 @@ from gridpilot.agent.replay.programs import (
     peak_forecaster,
     transmission_usd,
 )
-from gridpilot.agent.replay.simulation import replay
+from gridpilot.agent.replay.simulation import _run_references, replay
 from gridpilot.agent.settings import load_settings
 from gridpilot.agent.site import site_problem
 from gridpilot.optimizer.problem import Problem
@@ -369,3 +371,45 @@ def test_a_years_forecaster_is_learned_once_per_load(grid: GridData) -> None:
     other = peak_forecaster(changed, 2024)
     assert other is not first
     assert other.days.peaks[-1] == pytest.approx(1.1 * first.days.peaks[-1])
+
+
+def test_the_references_accounted_in_bulk_earn_what_they_earn_interval_by_interval(
+    data: ReplayData, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over four days of August with an emergency that deploys every reserve (19:25-20:40
+    Central), most of the references' intervals are accounted in steady stretches, and every
+    total, series and decision is the same to the last bit as through the plant one by one:
+    the deployments, the schedule's changes and the 4CP hours go through it interval by
+    interval either way."""
+    emergency = RecordedGridEvent(
+        date(2024, 8, 19),
+        "EEA Level 2 (Emergency Operations)",
+        datetime(2024, 8, 20, 0, 25, tzinfo=UTC),
+        datetime(2024, 8, 20, 1, 40, tzinfo=UTC),
+        False,
+        "",
+    )
+    assert data.grid is not None
+    with_emergency = replace(data, grid=replace(data.grid, events=(emergency,)))
+    site = _site(START)
+    period = make_period(with_emergency, START, START + timedelta(days=4), site=site, terms=TERMS)
+    wanted = frozenset(("always_on", "threshold", "hindsight", "threshold_4cp", "fixed_reserve"))
+    in_bulk: list[int] = []
+    steady = SimulatedPlant.advance_steady
+
+    def counted(plant: SimulatedPlant, *args: Any, **kwargs: Any) -> SteadyUse:
+        use = steady(plant, *args, **kwargs)
+        in_bulk.append(use.count)
+        return use
+
+    monkeypatch.setattr(SimulatedPlant, "advance_steady", counted)
+    bulk = _run_references(site, with_emergency, period, wanted)
+    one_by_one = _run_references(site, with_emergency, period, wanted, in_bulk=False)
+    assert sum(in_bulk) > 0.7 * len(wanted) * len(period.moments)
+    assert bulk["fixed_reserve"].totals.deployments > 0
+    assert bulk["threshold_4cp"].totals.cp_hours_curtailed > 0
+    for name in wanted:
+        assert bulk[name].totals == one_by_one[name].totals, name
+        for series in ("site_watts", "asic_curtailed_watts", "decisions"):
+            assert np.array_equal(getattr(bulk[name], series), getattr(one_by_one[name], series))
+        assert bulk[name].awards.keys() == one_by_one[name].awards.keys()
