@@ -78,15 +78,25 @@ class Planner:
     options: SolveOptions = field(default_factory=SolveOptions)
 
     def problem(
-        self, state: PlantState, market: MarketView, used_node_hours: dict[str, float]
+        self,
+        state: PlantState,
+        market: MarketView,
+        used_node_hours: dict[str, float],
+        *,
+        levels: FloatArray | None = None,
     ) -> Problem:
-        steps = uniform_steps(round(self.horizon_s / market.interval_s), market.interval_s)
-        forecast = forecast_prices(
-            now=market.now,
-            step_s=steps,
-            history=market.history_usd_per_mwh,
-            interval_s=market.interval_s,
-            day_ahead=market.day_ahead,
+        """The problem at `market.now`. `levels`: the forecast's base levels at that moment
+        (`forecast.base_levels`) for the horizon or longer, where the caller has them already."""
+        intervals = round(self.horizon_s / market.interval_s)
+        steps = uniform_steps(intervals, market.interval_s)
+        if levels is None:
+            levels = self.levels(market, intervals)
+        settled = min(DRIFT_INTERVALS, market.history_usd_per_mwh.size)
+        forecast = step_means(
+            levels[settled : settled + intervals],
+            drift(market.history_usd_per_mwh, levels[:settled]),
+            steps,
+            market.interval_s,
         )
         budgets = self._budgets(market.now, used_node_hours)
         recent = market.history_usd_per_mwh[
@@ -130,9 +140,26 @@ class Planner:
         )
 
     def plan(
-        self, state: PlantState, market: MarketView, used_node_hours: dict[str, float]
+        self,
+        state: PlantState,
+        market: MarketView,
+        used_node_hours: dict[str, float],
+        *,
+        levels: FloatArray | None = None,
     ) -> Plan:
-        return solve(self.problem(state, market, used_node_hours))
+        return solve(self.problem(state, market, used_node_hours, levels=levels))
+
+    @staticmethod
+    def levels(market: MarketView, intervals: int) -> FloatArray:
+        """The forecast's base levels at `market.now`: the last settled intervals', then the
+        next `intervals` (see `forecast.base_levels`)."""
+        return base_levels(
+            now=market.now,
+            intervals=intervals,
+            history=market.history_usd_per_mwh,
+            interval_s=market.interval_s,
+            day_ahead=market.day_ahead,
+        )
 
     def offer(
         self,
@@ -186,7 +213,7 @@ def _at_steps(
         first = max(0, round(start_s / interval_s))
         last = max(first + 1, round((start_s + length_s) / interval_s))
         chunk = per_interval[first:last]
-        out[i] = float(chunk.mean()) if chunk.size else 0.0
+        out[i] = float(chunk.sum()) / chunk.size if chunk.size else 0.0  # the mean, cheaper
     return out
 
 
@@ -302,6 +329,7 @@ class RecedingPlanner:
         # the ones ahead): the forecast moves after it only by the drift of new settled prices.
         self._levels: FloatArray = np.empty(0)
         self._settled = 0
+        self._planned: FloatArray = np.empty(0)
         self._awards_key: object = None
         self._breakevens_for: tuple[object, FloatArray] | None = None
 
@@ -313,31 +341,36 @@ class RecedingPlanner:
         *,
         published_until: datetime | None = None,
     ) -> Decision:
-        reason = self._stale(state, market, published_until)
+        step = self._step(market.now) if self._plan is not None else 0
+        reason = self._stale(state, market, published_until, step)
         if reason is None and self._plan is not None:
-            return Decision(self._plan, self._step(market.now), False, "plan stands")
-        self._plan = self.planner.plan(state, market, used_node_hours)
+            return Decision(self._plan, step, False, "plan stands")
+        ahead = int(np.ceil((self.max_age_s + self.breakeven_window_s) / market.interval_s)) + 1
+        horizon = round(self.planner.horizon_s / market.interval_s)
+        # One forecast for the plan and for the tests of it until the next.
+        levels = self.planner.levels(market, max(ahead, horizon))
+        self._plan = self.planner.plan(state, market, used_node_hours, levels=levels)
         self._published = published_until
         self._awards_key = market.programs.awards_key if market.programs else None
-        ahead = int(np.ceil((self.max_age_s + self.breakeven_window_s) / market.interval_s)) + 1
-        self._levels = base_levels(
-            now=market.now,
-            intervals=ahead,
-            history=market.history_usd_per_mwh,
-            interval_s=market.interval_s,
-            day_ahead=market.day_ahead,
+        self._settled = levels.size - max(ahead, horizon)
+        self._levels = levels[: self._settled + ahead]
+        problem = self._plan.problem
+        # What a MWh of each step was planned to cost: the power price and the expected 4CP
+        # charge.
+        self._planned = np.asarray(problem.price_usd_per_mwh, dtype=np.float64) + (
+            problem.programs.transmission(problem.steps)
         )
-        self._settled = self._levels.size - ahead
         return Decision(self._plan, 0, True, reason or "first plan")
 
     def _step(self, now: datetime) -> int:
+        """The standing plan's step that covers `now`."""
         assert self._plan is not None
         elapsed = (now - self._plan.problem.start).total_seconds()
         offsets = self._plan.problem.step_offsets_s()
         return int(np.searchsorted(offsets, elapsed + 1e-6, side="right") - 1)
 
     def _stale(
-        self, state: PlantState, market: MarketView, published_until: datetime | None
+        self, state: PlantState, market: MarketView, published_until: datetime | None, step: int
     ) -> str | None:
         plan = self._plan
         if plan is None:
@@ -351,11 +384,13 @@ class RecedingPlanner:
             return "new reserve awards"
         if market.hashprice_usd_per_th_day != plan.problem.hashprice_usd_per_th_day[0]:
             return "new hashprice"
-        return self._departure(plan, state, market)
+        return self._departure(plan, state, market, step)
 
-    def _departure(self, plan: Plan, state: PlantState, market: MarketView) -> str | None:
+    def _departure(
+        self, plan: Plan, state: PlantState, market: MarketView, step: int
+    ) -> str | None:
         """How the plant or the market has left the plan since its last step, if it has."""
-        previous = max(self._step(market.now) - 1, 0)
+        previous = max(step - 1, 0)
         expected_on = plan.schedule.asic_units_on[:, previous]
         if tuple(expected_on.tolist()) != state.asic_units_on:
             return "plant departed from the plan"
@@ -365,7 +400,7 @@ class RecedingPlanner:
         )
         if tuple(curtailed.tolist()) != state.gpu_curtailed_nodes:
             return "GPUs departed from the plan"
-        return self._breakeven_crossed(plan, market)
+        return self._breakeven_crossed(plan, market, step)
 
     def _breakevens(self, problem: Problem, hashprice_usd_per_th_day: float) -> FloatArray:
         """One breakeven per distinct miner model and overhead (they are few), kept while
@@ -387,7 +422,7 @@ class RecedingPlanner:
             self._breakevens_for = (key, values)
         return self._breakevens_for[1]
 
-    def _breakeven_crossed(self, plan: Plan, market: MarketView) -> str | None:
+    def _breakeven_crossed(self, plan: Plan, market: MarketView, first: int) -> str | None:
         """Whether the forecast now puts a step of the next `breakeven_window_s` on the other
         side of a miner model's breakeven (at the hashprice known now) than the plan's, or,
         above the lowest breakeven, departs from the plan's by more than the price tolerance.
@@ -397,19 +432,17 @@ class RecedingPlanner:
         prices settled since: the same forecast the planner would make, at a fraction of its
         cost, since this runs every interval."""
         problem = plan.problem
-        first = self._step(market.now)
         offsets = problem.step_offsets_s()
         elapsed = (market.now - problem.start).total_seconds()
-        window = np.flatnonzero(
-            (np.arange(problem.steps) >= first) & (offsets < elapsed + self.breakeven_window_s)
-        )
-        if not window.size or not problem.asic_groups:
+        # The steps from the one covering now that start within the window.
+        stop = int(np.searchsorted(offsets, elapsed + self.breakeven_window_s, side="left"))
+        if stop <= first or not problem.asic_groups:
             return None
         # The standing plan's steps ahead, forecast afresh: on the base levels the plan was made
         # with, and the drift of the prices settled since.
-        step_s = tuple(float(problem.step_s[i]) for i in window)
+        step_s = problem.step_s[first:stop]
         intervals = round(sum(step_s) / market.interval_s)
-        first_interval = self._settled + round(float(offsets[window[0]]) / market.interval_s)
+        first_interval = self._settled + round(float(offsets[first]) / market.interval_s)
         if first_interval + intervals <= self._levels.size:
             past = min(DRIFT_INTERVALS, first_interval)
             settled_drift = drift(
@@ -418,7 +451,7 @@ class RecedingPlanner:
             ahead = self._levels[first_interval : first_interval + intervals]
             fresh = step_means(ahead, settled_drift, step_s, market.interval_s)
         else:
-            start = problem.start + timedelta(seconds=float(offsets[window[0]]))
+            start = problem.start + timedelta(seconds=float(offsets[first]))
             fresh = forecast_prices(
                 now=max(start, market.now),
                 step_s=step_s,
@@ -427,16 +460,15 @@ class RecedingPlanner:
                 day_ahead=market.day_ahead,
             )
         # What a MWh costs: the power price and the expected 4CP charge, both as known now.
-        planned = (
-            np.asarray(problem.price_usd_per_mwh, dtype=np.float64)
-            + problem.programs.transmission(problem.steps)
-        )[window]
+        planned = self._planned[first:stop]
         if market.programs is not None:
             ahead = market.programs.transmission_usd_per_mwh(
                 round((elapsed + self.breakeven_window_s) / market.interval_s) + 1,
                 market.interval_s,
             )
-            fresh = fresh + _at_steps(ahead, offsets[window] - elapsed, step_s, market.interval_s)
+            fresh = fresh + _at_steps(
+                ahead, offsets[first:stop] - elapsed, step_s, market.interval_s
+            )
         breakevens = self._breakevens(problem, market.hashprice_usd_per_th_day)
         crossed = (planned[:, None] > breakevens[None, :]) != (fresh[:, None] > breakevens[None, :])
         # Above the lowest breakeven, how long a spell lasts and how high it runs decide whether

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 
 import numpy as np
 
@@ -169,14 +169,17 @@ def expected_prices(
     which would miss the scarce hours where most of the revenue lies (ECRS 2024: mean 8.28,
     median 1.00 $/MW-h)."""
     known_until = prices.known_until(now)
-    history = []
-    for days in range(1, PRICE_HISTORY_DAYS + 1):
-        earlier = start - timedelta(days=days)
-        values = prices.window(product, earlier, count, interval_s)
-        published_s = (known_until - earlier).total_seconds()
-        published = (np.arange(count) + 1) * interval_s <= published_s + 1e-6
-        history.append(np.where(published, values, np.nan))
-    stacked = np.vstack(history)
+    # The same hours of each earlier day (on the local clock, so 23 or 25 hours apart across a
+    # clock change), sliced from one window over them all: an interval's price is its own.
+    earlier = [start - timedelta(days=days) for days in range(1, PRICE_HISTORY_DAYS + 1)]
+    first = earlier[-1].astimezone(UTC)
+    offsets = np.array(
+        [round((e.astimezone(UTC) - first).total_seconds() / interval_s) for e in earlier]
+    )
+    every = prices.window(product, first, int(offsets[0]) + count, interval_s)
+    published_s = np.array([(known_until - e).total_seconds() for e in earlier])
+    published = (np.arange(count) + 1) * interval_s <= published_s[:, None] + 1e-6
+    stacked = np.where(published, every[offsets[:, None] + np.arange(count)], np.nan)
     if not np.isfinite(stacked).any():
         return np.zeros(count)
     known = np.isfinite(stacked)

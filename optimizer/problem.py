@@ -7,7 +7,8 @@ Times inside the horizon are measured in seconds from `Problem.start`.
 
 from __future__ import annotations
 
-from collections import Counter
+import math
+from collections import Counter, deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -296,11 +297,11 @@ def validate(problem: Problem) -> None:
         f" for {steps} steps",
     )
     _require(
-        bool(np.all(np.isfinite(problem.price_usd_per_mwh))),
+        _finite(problem.price_usd_per_mwh),
         "price_usd_per_mwh: every price must be a finite number",
     )
     _require(
-        bool(np.all(np.isfinite(problem.hashprice_usd_per_th_day))),
+        _finite(problem.hashprice_usd_per_th_day),
         "hashprice_usd_per_th_day: every value must be a finite number",
     )
     _require(problem.site_limit_watts > 0, "site_limit_watts: must be positive")
@@ -309,14 +310,8 @@ def validate(problem: Problem) -> None:
         "site_margin_watts: must be at least 0 and below the site limit",
     )
     _require(0 <= problem.pool_fee < 1, "pool_fee: must be a share in [0, 1)")
-    names = [g.name for g in problem.asic_groups] + [g.name for g in problem.gpu_groups]
-    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
-    _require(not duplicated, f"groups: names must be unique, repeated: {duplicated}")
-    for asic in problem.asic_groups:
-        _validate_asic(asic)
     contract_names = {c.name for c in problem.contracts}
-    for gpu in problem.gpu_groups:
-        _validate_gpu(gpu, contract_names)
+    _validate_groups(problem.asic_groups, problem.gpu_groups, contract_names)
     for budget in problem.budgets:
         _require(
             budget.contract in contract_names,
@@ -329,15 +324,45 @@ def validate(problem: Problem) -> None:
     _validate_programs(problem.programs, steps)
 
 
+def _finite(values: tuple[float, ...]) -> bool:
+    # On the tuples as they are: a conversion to an array each would cost more than the test.
+    return all(map(math.isfinite, values))
+
+
+# The group tuples validated last, held so that their ids stay theirs: a problem re-made from
+# another's groups (coarsened for the solver, re-timed) does not check its ~100 groups again.
+_CHECKED_GROUPS: deque[tuple[tuple[AsicGroup, ...], tuple[GpuGroup, ...], frozenset[str]]] = deque(
+    maxlen=8
+)
+
+
+def _validate_groups(
+    asic_groups: tuple[AsicGroup, ...],
+    gpu_groups: tuple[GpuGroup, ...],
+    contract_names: set[str],
+) -> None:
+    contracts = frozenset(contract_names)
+    for asics, gpus, known in _CHECKED_GROUPS:
+        if asics is asic_groups and gpus is gpu_groups and known == contracts:
+            return
+    names = [g.name for g in asic_groups] + [g.name for g in gpu_groups]
+    duplicated = sorted(name for name, count in Counter(names).items() if count > 1)
+    _require(not duplicated, f"groups: names must be unique, repeated: {duplicated}")
+    for asic in asic_groups:
+        _validate_asic(asic)
+    for gpu in gpu_groups:
+        _validate_gpu(gpu, contract_names)
+    _CHECKED_GROUPS.append((asic_groups, gpu_groups, contracts))
+
+
 def _validate_programs(programs: Programs, steps: int) -> None:
     charge = programs.transmission_usd_per_mwh
     _require(
         not charge or len(charge) == steps,
         f"programs.transmission_usd_per_mwh: {len(charge)} values for {steps} steps",
     )
-    charges = np.asarray(charge, dtype=np.float64)
     _require(
-        bool(np.all(np.isfinite(charges))) and bool(np.all(charges >= 0)),
+        _finite(charge) and min(charge, default=0.0) >= 0,
         "programs.transmission_usd_per_mwh: every value must be finite and >= 0",
     )
     names = [r.name for r in programs.reserves]
@@ -345,17 +370,12 @@ def _validate_programs(programs: Programs, steps: int) -> None:
     for reserve in programs.reserves:
         where = f"programs.reserves[{reserve.name}]"
         _require(reserve.response_s > 0, f"{where}.response_s: must be positive")
-        series = {}
         for field_name in ("usd_per_mw_h", "max_mw", "awarded_mw"):
             values = getattr(reserve, field_name)
             _require(len(values) == steps, f"{where}.{field_name}: {len(values)} for {steps} steps")
-            series[field_name] = np.asarray(values, dtype=np.float64)
-            _require(
-                bool(np.all(np.isfinite(series[field_name]))),
-                f"{where}.{field_name}: must be finite numbers",
-            )
+            _require(_finite(values), f"{where}.{field_name}: must be finite numbers")
         _require(
-            bool(np.all(series["max_mw"] >= 0)) and bool(np.all(series["awarded_mw"] >= 0)),
+            min(reserve.max_mw, default=0.0) >= 0 and min(reserve.awarded_mw, default=0.0) >= 0,
             f"{where}: max_mw and awarded_mw must be >= 0",
         )
         _require(
