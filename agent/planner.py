@@ -208,6 +208,12 @@ def _at_steps(
 ) -> FloatArray:
     """The mean of `per_interval` (intervals from now) over each step starting `starts_s`
     from now and lasting its `step_s`."""
+    if all(length_s == interval_s for length_s in step_s):
+        # Steps of one interval each, as the first hours' are: each is its interval's value.
+        first = np.rint(starts_s / interval_s).astype(np.int64)
+        aligned = bool(np.all(first * interval_s == starts_s)) and bool(np.all(first >= 0))
+        if aligned and (first.size == 0 or int(first[-1]) < per_interval.size):
+            return np.asarray(per_interval[first], dtype=np.float64)
     out = np.zeros(len(step_s))
     for i, (start_s, length_s) in enumerate(zip(starts_s.tolist(), step_s, strict=True)):
         first = max(0, round(start_s / interval_s))
@@ -331,7 +337,9 @@ class RecedingPlanner:
         self._settled = 0
         self._planned: FloatArray = np.empty(0)
         self._awards_key: object = None
-        self._breakevens_for: tuple[object, FloatArray] | None = None
+        self._breakevens_for: tuple[tuple[AsicGroup, ...], tuple[float, float], FloatArray] | None = (
+            None
+        )
 
     def decide(
         self,
@@ -405,8 +413,12 @@ class RecedingPlanner:
     def _breakevens(self, problem: Problem, hashprice_usd_per_th_day: float) -> FloatArray:
         """One breakeven per distinct miner model and overhead (they are few), kept while
         the groups, the pool fee and the hashprice stay: this runs every interval."""
-        key = (problem.asic_groups, problem.pool_fee, hashprice_usd_per_th_day)
-        if self._breakevens_for is None or self._breakevens_for[0] != key:
+        kept = self._breakevens_for
+        if (
+            kept is None
+            or kept[0] is not problem.asic_groups  # a plan's groups, the same tuple each interval
+            or kept[1] != (problem.pool_fee, hashprice_usd_per_th_day)
+        ):
             models = {(g.joules_per_th, g.overhead_factor) for g in problem.asic_groups}
             values = np.array(
                 [
@@ -419,8 +431,9 @@ class RecedingPlanner:
                     for joules_per_th, overhead in sorted(models)
                 ]
             )
-            self._breakevens_for = (key, values)
-        return self._breakevens_for[1]
+            kept = (problem.asic_groups, (problem.pool_fee, hashprice_usd_per_th_day), values)
+            self._breakevens_for = kept
+        return kept[2]
 
     def _breakeven_crossed(self, plan: Plan, market: MarketView, first: int) -> str | None:
         """Whether the forecast now puts a step of the next `breakeven_window_s` on the other

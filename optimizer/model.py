@@ -24,6 +24,7 @@ triplets in numpy and handed to OR-Tools in one call; Python never loops over te
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field, replace
 
@@ -65,13 +66,25 @@ class _Columns:
 
     def add(self, lower: FloatArray, upper: FloatArray, objective: FloatArray) -> IntArray:
         shape = np.shape(upper)
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         index = np.arange(self.count, self.count + size).reshape(shape)
         self.count += size
-        self.lower.append(np.broadcast_to(lower, shape).ravel().astype(np.float64))
-        self.upper.append(np.broadcast_to(upper, shape).ravel().astype(np.float64))
-        self.objective.append(np.broadcast_to(objective, shape).ravel().astype(np.float64))
+        self.lower.append(_spread(lower, shape, size))
+        self.upper.append(_spread(upper, shape, size))
+        self.objective.append(_spread(objective, shape, size))
         return index
+
+
+def _spread(values: FloatArray | float, shape: tuple[int, ...], size: int) -> FloatArray:
+    """`values` broadcast to `shape`, flattened, as a float64 array of its own. The two common
+    cases (already that shape, or one value) without broadcasting's overhead: a model is built
+    for every solve."""
+    array = np.asarray(values, dtype=np.float64)
+    if array.shape == shape:
+        return array.ravel().copy()
+    if array.size == 1:
+        return np.full(size, array.reshape(-1)[0])
+    return np.broadcast_to(array, shape).ravel().copy()
 
 
 class _Rows:
@@ -99,25 +112,22 @@ class _Rows:
         self.upper.append(_filled(upper, count))
         for local_rows, cols, coefficient in terms:
             rows_in, cols_in = np.asarray(local_rows), np.asarray(cols)
-            if rows_in.shape == cols_in.shape and np.ndim(coefficient) == 0:
-                # The common case, without broadcasting's overhead (models are built per solve).
+            values = np.asarray(coefficient, dtype=np.float64)
+            if rows_in.shape == cols_in.shape and values.shape in ((), rows_in.shape):
+                # The common cases, without broadcasting's overhead (models are built per solve).
                 self.rows.append(rows_in.ravel() + first)
                 self.cols.append(cols_in.ravel())
-                self.values.append(np.full(rows_in.size, coefficient, dtype=np.float64))
+                self.values.append(_spread(values, rows_in.shape, rows_in.size))
                 continue
             shape = np.broadcast_shapes(rows_in.shape, cols_in.shape, np.shape(coefficient))
             self.rows.append(np.broadcast_to(rows_in, shape).ravel() + first)
             self.cols.append(np.broadcast_to(cols_in, shape).ravel())
-            self.values.append(
-                np.broadcast_to(np.asarray(coefficient, dtype=np.float64), shape).ravel()
-            )
+            self.values.append(np.broadcast_to(values, shape).ravel())
         return np.arange(first, self.count)
 
 
 def _filled(bound: FloatArray | float, count: int) -> FloatArray:
-    if np.ndim(bound) == 0:
-        return np.full(count, bound, dtype=np.float64)
-    return np.broadcast_to(np.asarray(bound, dtype=np.float64), (count,)).copy()
+    return _spread(bound, (count,), count)
 
 
 @dataclass(frozen=True, slots=True, eq=False)
