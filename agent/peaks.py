@@ -77,9 +77,12 @@ class PeakModel:
     # peaks there were (the parts above, each fair alone, together see too many: 3 to 4 times).
     scale: float = 1.0
 
-    def beaten_by_none(self, level_mw: FloatArray, trailing_mw: float, days: int) -> FloatArray:
+    def beaten_by_none(
+        self, level_mw: FloatArray, trailing_mw: float | FloatArray, days: int
+    ) -> FloatArray:
         """The chance that no day of the `days` left in the month peaks above each of
-        `level_mw`, the last two weeks' peaks averaging `trailing_mw`."""
+        `level_mw`, the last two weeks' peaks averaging `trailing_mw` (or, per row of
+        `level_mw`, each of its rows')."""
         if days <= 0:
             return np.ones(np.shape(level_mw))
         bucket = int(np.searchsorted(DAYS_LEFT_EDGES, days, side="right")) - 1
@@ -186,9 +189,11 @@ def calibrate(load: HourlyLoad) -> PeakModel:
 
 def _recalibrated(model: PeakModel, load: HourlyLoad, days: _Days) -> PeakModel:
     """`model` scaled so that its chances, asked each hour of the past summers as a replay
-    would, add up to the number of monthly peaks those summers had."""
-    forecaster = PeakForecaster(model, load)
-    total, months = 0.0, 0
+    would, add up to the number of monthly peaks those summers had. The hours' chances are
+    worked out together (`PeakForecaster.chances_today`), each as `cp_chance` would."""
+    forecaster = PeakForecaster(model, load, days)
+    asked: list[tuple[int, int, int]] = []  # (day, hours of it settled, the hour's first quarter)
+    months = 0
     hour = timedelta(hours=1)
     for year in sorted({d.year for d in days.dates}):
         first = datetime.combine(date(year, CP_MONTHS[0], 1), datetime.min.time(), CENTRAL)
@@ -197,11 +202,20 @@ def _recalibrated(model: PeakModel, load: HourlyLoad, days: _Days) -> PeakModel:
             continue
         if last > load.start_utc + hour * load.mw.size:
             continue
-        moment = first
+        moment = first  # Central: no clock change from June to September
         while moment < last:
-            total += float(forecaster.cp_chance(now=moment, intervals=4, interval_s=900.0).sum())
+            settled = forecaster.settled(moment)
+            if settled is not None:
+                asked.append((*settled, 4 * moment.hour))
             moment += hour
         months += len(CP_MONTHS)
+    chances = forecaster.chances_today(
+        np.array([a[0] for a in asked], dtype=np.int64),
+        np.array([a[1] for a in asked], dtype=np.int64),
+    )
+    total = 0.0
+    for (_, _, quarter), chance in zip(asked, chances.tolist(), strict=True):
+        total += float((model.scale * chance * model.peak_quarter[quarter : quarter + 4]).sum())
     if months == 0 or total <= 0:
         return model
     return replace(model, scale=months / total)
@@ -211,22 +225,30 @@ class PeakForecaster:
     """`cp_chance` over one load series, its days indexed once. It reads only what has
     settled by the moment asked about: whole hours ended by then."""
 
-    def __init__(self, model: PeakModel, load: HourlyLoad) -> None:
+    def __init__(self, model: PeakModel, load: HourlyLoad, days: _Days | None = None) -> None:
         self.model = model
-        self.days = _Days(load)
+        self.days = days if days is not None and days.load is load else _Days(load)
+
+    def settled(self, now: datetime) -> tuple[int, int] | None:
+        """The day `now` falls in (its index) and how many of its hours have settled by then;
+        None where the load does not reach `now` or has not two weeks before it."""
+        days = self.days
+        settled = int((now - days.load.start_utc).total_seconds() // 3_600.0)
+        if settled < 24 * (TRAILING_DAYS + 1) or settled > days.load.mw.size:
+            return None
+        today = int(np.searchsorted(days.first, settled, side="right")) - 1
+        if days.dates[today] != now.astimezone(CENTRAL).date():  # past the load's end
+            return None
+        return today, settled - int(days.first[today])
 
     def cp_chance(self, *, now: datetime, intervals: int, interval_s: float) -> FloatArray:
         """Per interval from `now`, the chance that it is its month's coincident peak."""
         chance = np.zeros(intervals)
-        days = self.days
-        settled = int((now - days.load.start_utc).total_seconds() // 3_600.0)
-        if settled < 24 * (TRAILING_DAYS + 1) or settled > days.load.mw.size:
+        at = self.settled(now)
+        if at is None:
             return chance
-        today = int(np.searchsorted(days.first, settled, side="right")) - 1
-        known = settled - int(days.first[today])
+        today, known = at
         start_local = now.astimezone(CENTRAL)
-        if days.dates[today] != start_local.date():  # past the load's end
-            return chance
         last = (now + timedelta(seconds=(intervals - 1) * interval_s)).astimezone(CENTRAL)
         if start_local.utcoffset() == last.utcoffset():
             self._chance_by_clock(chance, start_local, interval_s, today=today, known=known)
@@ -284,15 +306,7 @@ class PeakForecaster:
         forecast = days.forecast(today, known, float(model.ratio_weight[known]))
         sigma = float(model.sigma_by_hours_known[min(known, 24)])
         ahead = (day - days.dates[today]).days
-        # The bar: the month's highest peak on the days before `day`; for a later day, today's
-        # forecast is among them (today's own hours are in its forecast, not in its bar).
-        month_first = days.index.get(day.replace(day=1), 0)
-        before = days.peaks[max(month_first, 0) : today]
-        bar = (
-            float(before.max())
-            if before.size and days.dates[max(month_first, 0)].month == day.month
-            else 0.0
-        )
+        bar = self._bar(day, today)
         if ahead > 0:
             if days.dates[today].month == day.month:
                 bar = max(bar, forecast)
@@ -301,6 +315,44 @@ class PeakForecaster:
         days_left = calendar.monthrange(day.year, day.month)[1] - day.day
         return month_peak_chance(
             model, forecast, sigma, bar_mw=bar, days_left=days_left, trailing_mw=trailing
+        )
+
+    def _bar(self, day: date, today: int) -> float:
+        """The month's highest peak on the days before `day` (today's own hours are in its
+        forecast, not in its bar; a later day adds today's forecast to it)."""
+        days = self.days
+        month_first = days.index.get(day.replace(day=1), 0)
+        before = days.peaks[max(month_first, 0) : today]
+        if before.size and days.dates[max(month_first, 0)].month == day.month:
+            return float(before.max())
+        return 0.0
+
+    def chances_today(
+        self, todays: npt.NDArray[np.int64], known: npt.NDArray[np.int64]
+    ) -> FloatArray:
+        """`_day_chance` of each day `todays[i]` for itself with `known[i]` of its hours
+        settled, worked out together: the same figures, for a calibration's thousands."""
+        days, model = self.days, self.model
+        forecast, sigma, bar, trailing, days_left = (np.zeros(todays.size) for _ in range(5))
+        by_day: dict[int, tuple[float, float, int]] = {}
+        for i, (today, hours) in enumerate(zip(todays.tolist(), known.tolist(), strict=True)):
+            if today not in by_day:
+                day = days.dates[today]
+                by_day[today] = (
+                    self._bar(day, today),
+                    float(days.peaks[today - TRAILING_DAYS : today].mean()),
+                    calendar.monthrange(day.year, day.month)[1] - day.day,
+                )
+            bar[i], trailing[i], days_left[i] = by_day[today]
+            forecast[i] = days.forecast(today, hours, float(model.ratio_weight[hours]))
+            sigma[i] = float(model.sigma_by_hours_known[min(hours, 24)])
+        return month_peak_chances(
+            model,
+            forecast_mw=forecast,
+            sigma=sigma,
+            bar_mw=bar,
+            days_left=days_left.astype(np.int64),
+            trailing_mw=trailing,
         )
 
 
@@ -323,6 +375,30 @@ def month_peak_chance(
     level = np.exp(grid)
     beats = np.where(level > bar_mw, model.beaten_by_none(level, trailing_mw, days_left), 0.0)
     return float(np.clip(np.trapezoid(weights * beats, grid), 0.0, 1.0))
+
+
+def month_peak_chances(
+    model: PeakModel,
+    *,
+    forecast_mw: FloatArray,
+    sigma: FloatArray,
+    bar_mw: FloatArray,
+    days_left: npt.NDArray[np.int64],
+    trailing_mw: FloatArray,
+) -> FloatArray:
+    """`month_peak_chance` of many days at once, a row of the grid each, in the same
+    operations (so the same figures)."""
+    log_forecast = np.log(forecast_mw)[:, None]
+    spread = sigma[:, None]
+    grid = log_forecast + spread * np.linspace(-5.0, 5.0, _GRID_POINTS)[None, :]
+    weights = np.exp(-0.5 * ((grid - log_forecast) / spread) ** 2) / (spread * np.sqrt(2 * np.pi))
+    level = np.exp(grid)
+    beaten = np.ones_like(level)
+    for days in np.unique(days_left[days_left > 0]).tolist():
+        rows = days_left == days
+        beaten[rows] = model.beaten_by_none(level[rows], trailing_mw[rows, None], days)
+    beats = np.where(level > bar_mw[:, None], beaten, 0.0)
+    return np.asarray(np.clip(np.trapezoid(weights * beats, grid), 0.0, 1.0), dtype=np.float64)
 
 
 def as_load(start_utc: datetime, mw: npt.ArrayLike) -> HourlyLoad:

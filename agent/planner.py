@@ -210,10 +210,10 @@ def _at_steps(
     from now and lasting its `step_s`."""
     if all(length_s == interval_s for length_s in step_s):
         # Steps of one interval each, as the first hours' are: each is its interval's value.
-        first = np.rint(starts_s / interval_s).astype(np.int64)
-        aligned = bool(np.all(first * interval_s == starts_s)) and bool(np.all(first >= 0))
-        if aligned and (first.size == 0 or int(first[-1]) < per_interval.size):
-            return np.asarray(per_interval[first], dtype=np.float64)
+        index = np.rint(starts_s / interval_s).astype(np.int64)
+        aligned = bool(np.all(index * interval_s == starts_s)) and bool(np.all(index >= 0))
+        if aligned and (index.size == 0 or int(index[-1]) < per_interval.size):
+            return np.asarray(per_interval[index], dtype=np.float64)
     out = np.zeros(len(step_s))
     for i, (start_s, length_s) in enumerate(zip(starts_s.tolist(), step_s, strict=True)):
         first = max(0, round(start_s / interval_s))
@@ -281,6 +281,9 @@ def _gpu_state(groups: tuple[GpuGroup, ...], state: PlantState) -> tuple[GpuGrou
     )
 
 
+_Breakevens = tuple[tuple[AsicGroup, ...], tuple[float, float], FloatArray]
+
+
 @dataclass(frozen=True, slots=True)
 class Decision:
     """Setpoints for now, and whether they come from a fresh solve."""
@@ -337,9 +340,9 @@ class RecedingPlanner:
         self._settled = 0
         self._planned: FloatArray = np.empty(0)
         self._awards_key: object = None
-        self._breakevens_for: tuple[tuple[AsicGroup, ...], tuple[float, float], FloatArray] | None = (
-            None
-        )
+        self._breakevens_for: (
+            tuple[tuple[AsicGroup, ...], tuple[float, float], FloatArray] | None
+        ) = None
 
     def decide(
         self,

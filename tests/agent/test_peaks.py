@@ -71,3 +71,23 @@ def test_a_span_across_a_clock_change_is_converted_interval_by_interval(
     long = forecaster.cp_chance(now=summer, intervals=192, interval_s=INTERVAL_S)
     assert short.any()
     np.testing.assert_array_equal(short, long[:96])
+
+
+def test_the_calibrations_hours_worked_out_together_are_each_hours_chance(
+    forecaster: PeakForecaster,
+) -> None:
+    """`chances_today`, which the calibration asks for a summer's every hour at once, gives
+    each day and hour settled exactly what `_day_chance` gives it alone: at the first hour and
+    the last, with no day left in the month and with many, after a month's peaks and before."""
+    days = forecaster.days
+    summer = [i for i, d in enumerate(days.dates) if d.year == 2023 and d.month in (6, 8, 9)][::9]
+    todays = np.repeat(np.array(summer, dtype=np.int64), 4)
+    known = np.tile(np.array([0, 7, 16, 23], dtype=np.int64), len(summer))
+    together = forecaster.chances_today(todays, known)
+    alone = [
+        forecaster._day_chance(days.dates[t], today=t, known=k)
+        for t, k in zip(todays.tolist(), known.tolist(), strict=True)
+    ]
+    assert {days.dates[t].day for t in summer} >= {30}  # a month's last day among them
+    assert together.tolist() == alone
+    assert 0 < together.max() <= 1
