@@ -26,34 +26,10 @@ _MONTH_S = 31 * 86_400.0
 
 
 def hindsight(problem: Problem, *, chunk_s: float = _MONTH_S) -> Plan:
-    base = replace(
-        problem,
-        options=replace(problem.options, blocking=()),
-        allowance_value_usd_per_node_hour={},
-    )
-    offsets = base.step_offsets_s()
-    cuts = _cuts(base, offsets, chunk_s)
-    if len(cuts) == 2:  # one chunk
-        return solve(base)
-    parts: list[Plan] = []
-    state = base
-    for first, last in pairwise(cuts):
-        chunk = _chunk(state, first, last)
-        plan = solve(chunk)
-        parts.append(plan)
-        state = _carry(state, chunk, plan.schedule)
-    schedule = Schedule(
-        asic_units_on=np.concatenate([p.schedule.asic_units_on for p in parts], axis=1),
-        asic_watts_per_unit=np.concatenate([p.schedule.asic_watts_per_unit for p in parts], axis=1),
-        gpu_level=np.concatenate([p.schedule.gpu_level for p in parts], axis=1),
-        gpu_capped_nodes=np.concatenate([p.schedule.gpu_capped_nodes for p in parts], axis=1),
-        gpu_paused_nodes=np.concatenate([p.schedule.gpu_paused_nodes for p in parts], axis=1),
-        reserve_watts=(
-            np.concatenate([p.schedule.held_watts(len(base.programs.reserves)) for p in parts], 1)
-            if base.programs.reserves
-            else None
-        ),
-    )
+    base, parts = _solved(problem, chunk_s)
+    if len(parts) == 1:
+        return parts[0]
+    schedule = _joined(base, parts)
     statuses = {p.status for p in parts}
     worst = next(
         s for s in (PlanStatus.FALLBACK, PlanStatus.FEASIBLE, PlanStatus.OPTIMAL) if s in statuses
@@ -68,6 +44,49 @@ def hindsight(problem: Problem, *, chunk_s: float = _MONTH_S) -> Plan:
         build_s=sum(p.build_s for p in parts),
         solve_s=sum(p.solve_s for p in parts),
         note="; ".join(p.note for p in parts if p.note),
+    )
+
+
+def hindsight_schedule(problem: Problem, *, chunk_s: float = _MONTH_S) -> Schedule:
+    """The bound's setpoints alone: a replay runs them on its plant and scores them there, so
+    scoring the year's on the problem too would be work for nothing."""
+    base, parts = _solved(problem, chunk_s)
+    return parts[0].schedule if len(parts) == 1 else _joined(base, parts)
+
+
+def _solved(problem: Problem, chunk_s: float) -> tuple[Problem, list[Plan]]:
+    """The problem as the bound solves it, and its chunks' plans."""
+    base = replace(
+        problem,
+        options=replace(problem.options, blocking=()),
+        allowance_value_usd_per_node_hour={},
+    )
+    offsets = base.step_offsets_s()
+    cuts = _cuts(base, offsets, chunk_s)
+    if len(cuts) == 2:  # one chunk
+        return base, [solve(base)]
+    parts: list[Plan] = []
+    state = base
+    for first, last in pairwise(cuts):
+        chunk = _chunk(state, first, last)
+        plan = solve(chunk)
+        parts.append(plan)
+        state = _carry(state, chunk, plan.schedule)
+    return base, parts
+
+
+def _joined(base: Problem, parts: list[Plan]) -> Schedule:
+    return Schedule(
+        asic_units_on=np.concatenate([p.schedule.asic_units_on for p in parts], axis=1),
+        asic_watts_per_unit=np.concatenate([p.schedule.asic_watts_per_unit for p in parts], axis=1),
+        gpu_level=np.concatenate([p.schedule.gpu_level for p in parts], axis=1),
+        gpu_capped_nodes=np.concatenate([p.schedule.gpu_capped_nodes for p in parts], axis=1),
+        gpu_paused_nodes=np.concatenate([p.schedule.gpu_paused_nodes for p in parts], axis=1),
+        reserve_watts=(
+            np.concatenate([p.schedule.held_watts(len(base.programs.reserves)) for p in parts], 1)
+            if base.programs.reserves
+            else None
+        ),
     )
 
 

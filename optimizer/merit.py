@@ -165,13 +165,18 @@ def fallback_plan(problem: Problem, note: str) -> Plan:
 
 
 def always_on(problem: Problem) -> Plan:
-    schedule = merit_order_schedule(
+    return _plan(problem, always_on_schedule(problem), PlanStatus.BASELINE, "always-on", "")
+
+
+def always_on_schedule(problem: Problem) -> Schedule:
+    """Every miner awake but what the site's cap forces asleep; GPUs untouched. (A replay
+    needs only the setpoints: scoring a year of them on the forecast is work for nothing.)"""
+    return merit_order_schedule(
         problem,
         np.asarray(problem.price_usd_per_mwh),
         sleep_above_breakeven=False,
         curtail_gpus=False,
     )
-    return _plan(problem, schedule, PlanStatus.BASELINE, "always-on", "")
 
 
 def threshold(problem: Problem, known_price_usd_per_mwh: float | FloatArray) -> Plan:
@@ -180,7 +185,12 @@ def threshold(problem: Problem, known_price_usd_per_mwh: float | FloatArray) -> 
     price is known yet: there is nothing to react to, so no model sleeps for price there.
 
     The caller passes the problem's hashprice as it was known (the previous day's)."""
+    schedule = threshold_schedule(problem, known_price_usd_per_mwh)
+    return _plan(problem, schedule, PlanStatus.BASELINE, "threshold", "")
+
+
+def threshold_schedule(problem: Problem, known_price_usd_per_mwh: float | FloatArray) -> Schedule:
+    """The threshold rule's setpoints (see `threshold`), unscored."""
     known = np.broadcast_to(np.asarray(known_price_usd_per_mwh, dtype=np.float64), (problem.steps,))
     react = np.where(np.isnan(known), -np.inf, known)
-    schedule = merit_order_schedule(problem, react, sleep_above_breakeven=True, curtail_gpus=False)
-    return _plan(problem, schedule, PlanStatus.BASELINE, "threshold", "")
+    return merit_order_schedule(problem, react, sleep_above_breakeven=True, curtail_gpus=False)

@@ -25,8 +25,8 @@ from gridpilot.agent.replay.programs import (
     FIXED_RESERVE_SHARE,
     PeriodPrograms,
 )
+from gridpilot.optimizer import hindsight
 from gridpilot.optimizer.economics import SECONDS_PER_HOUR
-from gridpilot.optimizer.hindsight import hindsight
 from gridpilot.optimizer.problem import (
     AllowanceBudget,
     FloatArray,
@@ -135,7 +135,7 @@ def hindsight_schedule(site: Problem, period: Period) -> Schedule:
     problem = replace(whole_period(site, period, period.day_hashprice), budgets=budgets)
     if period.programs is not None:
         problem = replace(problem, programs=known_programs(period))
-    return hindsight(problem).schedule
+    return hindsight.hindsight_schedule(problem)
 
 
 def known_programs(period: Period) -> Programs:

@@ -69,7 +69,7 @@ from gridpilot.agent.replay.programs import (
     transmission_usd,
 )
 from gridpilot.optimizer.economics import SECONDS_PER_DAY, SECONDS_PER_HOUR
-from gridpilot.optimizer.merit import always_on, threshold
+from gridpilot.optimizer.merit import always_on_schedule, threshold_schedule
 from gridpilot.optimizer.plan import CP_REASON, Plan
 from gridpilot.optimizer.problem import (
     FloatArray,
@@ -434,7 +434,7 @@ def _run_references(
     if period.first == 0:
         last_known = np.concatenate(([np.nan], last_known))
     whole = whole_period(site, period, period.known_hashprice)
-    threshold_schedule = threshold(whole, last_known).schedule
+    threshold_setpoints = threshold_schedule(whole, last_known)
     runs: dict[str, Run] = {}
 
     def run(name: str, schedule: Schedule, prepare: Callable[[Strategy], None] | None) -> None:
@@ -448,18 +448,18 @@ def _run_references(
         )
 
     if "always_on" in wanted:
-        run("always_on", always_on(whole).schedule, None)
+        run("always_on", always_on_schedule(whole), None)
     if "threshold" in wanted:
-        run("threshold", threshold_schedule, None)
+        run("threshold", threshold_setpoints, None)
     if "hindsight" in wanted:
         bound = hindsight_schedule(site, period)
         run("hindsight", bound, hindsight_commitments(site, period, bound))
     programs = period.programs
     if programs is not None and "threshold_4cp" in wanted:
-        cp_schedule = asleep_where(threshold_schedule, programs.alert)
+        cp_schedule = asleep_where(threshold_setpoints, programs.alert)
         run("threshold_4cp", cp_schedule, lowered(programs.alert))
     if programs is not None and "fixed_reserve" in wanted:
-        reserve_schedule, award = fixed_reserve(site, programs, threshold_schedule)
+        reserve_schedule, award = fixed_reserve(site, programs, threshold_setpoints)
         run("fixed_reserve", reserve_schedule, awarded("RRS", award))
     return runs
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import numpy as np
 
-from gridpilot.optimizer.hindsight import hindsight
+from gridpilot.optimizer.hindsight import hindsight, hindsight_schedule
 from gridpilot.optimizer.merit import always_on, threshold
 from gridpilot.optimizer.plan import PlanStatus
 from gridpilot.optimizer.problem import AllowanceBudget, Problem
@@ -40,6 +40,16 @@ def test_chunks_lose_little_against_one_solve() -> None:
         whole.outcome.profit_usd
     )
     assert chunked.outcome.profit_usd >= whole.outcome.profit_usd * 0.995
+
+
+def test_the_bounds_setpoints_alone_are_its_plans() -> None:
+    """A replay takes the bound's setpoints without its score: the same, chunked or not."""
+    problem = _three_days()
+    for chunk_s in (86_400.0, 10 * 86_400.0):
+        plan = hindsight(problem, chunk_s=chunk_s)
+        alone = hindsight_schedule(problem, chunk_s=chunk_s)
+        for name in ("asic_units_on", "gpu_capped_nodes", "gpu_paused_nodes", "gpu_level"):
+            assert np.array_equal(getattr(alone, name), getattr(plan.schedule, name)), name
 
 
 def test_hindsight_ignores_reservation_values_and_blocking() -> None:
