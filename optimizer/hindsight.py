@@ -19,7 +19,7 @@ import numpy as np
 
 from gridpilot.optimizer.plan import Plan, PlanStatus
 from gridpilot.optimizer.problem import AsicGroup, GpuGroup, Problem
-from gridpilot.optimizer.schedule import Schedule, evaluate
+from gridpilot.optimizer.schedule import Schedule
 from gridpilot.optimizer.solve import solve
 
 _MONTH_S = 31 * 86_400.0
@@ -37,10 +37,9 @@ def hindsight(problem: Problem, *, chunk_s: float = _MONTH_S) -> Plan:
     return Plan(
         problem=base,
         schedule=schedule,
-        outcome=evaluate(base, schedule),
         status=worst,
         solver=parts[0].solver,
-        gap=max(p.gap for p in parts),
+        joined_gap=max(p.gap for p in parts),
         build_s=sum(p.build_s for p in parts),
         solve_s=sum(p.solve_s for p in parts),
         note="; ".join(p.note for p in parts if p.note),

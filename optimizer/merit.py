@@ -18,7 +18,7 @@ import numpy as np
 from gridpilot.optimizer.economics import breakeven_usd_per_mwh
 from gridpilot.optimizer.plan import Plan, PlanStatus
 from gridpilot.optimizer.problem import FloatArray, Problem
-from gridpilot.optimizer.schedule import Schedule, allowance_periods, curtailable, evaluate
+from gridpilot.optimizer.schedule import Schedule, allowance_periods, curtailable
 
 
 def _merit_order(problem: Problem) -> list[int]:
@@ -143,10 +143,8 @@ def _plan(problem: Problem, schedule: Schedule, status: PlanStatus, rule: str, n
     return Plan(
         problem=problem,
         schedule=schedule,
-        outcome=evaluate(problem, schedule),
         status=status,
         solver=rule,
-        gap=float("nan"),
         build_s=0.0,
         solve_s=0.0,
         note=note,

@@ -5,12 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
+from functools import cached_property
 
 import numpy as np
 
 from gridpilot.optimizer.economics import breakeven_usd_per_mwh
 from gridpilot.optimizer.problem import Problem
-from gridpilot.optimizer.schedule import Outcome, Schedule
+from gridpilot.optimizer.schedule import SOFT_LIMIT_USD_PER_MWH, Outcome, Schedule, evaluate
 
 # How a curtailment for a likely coincident peak begins its reason.
 CP_REASON = "4CP: likely system peak"
@@ -40,19 +41,39 @@ class GpuSetpoint:
     reason: str
 
 
-@dataclass(frozen=True, slots=True, eq=False)
+@dataclass(frozen=True, eq=False)
 class Plan:
-    """Setpoints over the horizon. Apply step 0; re-plan next interval."""
+    """Setpoints over the horizon. Apply step 0; re-plan next interval.
+
+    What the schedule earns on the problem's own prices (`outcome`) and how far that is from
+    the solver's bound (`gap`) are worked out when first asked for, then kept: a replay's agent
+    applies thousands of plans and reads the score of few."""
 
     problem: Problem
     schedule: Schedule
-    outcome: Outcome
     status: PlanStatus
     solver: str  # OR-Tools backend, or the rule that made the plan
-    gap: float  # relative distance from the model's bound, rounding included
     build_s: float
     solve_s: float
     note: str = ""  # why the fallback was used, when it was
+    # The solver's bound on the model's objective ($; NaN: it offered none), from which `gap`
+    # follows; None for a plan no solver made (a rule's: its gap is NaN).
+    bound_usd: float | None = None
+    joined_gap: float | None = None  # a plan joined from others': their largest gap
+
+    @cached_property
+    def outcome(self) -> Outcome:
+        return evaluate(self.problem, self.schedule)
+
+    @cached_property
+    def gap(self) -> float:
+        """Relative distance from the model's bound, rounding included."""
+        if self.joined_gap is not None:
+            return self.joined_gap
+        if self.bound_usd is None:
+            return float("nan")
+        value = model_value(self.problem, self.outcome)
+        return max(0.0, self.bound_usd - value) / max(1.0, abs(self.bound_usd))
 
     @property
     def total_s(self) -> float:
@@ -167,3 +188,13 @@ class Plan:
             f"price {price:.0f} $/MWh: {what}"
             f" ({gpu.contract} allowance worth {reserve:.0f} $/node-hour)"
         )
+
+
+def model_value(problem: Problem, outcome: Outcome) -> float:
+    """The model's objective for an outcome: profit less the reservation value of allowance
+    spent and the price of any watt over the cap."""
+    reserved = sum(
+        problem.allowance_value_usd_per_node_hour.get(name, 0.0) * used
+        for name, used in outcome.allowance_used_node_hours.items()
+    )
+    return outcome.profit_usd - reserved - SOFT_LIMIT_USD_PER_MWH * outcome.over_limit_mwh

@@ -34,12 +34,9 @@ from gridpilot.optimizer.model import (
 from gridpilot.optimizer.plan import Plan, PlanStatus
 from gridpilot.optimizer.problem import FloatArray, Problem
 from gridpilot.optimizer.schedule import (
-    SOFT_LIMIT_USD_PER_MWH,
     IntArray,
-    Outcome,
     Schedule,
     allowance_periods,
-    evaluate,
 )
 
 # LP values within this of an integer are that integer (simplex round-off).
@@ -67,30 +64,16 @@ def solve(problem: Problem) -> Plan:
     schedule = _to_schedule(modelled, asics, gpus, result.solution)
     if blocked:
         schedule = stretch(schedule, block)
-    outcome = evaluate(problem, schedule)
-    value = model_value(problem, outcome)
-    gap = max(0.0, result.bound_usd - value) / max(1.0, abs(result.bound_usd))  # NaN: no bound
     status = PlanStatus.OPTIMAL if result.status == "OPTIMAL" else PlanStatus.FEASIBLE
     return Plan(
         problem=problem,
         schedule=schedule,
-        outcome=outcome,
         status=status,
         solver=result.solver,
-        gap=gap,
         build_s=build_s,
         solve_s=result.solve_s,
+        bound_usd=result.bound_usd,
     )
-
-
-def model_value(problem: Problem, outcome: Outcome) -> float:
-    """The model's objective for an outcome: profit less the reservation value of allowance
-    spent and the price of any watt over the cap."""
-    reserved = sum(
-        problem.allowance_value_usd_per_node_hour.get(name, 0.0) * used
-        for name, used in outcome.allowance_used_node_hours.items()
-    )
-    return outcome.profit_usd - reserved - SOFT_LIMIT_USD_PER_MWH * outcome.over_limit_mwh
 
 
 # From fractions to whole units --------------------------------------------------------------------

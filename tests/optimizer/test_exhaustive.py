@@ -3,7 +3,7 @@
 
 Every schedule (units on per ASIC group and step; capped and paused nodes and cap level per GPU
 group and step) is checked by the independent rules of `tests.optimizer.feasibility` and scored
-by `optimizer.schedule.evaluate` through `solve.model_value` (profit, less the reservation value of
+by `optimizer.schedule.evaluate` through `plan.model_value` (profit, less the reservation value of
 allowance spent and the price of energy over the site's cap).
 
 Scoring every combination of the groups' schedules with `evaluate` would take minutes, so the
@@ -27,10 +27,10 @@ import numpy.typing as npt
 from hypothesis import example, given, settings
 
 from gridpilot.optimizer.economics import WATT_SECONDS_PER_MWH
-from gridpilot.optimizer.plan import Plan, PlanStatus
+from gridpilot.optimizer.plan import Plan, PlanStatus, model_value
 from gridpilot.optimizer.problem import Problem
 from gridpilot.optimizer.schedule import SOFT_LIMIT_USD_PER_MWH, Outcome, Schedule, evaluate
-from gridpilot.optimizer.solve import model_value, solve
+from gridpilot.optimizer.solve import solve
 from tests.optimizer import regressions
 from tests.optimizer.feasibility import group_violations, lowest_sure_watts, violations
 from tests.optimizer.strategies import PROPERTY_SETTINGS, PROVEN, TINY_SIZES, problems

@@ -13,10 +13,10 @@ from gridpilot.optimizer.economics import (
     WATT_SECONDS_PER_MWH,
     breakeven_usd_per_mwh,
 )
-from gridpilot.optimizer.plan import Plan
+from gridpilot.optimizer.plan import Plan, model_value
 from gridpilot.optimizer.problem import AsicGroup, Contract, GpuGroup, Problem, Tier
 from gridpilot.optimizer.schedule import allowance_periods
-from gridpilot.optimizer.solve import model_value, solve
+from gridpilot.optimizer.solve import solve
 from tests.optimizer.feasibility import lowest_sure_watts, site_caps, step_events, violations
 from tests.optimizer.strategies import (
     EXACT,
