@@ -477,7 +477,8 @@ class RecedingPlanner:
             )
         # What a MWh costs: the power price and the expected 4CP charge, both as known now.
         planned = self._planned[first:stop]
-        if market.programs is not None:
+        # (Outside the 4CP months the expected charge is nothing: the forecast stands.)
+        if market.programs is not None and market.programs.cp_chance.any():
             ahead = market.programs.transmission_usd_per_mwh(
                 round((elapsed + self.breakeven_window_s) / market.interval_s) + 1,
                 market.interval_s,

@@ -130,7 +130,9 @@ class Offers:
         reserves = []
         for p in programs.products:
             awarded = _ahead(strategy.awards[p], k, count)
-            awarded[unknown] = 0.0
+            if unknown.stop > unknown.start:
+                awarded = awarded.copy()  # the strategy's own, read through
+                awarded[unknown] = 0.0
             reserves.append(
                 ReserveView(
                     name=p,
@@ -169,7 +171,13 @@ class Offers:
 
 
 def _ahead(values: FloatArray, k: int, count: int) -> FloatArray:
-    out = np.zeros(count)
+    """`count` of `values` from `k` (zeros past their end): a read-only view where they
+    reach that far, as they do but at a replay's end (this runs every interval)."""
     chunk = values[k : k + count]
+    if chunk.size == count:
+        view = chunk.view()
+        view.flags.writeable = False
+        return view
+    out = np.zeros(count)
     out[: chunk.size] = chunk
     return out
