@@ -250,6 +250,9 @@ class PeakForecaster:
         today, known = at
         start_local = now.astimezone(CENTRAL)
         last = (now + timedelta(seconds=(intervals - 1) * interval_s)).astimezone(CENTRAL)
+        months = range(start_local.year * 12 + start_local.month - 1, last.year * 12 + last.month)
+        if not any(m % 12 + 1 in CP_MONTHS for m in months):
+            return chance  # no 4CP month in the span (most of the year)
         if start_local.utcoffset() == last.utcoffset():
             self._chance_by_clock(chance, start_local, interval_s, today=today, known=known)
         else:

@@ -8,9 +8,10 @@ from enum import StrEnum
 from functools import cached_property
 
 import numpy as np
+import numpy.typing as npt
 
 from gridpilot.optimizer.economics import breakeven_usd_per_mwh
-from gridpilot.optimizer.problem import Problem
+from gridpilot.optimizer.problem import FloatArray, Problem
 from gridpilot.optimizer.schedule import SOFT_LIMIT_USD_PER_MWH, Outcome, Schedule, evaluate
 
 # How a curtailment for a likely coincident peak begins its reason.
@@ -107,12 +108,22 @@ class Plan:
 
     # Reasons ------------------------------------------------------------------------------------
 
-    def _limit_binds(self, step: int) -> bool:
-        cap = float(self.problem.cap_watts()[step])
+    @cached_property
+    def _binds(self) -> npt.NDArray[np.bool_]:
+        """Per step, whether the site draws all its cap allows (within two of its largest
+        units): worked out once, as every group's reason at a step asks it."""
+        cap = self.problem.cap_watts()
         largest_unit = max(
             [g.watts_per_unit * g.overhead_factor for g in self.problem.asic_groups] + [0.0]
         )
-        return float(self.outcome.site_watts[step]) >= cap - max(2 * largest_unit, 1e-3 * cap)
+        return np.asarray(self.outcome.site_watts >= cap - np.maximum(2 * largest_unit, 1e-3 * cap))
+
+    @cached_property
+    def _transmission(self) -> FloatArray:
+        return self.problem.programs.transmission(self.problem.steps)
+
+    def _limit_binds(self, step: int) -> bool:
+        return bool(self._binds[step])
 
     def _event_note(self, step: int) -> str | None:
         start = self.problem.step_start(step)
@@ -144,7 +155,7 @@ class Plan:
             limit = self.problem.site_limit_watts / 1e6
             margin = self.problem.site_margin_watts / 1e6
             return f"site limit {limit:.1f} MW less {margin:.1f} MW margin"
-        charge = float(self.problem.programs.transmission(self.problem.steps)[step])
+        charge = float(self._transmission[step])
         if price + charge > breakeven:
             return (
                 f"{CP_REASON}: expected charge {charge:.0f} $/MWh on top of price {price:.0f}"
