@@ -97,6 +97,9 @@ class SteadyUse:
     gpu_work_gpu_s: FloatArray
 
 
+# How far past its phase a setpoint's loop is laid out for `meter` to read an interval as one
+# view: an hour of samples, the longest interval a replay reads.
+_TILED_S = 3_600.0
 # Intervals gathered at once by `advance_steady`: a block of 15-minute intervals at 1 s meter
 # resolution is 256 x 900 samples (1.8 MB), whatever the stretch's length.
 _STEADY_BLOCK = 256
@@ -203,6 +206,7 @@ class SimulatedPlant:
         self._wake_until = np.zeros((0, len(asic_groups)))
         self._wake_units = np.zeros((0, len(asic_groups)), dtype=np.int64)
         self._metered: tuple[int, int, FloatArray] | None = None
+        self._tiles: tuple[_Setpoints, FloatArray] | None = None
         self._sleeps = SleepRecord(self._units.tolist(), [g.min_off_s for g in asic_groups])
         self.wakes_refused = 0  # units commanded awake within their minimum off time
 
@@ -284,10 +288,11 @@ class SimulatedPlant:
             return self._metered[2]
         segments = self._segments(start_k, end_k)
         first_phase = start_k % self._period
-        if len(segments) == 1 and first_phase + end_k - start_k <= self._period:
-            # One setpoint over a stretch of the loop that does not wrap: a view of it (the
-            # loop is read-only), as most intervals are.
-            samples = segments[0][0].site_watts[first_phase : first_phase + end_k - start_k]
+        if len(segments) == 1 and first_phase + end_k - start_k <= _TILED_S / self.meter_interval_s:
+            # One setpoint over the interval, as most are: a view of its loop laid end to end
+            # (read-only), whose phase runs on across the loop's wraps.
+            tiled = self._tiled(segments[0][0])
+            samples = tiled[first_phase : first_phase + end_k - start_k]
         else:
             samples = np.empty(end_k - start_k)
             for setpoints, seg_start, seg_end in segments:
@@ -477,6 +482,16 @@ class SimulatedPlant:
         return _Setpoints(
             at_k, units, level, capped, paused, site, asic_watts, float(units @ self._ths), work
         )
+
+    def _tiled(self, setpoints: _Setpoints) -> FloatArray:
+        """The setpoints' loop repeated to cover `_TILED_S` past any phase, made once for the
+        setpoints in force (a loop shorter than an interval wraps in every one)."""
+        if self._tiles is None or self._tiles[0] is not setpoints:
+            repeats = -(-round(_TILED_S / self.meter_interval_s) // self._period) + 1
+            tiled = np.tile(setpoints.site_watts, repeats)
+            tiled.flags.writeable = False
+            self._tiles = (setpoints, tiled)
+        return self._tiles[1]
 
     def _segments(self, start_k: int, end_k: int) -> list[tuple[_Setpoints, int, int]]:
         """The setpoints in force over [start_k, end_k), as (setpoints, from, to) pieces."""

@@ -535,13 +535,15 @@ def _run_interval(
     strategy.units_on = units
     strategy.totals.wakes_refused = plant.wakes_refused
     curtailed = capped + paused
-    running = np.where(curtailed > 0, strategy.curtailed_for_s + interval_s, 0.0)
-    # An event that runs past its contract's longest is one SLA breach, counted as it crosses.
-    crossed = (running > strategy.max_event_s + 1e-6) & (
-        strategy.curtailed_for_s <= strategy.max_event_s + 1e-6
-    )
-    strategy.totals.sla_breaches += int(crossed.sum())
-    strategy.curtailed_for_s = running
+    if curtailed.any() or strategy.curtailed_for_s.any():  # most intervals curtail no GPU
+        running = np.where(curtailed > 0, strategy.curtailed_for_s + interval_s, 0.0)
+        # An event that runs past its contract's longest is one SLA breach, counted as it
+        # crosses.
+        crossed = (running > strategy.max_event_s + 1e-6) & (
+            strategy.curtailed_for_s <= strategy.max_event_s + 1e-6
+        )
+        strategy.totals.sla_breaches += int(crossed.sum())
+        strategy.curtailed_for_s = running
     strategy.curtailed = curtailed
     return plant.advance(at_s, end_s, cap_watts=limit_watts)
 
