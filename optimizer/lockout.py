@@ -75,6 +75,8 @@ class SleepRecord:
         them may (0 where none is locked)."""
         counts = np.zeros(len(self._units), dtype=np.int64)
         for_s = np.zeros(len(self._units))
+        if max(self._locked_until, default=-np.inf) - at_s <= 1e-9:
+            return counts, for_s  # none locked, as most of the time
         for i, cohorts in enumerate(self._asleep):
             if self._locked_until[i] - at_s <= 1e-9:
                 continue

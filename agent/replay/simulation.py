@@ -359,21 +359,29 @@ def _run_agent(
         nonlocal solves
         now = period.moments[k]
         index = period.first + k
+        published_until = data.day_ahead.known_until(now) if data.day_ahead else None
         market = MarketView(
             now=now,
             history_usd_per_mwh=prices.usd_per_mwh[max(0, index - history_intervals) : index],
             interval_s=period.interval_s,
             hashprice_usd_per_th_day=period.known_hashprice[now.date()],
-            day_ahead=_day_ahead_window(data.day_ahead, now),
+            day_ahead=_day_ahead_window(data.day_ahead, published_until),
         )
         if offers is not None:
             offers.make_due(k, strategy, market)
-            market = replace(market, programs=offers.view(k, strategy, horizon))
+            market = MarketView(
+                now=market.now,
+                history_usd_per_mwh=market.history_usd_per_mwh,
+                interval_s=market.interval_s,
+                hashprice_usd_per_th_day=market.hashprice_usd_per_th_day,
+                day_ahead=market.day_ahead,
+                programs=offers.view(k, strategy, horizon),
+            )
         decision = receding.decide(
             strategy.state(),
             market,
             strategy.used(month_key(now)),
-            published_until=data.day_ahead.known_until(now) if data.day_ahead else None,
+            published_until=published_until,
         )
         solves += decision.fresh
         plan, step = decision.plan, decision.step
@@ -474,12 +482,11 @@ def _follow(schedule: Schedule) -> Callable[[int, Strategy], Setpoints]:
 
 
 def _day_ahead_window(
-    series: DayAheadSeries | None, now: datetime
+    series: DayAheadSeries | None, known_until: datetime | None
 ) -> Callable[[datetime, int, float], FloatArray] | None:
-    """The day-ahead prices as known at `now`: NaN past what has been published."""
-    if series is None:
+    """The day-ahead prices as known when they are published `known_until`: NaN past it."""
+    if series is None or known_until is None:
         return None
-    known_until = series.known_until(now)
 
     def window(start_utc: datetime, count: int, interval_s: float) -> FloatArray:
         values = series.window(start_utc, count, interval_s)

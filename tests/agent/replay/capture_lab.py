@@ -121,7 +121,9 @@ def load(point: str | None, day_ahead: bool) -> tuple[Year, tuple[Model, ...]]:
     steps = (prices.interval_s,) * HORIZON
     for k, now in enumerate(period.moments):
         index = period.first + k
-        window = _day_ahead_window(data.day_ahead, now)
+        window = _day_ahead_window(
+            data.day_ahead, data.day_ahead.known_until(now) if data.day_ahead else None
+        )
         forecast[k] = forecast_prices(
             now=now,
             step_s=steps,
