@@ -276,12 +276,16 @@ class PeakForecaster:
         since_s = (start_local - midnight).total_seconds() + np.arange(chance.size) * interval_s
         day_offsets = (since_s // 86_400.0).astype(np.int64)
         quarters = ((since_s % 86_400.0) // 900.0).astype(np.int64)
-        for offset in np.unique(day_offsets).tolist():
-            day = start_local.date() + timedelta(days=offset)
-            if day.month not in CP_MONTHS:
-                continue
+        offsets = [
+            offset
+            for offset in np.unique(day_offsets).tolist()
+            if (start_local.date() + timedelta(days=offset)).month in CP_MONTHS
+        ]
+        days = [start_local.date() + timedelta(days=offset) for offset in offsets]
+        for offset, day_chance in zip(
+            offsets, self._day_chances(days, today=today, known=known), strict=True
+        ):
             on_day = day_offsets == offset
-            day_chance = self._day_chance(day, today=today, known=known)
             chance[on_day] = (
                 self.model.scale * day_chance * self.model.peak_quarter[quarters[on_day]]
             )
@@ -305,6 +309,35 @@ class PeakForecaster:
     def _day_chance(self, day: date, *, today: int, known: int) -> float:
         """The chance that `day` (today or later) holds its month's peak, with `known` of
         today's hours settled."""
+        forecast, sigma, bar, days_left, trailing = self._day_inputs(day, today=today, known=known)
+        return month_peak_chance(
+            self.model, forecast, sigma, bar_mw=bar, days_left=days_left, trailing_mw=trailing
+        )
+
+    def _day_chances(self, days: list[date], *, today: int, known: int) -> list[float]:
+        """`_day_chance` of each of `days`, worked out together (the same figures): an hour's
+        span of two days ahead holds two or three."""
+        if len(days) < 2:
+            return [self._day_chance(day, today=today, known=known) for day in days]
+        inputs = [self._day_inputs(day, today=today, known=known) for day in days]
+        forecast, sigma, bar, days_left, trailing = (
+            np.array(column) for column in zip(*inputs, strict=True)
+        )
+        chances = month_peak_chances(
+            self.model,
+            forecast_mw=forecast,
+            sigma=sigma,
+            bar_mw=bar,
+            days_left=days_left.astype(np.int64),
+            trailing_mw=trailing,
+        )
+        return [float(c) for c in chances]
+
+    def _day_inputs(
+        self, day: date, *, today: int, known: int
+    ) -> tuple[float, float, float, int, float]:
+        """What `month_peak_chance` takes for `day`: today's peak forecast and its spread
+        out to `day`, the bar `day` must beat, the days left after it and the trailing mean."""
         days, model = self.days, self.model
         forecast = days.forecast(today, known, float(model.ratio_weight[known]))
         sigma = float(model.sigma_by_hours_known[min(known, 24)])
@@ -316,9 +349,7 @@ class PeakForecaster:
             sigma = float(np.hypot(sigma, model.sigma_next_day * np.sqrt(ahead)))
         trailing = float(days.peaks[today - TRAILING_DAYS : today].mean())
         days_left = calendar.monthrange(day.year, day.month)[1] - day.day
-        return month_peak_chance(
-            model, forecast, sigma, bar_mw=bar, days_left=days_left, trailing_mw=trailing
-        )
+        return forecast, sigma, bar, days_left, trailing
 
     def _bar(self, day: date, today: int) -> float:
         """The month's highest peak on the days before `day` (today's own hours are in its

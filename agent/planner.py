@@ -486,19 +486,20 @@ class RecedingPlanner:
             fresh = fresh + _at_steps(
                 ahead, offsets[first:stop] - elapsed, step_s, market.interval_s
             )
-        breakevens = self._breakevens(problem, market.hashprice_usd_per_th_day)
-        crossed = (planned[:, None] > breakevens[None, :]) != (fresh[:, None] > breakevens[None, :])
-        # Above the lowest breakeven, how long a spell lasts and how high it runs decide whether
-        # sleeping pays for the waking loss: a material change there counts as well.
-        miss = np.abs(fresh - planned)
-        moved = (
-            (np.maximum(fresh, planned) > breakevens.min())
-            & (miss > self.price_tolerance_usd_per_mwh)
-            & (miss > self.price_tolerance_share * np.abs(planned))
-        )
-        changed = crossed.any(axis=1) | moved
-        if not changed.any():
-            return None
-        step = int(np.flatnonzero(changed)[0])
-        why = "across a miner breakeven" if crossed[step].any() else "above breakeven"
-        return f"forecast {fresh[step]:.0f} $/MWh against {planned[step]:.0f} planned {why}"
+        breakevens = self._breakevens(problem, market.hashprice_usd_per_th_day).tolist()
+        lowest = min(breakevens)
+        # A few steps and models: compared as Python floats, the same comparisons as arrays'.
+        for now_usd, then_usd in zip(fresh.tolist(), planned.tolist(), strict=True):
+            crossed = any((then_usd > b) != (now_usd > b) for b in breakevens)
+            # Above the lowest breakeven, how long a spell lasts and how high it runs decide
+            # whether sleeping pays for the waking loss: a material change there counts too.
+            miss = abs(now_usd - then_usd)
+            moved = (
+                max(now_usd, then_usd) > lowest
+                and miss > self.price_tolerance_usd_per_mwh
+                and miss > self.price_tolerance_share * abs(then_usd)
+            )
+            if crossed or moved:
+                why = "across a miner breakeven" if crossed else "above breakeven"
+                return f"forecast {now_usd:.0f} $/MWh against {then_usd:.0f} planned {why}"
+        return None

@@ -91,3 +91,22 @@ def test_the_calibrations_hours_worked_out_together_are_each_hours_chance(
     assert {days.dates[t].day for t in summer} >= {30}  # a month's last day among them
     assert together.tolist() == alone
     assert 0 < together.max() <= 1
+
+
+def test_the_days_of_an_hours_span_worked_out_together_are_each_days_chance(
+    forecaster: PeakForecaster,
+) -> None:
+    """An hourly 4CP chance spans two days ahead: `_day_chances` gives today and the days
+    after exactly what `_day_chance` gives each alone (a later day's wider spread and its bar
+    raised to today's forecast included), in June, at a month's turn and in September."""
+    days = forecaster.days
+    for moment in (
+        datetime(2024, 6, 12, 15, tzinfo=UTC),
+        datetime(2024, 7, 30, 20, tzinfo=UTC),
+        datetime(2024, 9, 3, 9, tzinfo=UTC),
+    ):
+        today, known = _settled(forecaster, moment)
+        span = [days.dates[today] + timedelta(days=ahead) for ahead in range(3)]
+        alone = [forecaster._day_chance(d, today=today, known=known) for d in span]
+        assert forecaster._day_chances(span, today=today, known=known) == alone
+        assert any(chance > 0 for chance in alone)

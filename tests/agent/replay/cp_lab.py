@@ -95,6 +95,9 @@ class MonthKnown(PeakForecaster):
         self.spread = spread
         self._months: dict[tuple[int, int], dict[date, float]] = {}
 
+    def _day_chances(self, days: list[date], *, today: int, known: int) -> list[float]:
+        return [self._day_chance(day, today=today, known=known) for day in days]
+
     def _day_chance(self, day: date, *, today: int, known: int) -> float:
         month = self._months.get((day.year, day.month))
         if month is None:
