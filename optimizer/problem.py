@@ -342,7 +342,7 @@ def _validate_groups(
     contract_names: set[str],
 ) -> None:
     contracts = frozenset(contract_names)
-    for asics, gpus, known in _CHECKED_GROUPS:
+    for asics, gpus, known in tuple(_CHECKED_GROUPS):  # a copy: another thread may append
         if asics is asic_groups and gpus is gpu_groups and known == contracts:
             return
     names = [g.name for g in asic_groups] + [g.name for g in gpu_groups]
