@@ -84,7 +84,6 @@ class SteadyUse:
     interval to the next, so the site meter's figures are per interval (arrays of `count`) and
     the rest is one interval's, the same in each."""
 
-    start_s: float
     interval_s: float
     count: int
     energy_mwh: FloatArray  # at the site meter, per interval
@@ -426,7 +425,6 @@ class SimulatedPlant:
         if done:
             self._close(start_k + done * per)
         return SteadyUse(
-            start_s=start_s,
             interval_s=interval_s,
             count=done,
             energy_mwh=energy_ws / WATT_SECONDS_PER_MWH,

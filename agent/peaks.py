@@ -320,18 +320,7 @@ class PeakForecaster:
         if len(days) < 2:
             return [self._day_chance(day, today=today, known=known) for day in days]
         inputs = [self._day_inputs(day, today=today, known=known) for day in days]
-        forecast, sigma, bar, days_left, trailing = (
-            np.array(column) for column in zip(*inputs, strict=True)
-        )
-        chances = month_peak_chances(
-            self.model,
-            forecast_mw=forecast,
-            sigma=sigma,
-            bar_mw=bar,
-            days_left=days_left.astype(np.int64),
-            trailing_mw=trailing,
-        )
-        return [float(c) for c in chances]
+        return [float(c) for c in month_peak_chances(self.model, inputs)]
 
     def _day_inputs(
         self, day: date, *, today: int, known: int
@@ -366,28 +355,12 @@ class PeakForecaster:
     ) -> FloatArray:
         """`_day_chance` of each day `todays[i]` for itself with `known[i]` of its hours
         settled, worked out together: the same figures, for a calibration's thousands."""
-        days, model = self.days, self.model
-        forecast, sigma, bar, trailing, days_left = (np.zeros(todays.size) for _ in range(5))
-        by_day: dict[int, tuple[float, float, int]] = {}
-        for i, (today, hours) in enumerate(zip(todays.tolist(), known.tolist(), strict=True)):
-            if today not in by_day:
-                day = days.dates[today]
-                by_day[today] = (
-                    self._bar(day, today),
-                    float(days.peaks[today - TRAILING_DAYS : today].mean()),
-                    calendar.monthrange(day.year, day.month)[1] - day.day,
-                )
-            bar[i], trailing[i], days_left[i] = by_day[today]
-            forecast[i] = days.forecast(today, hours, float(model.ratio_weight[hours]))
-            sigma[i] = float(model.sigma_by_hours_known[min(hours, 24)])
-        return month_peak_chances(
-            model,
-            forecast_mw=forecast,
-            sigma=sigma,
-            bar_mw=bar,
-            days_left=days_left.astype(np.int64),
-            trailing_mw=trailing,
-        )
+        dates = self.days.dates
+        inputs = [
+            self._day_inputs(dates[today], today=today, known=hours)
+            for today, hours in zip(todays.tolist(), known.tolist(), strict=True)
+        ]
+        return month_peak_chances(self.model, inputs)
 
 
 def month_peak_chance(
@@ -412,17 +385,14 @@ def month_peak_chance(
 
 
 def month_peak_chances(
-    model: PeakModel,
-    *,
-    forecast_mw: FloatArray,
-    sigma: FloatArray,
-    bar_mw: FloatArray,
-    days_left: npt.NDArray[np.int64],
-    trailing_mw: FloatArray,
+    model: PeakModel, inputs: list[tuple[float, float, float, int, float]]
 ) -> FloatArray:
-    """`month_peak_chance` of many days at once, a row of the grid each, in the same
-    operations (so the same figures)."""
-    log_forecast = np.log(forecast_mw)[:, None]
+    """`month_peak_chance` of many days at once, from each one's (forecast MW, sigma, bar MW,
+    days left, trailing MW), a row of the grid each, in the same operations (so the same
+    figures)."""
+    columns = zip(*inputs, strict=True)
+    forecast, sigma, bar, days_left, trailing = (np.array(column) for column in columns)
+    log_forecast = np.log(forecast)[:, None]
     spread = sigma[:, None]
     grid = log_forecast + spread * np.linspace(-5.0, 5.0, _GRID_POINTS)[None, :]
     weights = np.exp(-0.5 * ((grid - log_forecast) / spread) ** 2) / (spread * np.sqrt(2 * np.pi))
@@ -430,8 +400,8 @@ def month_peak_chances(
     beaten = np.ones_like(level)
     for days in np.unique(days_left[days_left > 0]).tolist():
         rows = days_left == days
-        beaten[rows] = model.beaten_by_none(level[rows], trailing_mw[rows, None], days)
-    beats = np.where(level > bar_mw[:, None], beaten, 0.0)
+        beaten[rows] = model.beaten_by_none(level[rows], trailing[rows, None], int(days))
+    beats = np.where(level > bar[:, None], beaten, 0.0)
     return np.asarray(np.clip(np.trapezoid(weights * beats, grid), 0.0, 1.0), dtype=np.float64)
 
 

@@ -340,9 +340,8 @@ class RecedingPlanner:
         self._settled = 0
         self._planned: FloatArray = np.empty(0)
         self._awards_key: object = None
-        self._breakevens_for: (
-            tuple[tuple[AsicGroup, ...], tuple[float, float], FloatArray] | None
-        ) = None
+        # The breakevens at a plan's groups, pool fee and hashprice, kept while they stay.
+        self._breakevens_for: _Breakevens | None = None
 
     def decide(
         self,

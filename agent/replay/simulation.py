@@ -24,6 +24,7 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import numpy as np
 import numpy.typing as npt
@@ -198,49 +199,42 @@ def _simulate(
     while k < count:
         now = period.moments[k]
         setpoints = decide(k, strategy)
+        steady = None
         if stretches is not None and stretches.quiet[k] and strategy.plant.holds(*setpoints):
             steady = strategy.plant.advance_steady(
                 k * period.interval_s, period.interval_s, stretches.length(k), guard_watts=cap
             )
-            if steady.count:
-                _account_steady(strategy, steady, k=k, calendar=stretches, period=period)
-                done = slice(k, k + steady.count)
-                run.site_watts[done] = steady.mean_site_watts
-                run.asic_curtailed_watts[done] = float(
-                    np.sum((strategy.full_units - strategy.units_on) * asic_watts)
-                )
-                run.decisions[done] = np.concatenate(
-                    (strategy.units_on, setpoints[2], setpoints[3])
-                )
-                k += steady.count
-                if progress is not None:
-                    progress(k, count)
-                continue
-        use = _run_interval(
-            strategy,
-            setpoints=setpoints,
-            at_s=k * period.interval_s,
-            interval_s=period.interval_s,
-            cap_watts=cap,
-            limit_watts=site.site_limit_watts,
-            deployed=_deployed(strategy, period, k),
-        )
-        _account(
-            strategy,
-            use=use,
-            now=now,
-            price=float(period.true_price[k]),
-            hashprice=period.day_hashprice[now.date()],
-            interval_s=period.interval_s,
-        )
-        if period.programs is not None:
-            _account_reserves(strategy, period.programs, k, period.interval_s)
-        run.site_watts[k] = use.mean_site_watts
-        run.asic_curtailed_watts[k] = float(
+        if steady is not None and steady.count:
+            _account_steady(strategy, steady, k=k, period=period)
+            done = slice(k, k + steady.count)
+            site_watts: FloatArray | float = steady.mean_site_watts
+        else:
+            use = _run_interval(
+                strategy,
+                setpoints=setpoints,
+                at_s=k * period.interval_s,
+                interval_s=period.interval_s,
+                cap_watts=cap,
+                limit_watts=site.site_limit_watts,
+                deployed=_deployed(strategy, period, k),
+            )
+            _account(
+                strategy,
+                use=use,
+                now=now,
+                price=float(period.true_price[k]),
+                hashprice=period.day_hashprice[now.date()],
+                interval_s=period.interval_s,
+            )
+            if period.programs is not None:
+                _account_reserves(strategy, period.programs, k, period.interval_s)
+            done, site_watts = slice(k, k + 1), use.mean_site_watts
+        run.site_watts[done] = site_watts
+        run.asic_curtailed_watts[done] = float(
             np.sum((strategy.full_units - strategy.units_on) * asic_watts)
         )
-        run.decisions[k] = np.concatenate((strategy.units_on, setpoints[2], setpoints[3]))
-        k += 1
+        run.decisions[done] = np.concatenate((strategy.units_on, setpoints[2], setpoints[3]))
+        k = done.stop
         if progress is not None:
             progress(k, count)
     _close_months(strategy, site)
@@ -253,8 +247,7 @@ def _simulate(
 class _Stretches:
     """Where a strategy that follows a fixed schedule may be accounted in bulk: the intervals
     that are `quiet` (no deployment of its awards, no GPU curtailed: nothing in them but the
-    plant's draw) and the schedule's changes, which end a stretch; with each interval's month
-    and true hashprice for the ledger."""
+    plant's draw) and the schedule's changes, which end a stretch."""
 
     def __init__(self, schedule: Schedule, strategy: Strategy, period: Period) -> None:
         count = len(period.moments)
@@ -274,8 +267,6 @@ class _Stretches:
                 self.quiet &= ~(period.programs.deployed[product] & (award > 0))
         self._ends = np.flatnonzero(changed | ~self.quiet)
         self._count = count
-        self.months = [month_key(now) for now in period.moments]
-        self.hashprice = np.array([period.day_hashprice[now.date()] for now in period.moments])
 
     def length(self, k: int) -> int:
         """How many intervals from `k` (a quiet one) on change nothing."""
@@ -369,14 +360,7 @@ def _run_agent(
         )
         if offers is not None:
             offers.make_due(k, strategy, market)
-            market = MarketView(
-                now=market.now,
-                history_usd_per_mwh=market.history_usd_per_mwh,
-                interval_s=market.interval_s,
-                hashprice_usd_per_th_day=market.hashprice_usd_per_th_day,
-                day_ahead=market.day_ahead,
-                programs=offers.view(k, strategy, horizon),
-            )
+            market = replace(market, programs=offers.view(k, strategy, horizon))
         decision = receding.decide(
             strategy.state(),
             market,
@@ -615,16 +599,13 @@ def _account(
     totals = strategy.totals
     hash_usd = use.hash_ths_s * hashprice * (1 - site.pool_fee) / SECONDS_PER_DAY
     energy_usd = use.energy_mwh * price
-    ai_usd = 0.0
+    ai_usd = _ai_usd(site, use.gpu_full_node_s, use.gpu_capped_node_s, use.gpu_paused_node_s)
     month = month_key(now)
     used = totals.allowance_used.setdefault(month, {c.name: 0.0 for c in site.contracts})
     for index, gpu in enumerate(site.gpu_groups):
         contract = site.contract(gpu.contract)
-        full = float(use.gpu_full_node_s[index])
         capped = float(use.gpu_capped_node_s[index])
         paused = float(use.gpu_paused_node_s[index])
-        billed_node_s = full + (capped + paused if contract.billed_when_curtailed else 0.0)
-        ai_usd += billed_node_s / SECONDS_PER_HOUR * gpu.gpus_per_node * contract.usd_per_gpu_hour
         curtailed_hours = (capped + paused) / SECONDS_PER_HOUR
         used[contract.name] += curtailed_hours
         totals.gpu_curtailed_gpu_hours += curtailed_hours * gpu.gpus_per_node
@@ -642,9 +623,28 @@ def _account(
     )
 
 
-def _account_steady(
-    strategy: Strategy, steady: SteadyUse, *, k: int, calendar: _Stretches, period: Period
-) -> None:
+@lru_cache(maxsize=2)
+def _calendar(period: Period) -> tuple[list[str], FloatArray]:
+    """Each interval's month and true hashprice, worked out once for all the references."""
+    months = [month_key(now) for now in period.moments]
+    return months, np.array([period.day_hashprice[now.date()] for now in period.moments])
+
+
+def _ai_usd(site: Problem, full_s: FloatArray, capped_s: FloatArray, paused_s: FloatArray) -> float:
+    """What the GPU groups' node-seconds bill: full ones, and curtailed ones where billed."""
+    usd = 0.0
+    for index, gpu in enumerate(site.gpu_groups):
+        contract = site.contract(gpu.contract)
+        billed_node_s = float(full_s[index]) + (
+            float(capped_s[index]) + float(paused_s[index])
+            if contract.billed_when_curtailed
+            else 0.0
+        )
+        usd += billed_node_s / SECONDS_PER_HOUR * gpu.gpus_per_node * contract.usd_per_gpu_hour
+    return usd
+
+
+def _account_steady(strategy: Strategy, steady: SteadyUse, *, k: int, period: Period) -> None:
     """`_account` and `_account_reserves` for each interval of a steady stretch from `k`:
     the figures of each interval worked out together, added up one interval after another in
     `_account`'s order, so that the totals come out the same to the last bit. Nothing is
@@ -652,23 +652,21 @@ def _account_steady(
     site = strategy.site
     totals = strategy.totals
     done = slice(k, k + steady.count)
-    hash_usd = steady.hash_ths_s * calendar.hashprice[done] * (1 - site.pool_fee) / SECONDS_PER_DAY
+    months, hashprice = _calendar(period)
+    hash_usd = steady.hash_ths_s * hashprice[done] * (1 - site.pool_fee) / SECONDS_PER_DAY
     energy_usd = steady.energy_mwh * period.true_price[done]
-    ai_usd = 0.0
-    for index, gpu in enumerate(site.gpu_groups):
-        contract = site.contract(gpu.contract)
-        billed_node_s = float(steady.gpu_full_node_s[index]) + (
-            float(steady.gpu_capped_node_s[index]) + float(steady.gpu_paused_node_s[index])
-            if contract.billed_when_curtailed
-            else 0.0
-        )
-        ai_usd += billed_node_s / SECONDS_PER_HOUR * gpu.gpus_per_node * contract.usd_per_gpu_hour
+    ai_usd = _ai_usd(
+        site, steady.gpu_full_node_s, steady.gpu_capped_node_s, steady.gpu_paused_node_s
+    )
     full_mwh = strategy.asic_full_watts * steady.interval_s / 3.6e9
     curtailed_mwh = max(0.0, full_mwh - steady.asic_energy_mwh)
     unspent = {c.name: 0.0 for c in site.contracts}
-    months = calendar.months[done]
     for month, hashed, spent, mwh in zip(
-        months, hash_usd.tolist(), energy_usd.tolist(), steady.energy_mwh.tolist(), strict=True
+        months[done],
+        hash_usd.tolist(),
+        energy_usd.tolist(),
+        steady.energy_mwh.tolist(),
+        strict=True,
     ):
         totals.allowance_used.setdefault(month, dict(unspent))
         totals.asic_curtailed_mwh += curtailed_mwh
